@@ -1,0 +1,58 @@
+"""Input validation at the public edge: clear `ValueError`s that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
+    """Widths `(d_0, …, d_h)`: at least two positive integers (depth h >= 1)."""
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of layer widths, got {widths!r}") from None
+    if len(widths) < 2:
+        raise ValueError(
+            f"{name} must list at least two layer widths (d_0, ..., d_h with depth h >= 1), "
+            f"got {widths!r}"
+        )
+    for i, d in enumerate(widths):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"{name}[{i}] must be a positive integer, got {d!r} in {widths!r}")
+    return tuple(int(d) for d in widths)
+
+
+def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim: int | None = None):
+    """A finite numeric array of the given shape (`None` entries match any size)."""
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
+        raise ValueError(f"{name} must be an array, could not convert {type(x).__name__}: {e}")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, arr.shape)
+        ):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    return x
+
+
+def check_positive(x, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (or >= 0)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {x!r}")
+    return v
