@@ -29,7 +29,7 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
     try:
         arr = np.asarray(x)
     except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
-        raise ValueError(f"{name} must be an array, could not convert {type(x).__name__}: {e}")
+        raise ValueError(f"{name} must be an array, could not convert {type(x).__name__}: {e}") from None
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
