@@ -15,8 +15,7 @@ def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]
         raise ValueError(f"{name} must be a sequence of layer widths, got {widths!r}") from None
     if len(widths) < 2:
         raise ValueError(
-            f"{name} must list at least two layer widths (d_0, ..., d_h with depth h >= 1), "
-            f"got {widths!r}"
+            f"{name} must list at least two layer widths (d_0, ..., d_h with depth h >= 1), got {widths!r}"
         )
     for i, d in enumerate(widths):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
@@ -35,9 +34,7 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     if shape is not None:
-        if arr.ndim != len(shape) or any(
-            s is not None and s != a for s, a in zip(shape, arr.shape)
-        ):
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):

@@ -94,9 +94,7 @@ class DeepLinearNetwork(eqx.Module):
                 "or stays inside one)"
             )
         A = jnp.asarray(A)
-        return cls(
-            tuple(A[off[i] : off[i + 1], off[i - 1] : off[i]] for i in range(1, len(widths)))
-        )
+        return cls(tuple(A[off[i] : off[i + 1], off[i - 1] : off[i]] for i in range(1, len(widths))))
 
     @classmethod
     def init(
@@ -132,9 +130,7 @@ class DeepLinearNetwork(eqx.Module):
         keys = jax.random.split(key, h + 2)
         if scheme == "gaussian":
             ws = [
-                scale
-                / np.sqrt(widths[i])
-                * jax.random.normal(keys[i], (widths[i + 1], widths[i]), dtype)
+                scale / np.sqrt(widths[i]) * jax.random.normal(keys[i], (widths[i + 1], widths[i]), dtype)
                 for i in range(h)
             ]
         elif scheme == "orthogonal":
@@ -162,8 +158,7 @@ def _aligned(widths, task, strengths, dtype):
         raise ValueError('scheme="aligned" needs task= (its singular vectors give the alignment)')
     if (task.d_in, task.d_out) != (widths[0], widths[-1]):
         raise ValueError(
-            f"task maps {task.d_in} -> {task.d_out} but widths {widths} map "
-            f"{widths[0]} -> {widths[-1]}"
+            f"task maps {task.d_in} -> {task.d_out} but widths {widths} map {widths[0]} -> {widths[-1]}"
         )
     h = len(widths) - 1
     r = min(widths)
@@ -194,9 +189,7 @@ def _delta_balanced(widths, keys, scale, delta, dtype):
             f"W_i W_i^T = delta*I must be positive definite), got widths {widths}"
         )
     if delta < 0 and any(widths[i - 1] < widths[i] for i in range(1, h)):
-        raise ValueError(
-            f"delta_balanced with delta < 0 needs d_0 >= ... >= d_(h-1), got widths {widths}"
-        )
+        raise ValueError(f"delta_balanced with delta < 0 needs d_0 >= ... >= d_(h-1), got widths {widths}")
     if delta < 0:  # mirror: build the transposed network with -delta, then transpose back
         ws = _delta_balanced(widths[::-1], keys, scale, -delta, dtype)
         return [w.T for w in ws[::-1]]

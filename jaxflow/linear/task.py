@@ -90,14 +90,10 @@ class Task(eqx.Module):
             syx = syx @ (evecs / np.sqrt(evals)) @ evecs.T
             sxx = np.eye(X.shape[0])
         dtype = dtype or jnp.result_type(float)
-        return cls(
-            jnp.asarray(sxx, dtype), jnp.asarray(syx, dtype), jnp.asarray(tyy, dtype), whiten
-        )
+        return cls(jnp.asarray(sxx, dtype), jnp.asarray(syx, dtype), jnp.asarray(tyy, dtype), whiten)
 
     @classmethod
-    def teacher(
-        cls, key: Key, d_in: int, d_out: int, rank: int | None = None, scale: float = 1.0
-    ) -> Task:
+    def teacher(cls, key: Key, d_in: int, d_out: int, rank: int | None = None, scale: float = 1.0) -> Task:
         """A whitened task whose target is a random teacher `W* = scale · G/√d_in` of rank `rank`."""
         check_positive(scale, "scale")
         r = min(d_in, d_out) if rank is None else rank

@@ -1,0 +1,121 @@
+"""Typed configs loaded from TOML and validated with one clear message per problem.
+
+A config is a frozen dataclass; `parse(cls, table)` checks unknown keys, types and nested
+tables, then the dataclass's own `__post_init__` checks values (raise `ConfigError` naming the
+key). `load_config(path, cls)` reads a TOML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown, of the wrong type or out of range."""
+
+
+def fail(key: str, message: str):
+    """Raise `ConfigError` for `key`."""
+    raise ConfigError(f"config key '{key}': {message}")
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arm in (a for a in args if a is not type(None)):
+            try:
+                return _check(value, arm, key)
+            except ConfigError:
+                pass
+        fail(key, f"expected {_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            fail(key, f"must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(key, f"must be a table, got {value!r}")
+        return parse(tp, value, key)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            fail(key, f"must be a list, got {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                fail(key, f"must be a list of {len(args)} items, got {value!r}")
+            return tuple(_check(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail(key, f"must be a table, got {value!r}")
+        return {k: _check(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(key, f"must be an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            fail(key, f"must be a {tp.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} of '{key}' is not supported")
+
+
+def _name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def parse(cls: type[T], table: dict, where: str = "") -> T:
+    """Build the dataclass `cls` from a TOML table, checking keys and types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        fail(prefix + unknown[0], f"unknown key; allowed keys here are {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in table:
+            kwargs[name] = _check(table[name], hints[name], prefix + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            fail(prefix + name, "missing (required)")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config '{where or cls.__name__}': {e}") from None
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a TOML file; unreadable or malformed files raise `ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """`parse(cls, load_toml(path))`."""
+    return parse(cls, load_toml(path))
