@@ -1,14 +1,21 @@
 """jaxflow: gradient flow and landscape of deep linear networks; frustration of signed networks."""
 
+from .linear import CriticalValue as CriticalValue
 from .linear import (
     DeepLinearNetwork as DeepLinearNetwork,
 )
 from .linear import (
     Task as Task,
 )
+from .linear import critical_levels as critical_levels
+from .linear import critical_point as critical_point
+from .linear import critical_values as critical_values
+from .linear import level_index as level_index
 from .linear import (
     loss as loss,
 )
+from .linear import mode_strengths as mode_strengths
+from .linear import nearest_critical_value as nearest_critical_value
 from .linear import (
     vector_field as vector_field,
 )

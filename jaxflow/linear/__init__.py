@@ -15,5 +15,17 @@ from .flow import (
 from .flow import (
     vector_field_adjacency as vector_field_adjacency,
 )
+from .landscape import CriticalValue as CriticalValue
+from .landscape import Modes as Modes
+from .landscape import NearestCritical as NearestCritical
+from .landscape import class_distance as class_distance
+from .landscape import critical_levels as critical_levels
+from .landscape import critical_point as critical_point
+from .landscape import critical_values as critical_values
+from .landscape import level_index as level_index
+from .landscape import mode_strengths as mode_strengths
+from .landscape import nearest_critical_value as nearest_critical_value
+from .landscape import subset_map as subset_map
+from .landscape import task_modes as task_modes
 from .network import DeepLinearNetwork as DeepLinearNetwork
 from .task import Task as Task

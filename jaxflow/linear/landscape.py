@@ -1,0 +1,271 @@
+"""Critical values and critical points of the loss, and where a network sits among them.
+
+The landscape is read in whitened coordinates. With `Σ_xx^{½}` the square root of `Σ_xx` and
+`Σ_xx^{+½}` the pseudo-inverse root, `M = Σ_yx Σ_xx^{+½} = U diag(μ) Vᵀ` and `W̃ = W Σ_xx^{½}`,
+
+    L(W) = ½‖M − W̃‖²_F + ½(tr Σ_yy − ‖M‖²_F),
+
+so the critical end-to-end maps are `W̃ = M_S = Σ_{j∈S} μ_j u_j v_jᵀ` for subsets `S` of the
+non-zero modes with `|S| <= min_i d_i`, at the critical value `L_S = ½ tr Σ_yy − ½ Σ_{j∈S} μ_j²`.
+For a whitened task `M = Σ_yx` and `μ = σ`. A singular `Σ_xx` is fine when `Σ_yx` lives on its
+range (always so for a task made from data); otherwise the loss is unbounded below and has no
+critical points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_widths
+from .._types import Array, Float, Int, Scalar
+from .flow import loss
+from .network import DeepLinearNetwork
+from .task import Task
+
+MAX_SUBSETS = 1 << 20
+
+
+class Modes(eqx.Module):
+    """The landscape's modes `M = Σ_yx Σ_xx^{+½} = U diag(μ) Vᵀ` (thin SVD, `μ` descending).
+
+    `root = Σ_xx^{½}` and `inv_root = Σ_xx^{+½}`; both are the identity for a whitened task.
+    """
+
+    U: Float[Array, "d_out m"]
+    mu: Float[Array, " m"]
+    V: Float[Array, "d_in m"]
+    root: Float[Array, "d_in d_in"]
+    inv_root: Float[Array, "d_in d_in"]
+
+
+def task_modes(task: Task) -> Modes:
+    """The modes of `task` (pure `jnp`; eigenvalues of `Σ_xx` below `d_in·eps·λ_max` count as 0)."""
+    sxx = task.sigma_xx
+    if task.whitened:
+        root = inv_root = jnp.eye(task.d_in, dtype=sxx.dtype)
+    else:
+        lam, Q = jnp.linalg.eigh(sxx)
+        keep = lam > task.d_in * jnp.finfo(sxx.dtype).eps * jnp.max(jnp.abs(lam))
+        safe = jnp.where(keep, lam, 1.0)
+        root = (Q * jnp.where(keep, jnp.sqrt(safe), 0.0)) @ Q.T
+        inv_root = (Q * jnp.where(keep, 1.0 / jnp.sqrt(safe), 0.0)) @ Q.T
+    U, mu, Vt = jnp.linalg.svd(task.sigma_yx @ inv_root, full_matrices=False)
+    return Modes(U, mu, Vt.T, root, inv_root)
+
+
+def mode_strengths(W: Float[Array, "d_out d_in"], task: Task) -> Float[Array, " m"]:
+    """`s_k = u_kᵀ W Σ_xx^{½} v_k`: the strength of `W` along each mode (`= u_kᵀ W v_k` if whitened).
+
+    Pure `jnp`; `vmap` over `W` computes the task's SVD once. Within a repeated singular value
+    the strengths depend on the basis the SVD chose.
+    """
+    m = task_modes(task)
+    return jnp.einsum("ik,ij,jk->k", m.U, W @ m.root, m.V)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalValue:
+    """`value = L_S = ½ tr Σ_yy − ½ Σ_{j∈S} μ_j²` of the critical points with learnt modes `subset`."""
+
+    value: float
+    subset: tuple[int, ...]
+    is_global_minimum: bool
+
+
+def _spectrum(task: Task) -> tuple[np.ndarray, float]:
+    """`μ` with repeated values made exactly equal and zero values exactly 0, and the tolerance.
+
+    Singular values within `tol = max(d_in, d_out)·eps·μ_1` of their neighbour are one repeated
+    value (replaced by their mean); those below `tol` are zero.
+    """
+    mu = np.asarray(task_modes(task).mu, float)
+    tol = max(task.d_in, task.d_out) * np.finfo(float).eps * (mu[0] if mu.size else 0.0)
+    mu = np.where(mu > tol, mu, 0.0)
+    groups = np.concatenate([[0], np.cumsum(np.abs(np.diff(mu)) > tol)])
+    means = np.array([mu[groups == g].mean() for g in range(groups[-1] + 1)])
+    return means[groups], tol
+
+
+def check_task_widths(task: Task, widths: Sequence[int]) -> tuple[int, ...]:
+    """Validate `widths` against `task` and that the loss is bounded below; returns the widths."""
+    widths = check_widths(widths)
+    if (task.d_in, task.d_out) != (widths[0], widths[-1]):
+        raise ValueError(
+            f"widths {widths} map {widths[0]} -> {widths[-1]} but the task maps {task.d_in} -> {task.d_out}"
+        )
+    if not task.whitened:
+        m = task_modes(task)
+        off = np.linalg.norm(np.asarray(task.sigma_yx - task.sigma_yx @ m.inv_root @ m.root))
+        scale = np.linalg.norm(np.asarray(task.sigma_yx))
+        if off > 1e3 * np.finfo(float).eps * max(task.d_in, task.d_out) * scale:
+            raise ValueError(
+                f"task.sigma_yx has a part of norm {off:.3g} outside the range of the singular "
+                "task.sigma_xx: the loss is unbounded below and has no critical points"
+            )
+    return widths
+
+
+def _max_learnt(widths: tuple[int, ...], rank: int) -> int:
+    return rank if len(widths) == 2 else min(min(widths), rank)
+
+
+def _energy(counts: Iterable[int], values: np.ndarray) -> float:
+    """`Σ_v count_v · v`, summed in one fixed order (so equal inputs give bitwise equal sums)."""
+    e = 0.0
+    for c, v in zip(counts, values):
+        e = e + int(c) * float(v)
+    return e
+
+
+def critical_values(task: Task, widths: Sequence[int]) -> list[CriticalValue]:
+    """Every critical value `L_S` with its subset `S` of learnt modes, sorted ascending.
+
+    `S` runs over subsets of the non-zero modes (0-based, in the order of `μ` descending) with
+    `|S| <= min_i d_i` (depth 1: only the global minimum, all modes). Zero modes are never in
+    `S` (learning them changes nothing). A repeated singular value gives exactly equal values
+    for the subsets that swap its modes; all of those subsets are listed. Ties are ordered by
+    `(|S|, S)`. `is_global_minimum` marks the lowest value: `|S| = min(min_i d_i, rank)` with
+    `S` among the largest `μ`.
+    """
+    widths = check_task_widths(task, widths)
+    mu, _ = _spectrum(task)
+    rank = int(np.count_nonzero(mu))
+    k = _max_learnt(widths, rank)
+    sizes = [k] if len(widths) == 2 else range(k + 1)
+    count = sum(math.comb(rank, s) for s in sizes)
+    if count > MAX_SUBSETS:
+        raise ValueError(
+            f"the task has rank {rank} and widths {widths} allow {k} learnt modes: {count} subsets "
+            f"exceed the limit of {MAX_SUBSETS}; use critical_levels for the distinct values"
+        )
+    vals, group = np.unique(mu[:rank] ** 2, return_inverse=True)
+    const = 0.5 * float(task.trace_yy)
+    kth = mu[k - 1] if k else np.inf
+    out = []
+    for s in sizes:
+        for S in itertools.combinations(range(rank), s):
+            e = _energy(np.bincount(group[list(S)], minlength=vals.size), vals)
+            glob = s == k and (not S or mu[list(S)].min() >= kth)
+            out.append(CriticalValue(float(const - 0.5 * e), S, bool(glob)))
+    return sorted(out, key=lambda c: (c.value, len(c.subset), c.subset))
+
+
+def critical_levels(task: Task, widths: Sequence[int]) -> np.ndarray:
+    """The distinct critical values, ascending, bitwise equal to those of `critical_values`.
+
+    Counts subsets by how many modes of each distinct `μ` they learn, so it stays cheap where
+    `critical_values` would list too many subsets.
+    """
+    widths = check_task_widths(task, widths)
+    mu, _ = _spectrum(task)
+    rank = int(np.count_nonzero(mu))
+    k = _max_learnt(widths, rank)
+    vals, mult = np.unique(mu[:rank] ** 2, return_counts=True)
+    choices = itertools.product(*(range(c + 1) for c in mult))
+    sizes = {k} if len(widths) == 2 else set(range(k + 1))
+    const = 0.5 * float(task.trace_yy)
+    return np.unique([const - 0.5 * _energy(c, vals) for c in choices if sum(c) in sizes])
+
+
+def level_index(losses: Float[Array, "*batch"], levels: Float[Array, " k"]) -> Int[Array, "*batch"]:
+    """Index of the level in `levels` nearest to each loss (pure `jnp`, `vmap`/`jit` friendly)."""
+    return jnp.argmin(jnp.abs(jnp.asarray(losses)[..., None] - levels), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NearestCritical:
+    """The critical value nearest to a network's loss: `distance = |L − value|`."""
+
+    value: float
+    subset: tuple[int, ...]
+    distance: float
+    is_global_minimum: bool
+
+
+def nearest_critical_value(net: DeepLinearNetwork, task: Task) -> NearestCritical:
+    """The critical level set the network is on or near, by loss.
+
+    Among subsets with the same (nearest) value, the one whose `M_S` is nearest to `W̃` in
+    Frobenius norm is reported.
+    """
+    cvs = critical_values(task, net.widths)
+    L = float(loss(net, task))
+    best = min(abs(L - c.value) for c in cvs)
+    tied = [c for c in cvs if abs(L - c.value) == best]
+    if len(tied) > 1:
+        W = net.end_to_end()
+        dist = [float(class_distance(W, task, c.subset)) for c in tied]
+        tied = [tied[int(np.argmin(dist))]]
+    c = tied[0]
+    return NearestCritical(c.value, c.subset, float(best), c.is_global_minimum)
+
+
+def subset_map(task: Task, subset: Sequence[int]) -> Float[Array, "d_out d_in"]:
+    """`M_S = Σ_{j∈S} μ_j u_j v_jᵀ` in whitened coordinates (the critical `W̃` for `S`)."""
+    m = task_modes(task)
+    S = jnp.asarray(tuple(subset), int)
+    return (m.U[:, S] * m.mu[S]) @ m.V[:, S].T
+
+
+def class_distance(W: Float[Array, "d_out d_in"], task: Task, subset: Sequence[int]) -> Scalar:
+    """`‖W Σ_xx^{½} − M_S‖_F`: zero exactly on the critical class `S` (end-to-end)."""
+    return jnp.linalg.norm(W @ task_modes(task).root - subset_map(task, subset))
+
+
+def _check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        S = tuple(sorted(int(j) for j in subset))
+    except (TypeError, ValueError):
+        raise ValueError(f"subset must be an iterable of mode indices, got {subset!r}") from None
+    m = min(task.d_in, task.d_out)
+    if len(set(S)) != len(S) or any(not 0 <= j < m for j in S):
+        raise ValueError(f"subset must hold distinct mode indices in 0..{m - 1}, got {subset!r}")
+    mu, _ = _spectrum(task)
+    rank = int(np.count_nonzero(mu))
+    k = _max_learnt(widths, rank)
+    if len(S) > k:
+        raise ValueError(
+            f"subset {S} learns {len(S)} modes but widths {widths} allow at most {min(widths)} "
+            f"(task rank {rank})"
+        )
+    if len(widths) == 2 and set(S) != set(range(rank)):
+        raise ValueError(
+            f"a depth-1 network has one critical class, all {rank} non-zero modes; got subset {S}"
+        )
+    return S
+
+
+def critical_point(
+    task: Task, widths: Sequence[int], subset: Iterable[int], *, balanced: bool = True
+) -> DeepLinearNetwork:
+    """A canonical critical point whose end-to-end map is `W_S = M_S Σ_xx^{+½}`.
+
+    With `W_S = P diag(ρ) Qᵀ` (thin SVD, `k = |S|` columns; for a whitened task `P = U_S`,
+    `ρ = σ_S`, `Q = V_S`, so hidden coordinate `m` carries mode `S[m]`):
+
+    - `balanced=True`: `W_i = R_i diag(ρ^{1/h}) R_{i−1}ᵀ` with `R_0 = Q`, `R_h = P` and the
+      hidden `R_i` the first `k` coordinate vectors — 0-balanced (`C_i = 0`) and aligned.
+    - `balanced=False`: all of `ρ` on the first layer, `W_1 = R_1 diag(ρ) Qᵀ`, the rest partial
+      isometries — aligned, critical, not balanced.
+    """
+    widths = check_task_widths(task, widths)
+    S = _check_subset(subset, task, widths)
+    m = task_modes(task)
+    dtype = task.sigma_yx.dtype
+    idx = jnp.asarray(S, int)
+    if task.whitened:
+        P, rho, Q = m.U[:, idx], m.mu[idx], m.V[:, idx]
+    else:
+        a, rho, bt = jnp.linalg.svd(m.inv_root @ m.V[:, idx] * m.mu[idx], full_matrices=False)
+        P, Q = m.U[:, idx] @ bt.T, a
+    h, k = len(widths) - 1, len(S)
+    frames = [Q] + [jnp.eye(d, k, dtype=dtype) for d in widths[1:-1]] + [P]
+    scales = [rho ** (1.0 / h)] * h if balanced else [rho] + [jnp.ones_like(rho)] * (h - 1)
+    return DeepLinearNetwork(tuple(frames[i + 1] @ (scales[i][:, None] * frames[i].T) for i in range(h)))
