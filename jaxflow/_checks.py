@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
+
+
+def is_traced(x) -> bool:
+    """Whether `x` is an abstract value under `jit`/`vmap`/`grad` (only its shape and dtype are known)."""
+    return isinstance(x, jax.core.Tracer)
 
 
 def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
@@ -24,9 +30,12 @@ def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]
 
 
 def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim: int | None = None):
-    """A finite numeric array of the given shape (`None` entries match any size)."""
+    """A finite numeric array of the given shape (`None` entries match any size).
+
+    A traced `x` (under `jit`/`vmap`) is checked for dtype and shape only.
+    """
     try:
-        arr = np.asarray(x)
+        arr = jax.ShapeDtypeStruct(x.shape, x.dtype) if is_traced(x) else np.asarray(x)
     except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
         raise ValueError(f"{name} must be an array, could not convert {type(x).__name__}: {e}") from None
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
@@ -37,14 +46,16 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not is_traced(x) and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     return x
 
 
 def check_positive(x, name: str, *, allow_zero: bool = False) -> float:
-    """A finite real number > 0 (or >= 0)."""
+    """A finite real number > 0 (or >= 0); a traced `x` is returned unchecked."""
+    if is_traced(x):
+        return x
     try:
         v = float(x)
     except (TypeError, ValueError):
