@@ -1,0 +1,609 @@
+"""`SignedGraph`: a layered signed DAG held as matrix-free blocks (dense, conv, pooling, skip, routing).
+
+Nodes live in layers `0..L−1`; each layer has a shape (`(d,)`, or `(C, H, W)` for images) and its
+nodes are numbered in C order, layer after layer, as in the DESIGN block convention: `A[p, q]` is the
+weight of the edge `q → p`. A *block* is the part of `A` between one source layer and one later
+destination layer. A layer's value is the **sum** of its incoming blocks' outputs (a residual sum is
+a layer fed by a conv block and a `Skip`); a **concatenation** is a layer fed by `Route` blocks that
+place each input's nodes in their slice of the output (`Route.concat`). Every block acts on vectors
+without building its matrix: `apply(x) = A_b x`, `apply_transpose(y) = A_bᵀ y`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._checks import check_array
+from .._types import Array, Float, Int, Scalar
+
+Shape = tuple[int, ...]
+_HIGHEST = lax.Precision.HIGHEST
+
+
+class Activation(NamedTuple):
+    """The elementwise nonlinearity applied to a layer's summed input (biases are not edges).
+
+    `monotone` says whether it is non-decreasing (ReLU, sigmoid, tanh, …), which the
+    near-monotonicity guarantee of a balanced graph needs.
+    """
+
+    name: str = "identity"
+    monotone: bool = True
+
+
+class Block(eqx.Module):
+    """A block `A_b` of the adjacency matrix between a source and a destination layer.
+
+    `in_shape`/`out_shape` are the two layers' shapes. Subclasses hold their edge weights in
+    floating-point array leaves, so `map_weights` (and `jax.tree` maps filtered by
+    `eqx.is_inexact_array`) act on every implied edge weight at once.
+    """
+
+    in_shape: eqx.AbstractVar[Shape]
+    out_shape: eqx.AbstractVar[Shape]
+    learned: ClassVar[bool] = False  # True for trained weights (dense, conv): null models shuffle these
+
+    def apply(self, x: Float[Array, "*in"]) -> Float[Array, "*out"]:
+        """`A_b x`."""
+        raise NotImplementedError
+
+    def apply_transpose(self, y: Float[Array, "*out"]) -> Float[Array, "*in"]:
+        """`A_bᵀ y`."""
+        (x,) = jax.linear_transpose(self.apply, jax.ShapeDtypeStruct(self.in_shape, y.dtype))(y)
+        return x
+
+    def abs_sum(self) -> Scalar:
+        """`Σ |a|` over every implied edge (a shared conv weight counts once per use)."""
+        raise NotImplementedError
+
+    def num_edges(self) -> int:
+        """Number of implied edges with non-zero weight (host-side, exact integer)."""
+        raise NotImplementedError
+
+    def map_weights(self, fn: Callable[[Array], Array]) -> Block:
+        """The same block with `fn` applied to its weight arrays (e.g. `jnp.abs`, `jnp.sign`)."""
+        dynamic, static = eqx.partition(self, eqx.is_inexact_array)
+        return eqx.combine(jax.tree.map(fn, dynamic), static)
+
+    def to_dense(self) -> Float[Array, "n_out n_in"]:
+        """The block as a dense `(n_out, n_in)` matrix (small blocks only; for tests)."""
+        n_in = math.prod(self.in_shape)
+        dtype = jnp.result_type(*jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array)))
+        eye = jnp.eye(n_in, dtype=dtype).reshape((n_in, *self.in_shape))
+        return jax.vmap(lambda e: self.apply(e).ravel(), out_axes=1)(eye)
+
+
+class Dense(Block):
+    """A fully connected block: `A_b = W`, `W` of shape `(n_out, n_in)` on the flattened layers."""
+
+    weight: Float[Array, "n_out n_in"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+    learned: ClassVar[bool] = True
+
+    def __init__(self, weight, in_shape: Shape | None = None, out_shape: Shape | None = None):
+        weight = jnp.asarray(check_array(weight, "weight", ndim=2))
+        self.weight = weight
+        self.in_shape = _shape(in_shape, (weight.shape[1],), "in_shape")
+        self.out_shape = _shape(out_shape, (weight.shape[0],), "out_shape")
+        if math.prod(self.in_shape) != weight.shape[1] or math.prod(self.out_shape) != weight.shape[0]:
+            raise ValueError(
+                f"Dense weight of shape {weight.shape} needs layers of {weight.shape[1]} -> "
+                f"{weight.shape[0]} nodes, got in_shape {self.in_shape} and out_shape {self.out_shape}"
+            )
+
+    def apply(self, x):
+        return jnp.matmul(self.weight, x.ravel(), precision=_HIGHEST).reshape(self.out_shape)
+
+    def apply_transpose(self, y):
+        return jnp.matmul(y.ravel(), self.weight, precision=_HIGHEST).reshape(self.in_shape)
+
+    def abs_sum(self):
+        return jnp.sum(jnp.abs(self.weight))
+
+    def num_edges(self):
+        return int(np.count_nonzero(np.asarray(self.weight)))
+
+    def to_dense(self):
+        return self.weight
+
+
+class Conv2d(Block):
+    """A 2-D convolution (cross-correlation, as in PyTorch/ONNX) between `(C, H, W)` layers.
+
+    `kernel` has shape `(C_out, C_in/groups, kh, kw)`; `padding` is `p`, `(p_h, p_w)` or
+    `((top, bottom), (left, right))`. The implied Toeplitz matrix is never built: `apply` is
+    `lax.conv_general_dilated`, `apply_transpose` its linear transpose.
+    """
+
+    kernel: Float[Array, "c_out c_in_per_group kh kw"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+    stride: tuple[int, int] = eqx.field(static=True)
+    padding: tuple[tuple[int, int], tuple[int, int]] = eqx.field(static=True)
+    dilation: tuple[int, int] = eqx.field(static=True)
+    groups: int = eqx.field(static=True)
+    learned: ClassVar[bool] = True
+
+    def __init__(self, kernel, in_shape: Shape, stride=1, padding=0, dilation=1, groups: int = 1):
+        kernel = jnp.asarray(check_array(kernel, "kernel", ndim=4))
+        in_shape = _shape(in_shape, None, "in_shape")
+        if len(in_shape) != 3:
+            raise ValueError(f"Conv2d in_shape must be (C, H, W), got {in_shape}")
+        groups = _positive_int(groups, "groups")
+        c_out, c_in_g, kh, kw = kernel.shape
+        if c_out % groups or in_shape[0] != c_in_g * groups:
+            raise ValueError(
+                f"Conv2d with groups={groups} needs kernel (C_out, C_in/groups, kh, kw) with C_out "
+                f"divisible by groups and C_in = {in_shape[0]} = kernel.shape[1] * groups; "
+                f"got kernel shape {kernel.shape}"
+            )
+        self.kernel = kernel
+        self.in_shape = in_shape
+        self.stride = _pair(stride, "stride")
+        self.padding = _padding(padding)
+        self.dilation = _pair(dilation, "dilation")
+        self.groups = groups
+        out_hw = _window_out_size(in_shape[1:], (kh, kw), self.stride, self.padding, self.dilation)
+        self.out_shape = (c_out, *out_hw)
+
+    def apply(self, x):
+        y = lax.conv_general_dilated(
+            x[None],
+            self.kernel,
+            window_strides=self.stride,
+            padding=self.padding,
+            rhs_dilation=self.dilation,
+            feature_group_count=self.groups,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            precision=_HIGHEST,
+        )
+        return y[0]
+
+    def _tap_uses(self) -> np.ndarray:
+        """`(kh, kw)`: how many output positions each kernel tap lands inside the input."""
+        kh, kw = self.kernel.shape[2:]
+        uses = [
+            _inside(self.in_shape[1 + a], self.out_shape[1 + a], k, self.stride[a], self.padding[a][0],
+                    self.dilation[a]).sum(axis=0)
+            for a, k in enumerate((kh, kw))
+        ]  # fmt: skip
+        return np.outer(*uses)
+
+    def abs_sum(self):
+        uses = jnp.asarray(self._tap_uses(), self.kernel.dtype)
+        return jnp.sum(jnp.abs(self.kernel) * uses)
+
+    def num_edges(self):
+        nonzero = np.count_nonzero(np.asarray(self.kernel), axis=(0, 1)).astype(np.int64)
+        return int(np.sum(nonzero * self._tap_uses()))
+
+
+class Pool(Block):
+    """Pooling as positive edges from every input of each window to its output, per channel.
+
+    `mode="avg"`: edge weight `1/(kh·kw)` (padding counted in the divisor) or, with
+    `count_include_pad=False`, `1/(number of inputs inside the window)`. `mode="max"`: a max
+    pool is not linear; its graph is taken to be edges of weight 1 from every input of the window
+    (the choice that keeps it monotone and sign-preserving). `scale` holds the per-output weight.
+    """
+
+    scale: Float[Array, "*shape"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+    window: tuple[int, int] = eqx.field(static=True)
+    stride: tuple[int, int] = eqx.field(static=True)
+    padding: tuple[tuple[int, int], tuple[int, int]] = eqx.field(static=True)
+    dilation: tuple[int, int] = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        window,
+        in_shape: Shape,
+        stride=None,
+        padding=0,
+        dilation=1,
+        *,
+        mode: str = "avg",
+        count_include_pad: bool = True,
+        dtype=None,
+    ):
+        in_shape = _shape(in_shape, None, "in_shape")
+        if len(in_shape) != 3:
+            raise ValueError(f"Pool in_shape must be (C, H, W), got {in_shape}")
+        if mode not in ("avg", "max"):
+            raise ValueError(f'Pool mode must be "avg" or "max", got {mode!r}')
+        self.in_shape = in_shape
+        self.window = _pair(window, "window")
+        self.stride = self.window if stride is None else _pair(stride, "stride")
+        self.padding = _padding(padding)
+        self.dilation = _pair(dilation, "dilation")
+        self.mode = mode
+        out_hw = _window_out_size(in_shape[1:], self.window, self.stride, self.padding, self.dilation)
+        self.out_shape = (in_shape[0], *out_hw)
+        dtype = dtype or jnp.result_type(float)
+        if mode == "max":
+            self.scale = jnp.ones((), dtype)
+        elif count_include_pad:
+            self.scale = jnp.full((), 1.0 / math.prod(self.window), dtype)
+        else:
+            self.scale = jnp.asarray(1.0 / self._inputs_per_window(), dtype)
+
+    def _sum_pool(self, x):
+        pads = ((0, 0), *self.padding)
+        return lax.reduce_window(
+            x, jnp.zeros((), x.dtype), lax.add, (1, *self.window), (1, *self.stride), pads,
+            window_dilation=(1, *self.dilation),
+        )  # fmt: skip
+
+    def _inputs_per_window(self) -> np.ndarray:
+        """`(1, H', W')`: number of in-bounds inputs of each output's window."""
+        counts = [
+            _inside(self.in_shape[1 + a], self.out_shape[1 + a], self.window[a], self.stride[a],
+                    self.padding[a][0], self.dilation[a]).sum(axis=1)
+            for a in range(2)
+        ]  # fmt: skip
+        return np.outer(*counts)[None]
+
+    def apply(self, x):
+        return self._sum_pool(x) * self.scale
+
+    def apply_transpose(self, y):
+        (x,) = jax.linear_transpose(self._sum_pool, jax.ShapeDtypeStruct(self.in_shape, y.dtype))(
+            y * self.scale
+        )
+        return x
+
+    def abs_sum(self):
+        counts = jnp.asarray(self._inputs_per_window(), self.scale.dtype)
+        return jnp.sum(jnp.broadcast_to(jnp.abs(self.scale) * counts, self.out_shape))
+
+    def num_edges(self):
+        nonzero = np.broadcast_to(np.asarray(self.scale) != 0, self.out_shape)
+        return int(np.sum(nonzero * self._inputs_per_window()))
+
+
+class Skip(Block):
+    """Identity edges `q → q` of weight `weight` (default 1) between two layers of the same shape."""
+
+    weight: Float[Array, ""]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+
+    def __init__(self, shape: Shape, weight=1.0, dtype=None):
+        self.in_shape = self.out_shape = _shape(shape, None, "shape")
+        self.weight = jnp.asarray(weight, dtype or jnp.result_type(float))
+
+    def apply(self, x):
+        return x * self.weight
+
+    def apply_transpose(self, y):
+        return y * self.weight
+
+    def abs_sum(self):
+        return jnp.abs(self.weight) * math.prod(self.in_shape)
+
+    def num_edges(self):
+        return math.prod(self.in_shape) if float(self.weight) != 0 else 0
+
+
+class Route(Block):
+    """Edges of weight `weight` (default 1) from each source node `q` to destination node `index[q]`.
+
+    `index` is injective. This is how a Transpose (a permutation), a Reshape (the identity on
+    C-order node numbers) or one input of a concatenation (`Route.concat`) is a block.
+    """
+
+    index: Int[Array, " n_in"]
+    weight: Float[Array, ""]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+
+    def __init__(self, index, in_shape: Shape, out_shape: Shape, weight=1.0, dtype=None):
+        self.in_shape = _shape(in_shape, None, "in_shape")
+        self.out_shape = _shape(out_shape, None, "out_shape")
+        idx = np.asarray(index)
+        n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+        if not np.issubdtype(idx.dtype, np.integer) or idx.shape != (n_in,):
+            raise ValueError(f"Route index must be {n_in} integers (one per source node), got {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= n_out or np.unique(idx).size != n_in):
+            raise ValueError(
+                f"Route index must map the {n_in} source nodes to distinct nodes in 0..{n_out - 1}"
+            )
+        self.index = jnp.asarray(idx)
+        self.weight = jnp.asarray(weight, dtype or jnp.result_type(float))
+
+    @classmethod
+    def permute(cls, in_shape: Shape, axes: Sequence[int]) -> Route:
+        """The layer transposed by `axes` (as `numpy.transpose`)."""
+        in_shape = _shape(in_shape, None, "in_shape")
+        order = np.arange(math.prod(in_shape)).reshape(in_shape).transpose(axes)
+        return cls(np.argsort(order.ravel()), in_shape, order.shape)
+
+    @classmethod
+    def reshape(cls, in_shape: Shape, out_shape: Shape) -> Route:
+        """The layer reshaped in C order (node numbers unchanged)."""
+        in_shape = _shape(in_shape, None, "in_shape")
+        return cls(np.arange(math.prod(in_shape)), in_shape, out_shape)
+
+    @classmethod
+    def concat(cls, shapes: Sequence[Shape], axis: int = 0) -> list[Route]:
+        """One `Route` per input of `concatenate(inputs, axis)`, into the concatenated layer."""
+        shapes = [_shape(s, None, f"shapes[{i}]") for i, s in enumerate(shapes)]
+        try:
+            out = np.concatenate([np.zeros(s, np.int8) for s in shapes], axis=axis).shape
+        except ValueError as e:
+            raise ValueError(f"cannot concatenate layers of shapes {shapes} along axis {axis}: {e}") from None
+        dest = np.arange(math.prod(out)).reshape(out)
+        cuts = np.cumsum([s[axis] for s in shapes])[:-1]
+        parts = np.split(dest, cuts, axis=axis)
+        return [cls(part.ravel(), s, out) for part, s in zip(parts, shapes)]
+
+    def apply(self, x):
+        y = jnp.zeros(math.prod(self.out_shape), x.dtype).at[self.index].set(x.ravel() * self.weight)
+        return y.reshape(self.out_shape)
+
+    def apply_transpose(self, y):
+        return (y.ravel()[self.index] * self.weight).reshape(self.in_shape)
+
+    def abs_sum(self):
+        return jnp.abs(self.weight) * self.index.shape[0]
+
+    def num_edges(self):
+        return int(self.index.shape[0]) if float(self.weight) != 0 else 0
+
+
+class Layer(NamedTuple):
+    """One layer in a spec for `SignedGraph.from_layers`.
+
+    `inputs` maps earlier layers' names to the blocks feeding this layer (their outputs are
+    summed); `shape` may be left out when an input block determines it.
+    """
+
+    name: str
+    inputs: Mapping[str, Block] = {}
+    shape: Shape | None = None
+    activation: Activation = Activation()
+
+
+class SignedGraph(eqx.Module):
+    """A layered signed DAG: layer shapes, and blocks `A_b` from layer `links[b][0]` to `links[b][1]`.
+
+    Sources always precede destinations, at most one block joins a pair of layers, and
+    `activations[j]` records layer `j`'s nonlinearity.
+    """
+
+    blocks: tuple[Block, ...]
+    links: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    shapes: tuple[Shape, ...] = eqx.field(static=True)
+    names: tuple[str, ...] = eqx.field(static=True)
+    activations: tuple[Activation, ...] = eqx.field(static=True)
+
+    def __check_init__(self):
+        if len(self.links) != len(self.blocks):
+            raise ValueError(f"links has {len(self.links)} entries for {len(self.blocks)} blocks")
+        if not len(self.names) == len(self.shapes) == len(self.activations):
+            raise ValueError("names, shapes and activations must have one entry per layer")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"layer names must be distinct, got {self.names}")
+        if len(set(self.links)) != len(self.links):
+            raise ValueError("at most one block may join a pair of layers (sum them into one)")
+        for b, ((src, dst), block) in enumerate(zip(self.links, self.blocks)):
+            if not 0 <= src < dst < len(self.shapes):
+                raise ValueError(f"block {b} goes from layer {src} to layer {dst}: sources must precede")
+            if (block.in_shape, block.out_shape) != (self.shapes[src], self.shapes[dst]):
+                raise ValueError(
+                    f"block {b} ({type(block).__name__}) maps {block.in_shape} -> {block.out_shape} but "
+                    f"joins layer {self.names[src]!r} {self.shapes[src]} to {self.names[dst]!r} "
+                    f"{self.shapes[dst]}"
+                )
+
+    # ----------------------------------------------------------------- builders
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[Layer]) -> SignedGraph:
+        """Build from `Layer` specs in topological order (each input names an earlier layer).
+
+        ```python
+        SignedGraph.from_layers([
+            Layer("x", shape=(1, 8, 8)),
+            Layer("c", {"x": Conv2d(K, (1, 8, 8), padding=1)}, activation=Activation("relu")),
+            Layer("r", {"c": Conv2d(K2, (4, 8, 8), padding=1), "x": Conv2d(K3, (1, 8, 8))}),  # a sum
+            Layer("p", {"r": Pool(2, (4, 8, 8), mode="max")}),
+            Layer("y", {"p": Dense(W, in_shape=(4, 4, 4))}),
+        ])
+        ```
+        """
+        layers = [layer if isinstance(layer, Layer) else Layer(*layer) for layer in layers]
+        index, shapes, blocks, links = {}, [], [], []
+        for j, layer in enumerate(layers):
+            for src in layer.inputs:
+                if src not in index:
+                    raise ValueError(
+                        f"layer {layer.name!r} takes input {src!r}, which is not an earlier layer"
+                    )
+            inferred = [b.out_shape for b in layer.inputs.values()]
+            shape = layer.shape if layer.shape is not None else (inferred[0] if inferred else None)
+            if shape is None:
+                raise ValueError(f"layer {layer.name!r} has no inputs, so it needs a shape")
+            index[layer.name] = j
+            shapes.append(_shape(shape, None, f"shape of layer {layer.name!r}"))
+            for src, block in layer.inputs.items():
+                blocks.append(block)
+                links.append((index[src], j))
+        names = tuple(layer.name for layer in layers)
+        acts = tuple(Activation(*layer.activation) for layer in layers)
+        return cls(tuple(blocks), tuple(links), tuple(shapes), names, acts)
+
+    @classmethod
+    def from_weights(cls, weights: Sequence[Float[Array, "out in"]]) -> SignedGraph:
+        """The graph of `x ↦ W_h ⋯ W_1 x`: layers `(d_0,) … (d_h,)`, `Dense(W_i)` from `i−1` to `i`."""
+        if len(weights) < 1:
+            raise ValueError("weights must hold at least one matrix W_1")
+        dense = [Dense(check_array(w, f"weights[{i}]", ndim=2)) for i, w in enumerate(weights)]
+        for i in range(1, len(dense)):
+            if dense[i].in_shape != dense[i - 1].out_shape:
+                raise ValueError(
+                    f"weights[{i}] has shape {dense[i].weight.shape} but must take "
+                    f"{dense[i - 1].out_shape[0]} inputs (weights[{i - 1}] has shape "
+                    f"{dense[i - 1].weight.shape})"
+                )
+        shapes = (dense[0].in_shape, *(d.out_shape for d in dense))
+        names = tuple(f"layer{i}" for i in range(len(shapes)))
+        links = tuple((i, i + 1) for i in range(len(dense)))
+        return cls(tuple(dense), links, shapes, names, (Activation(),) * len(shapes))
+
+    @classmethod
+    def from_network(cls, network) -> SignedGraph:
+        """The graph of a `DeepLinearNetwork` (its adjacency `A`, identity activations)."""
+        return cls.from_weights(network.weights)
+
+    # --------------------------------------------------------------- structure
+
+    @property
+    def num_layers(self) -> int:
+        """Number of node layers `L`."""
+        return len(self.shapes)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of nodes in each layer."""
+        return tuple(math.prod(s) for s in self.shapes)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Start of each layer's nodes in the flat numbering: `(0, n_0, n_0+n_1, …, n)`."""
+        return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.sizes)]))
+
+    @property
+    def num_nodes(self) -> int:
+        """`n`, the number of nodes."""
+        return sum(self.sizes)
+
+    @property
+    def dtype(self):
+        """The common floating dtype of the weights."""
+        return np.result_type(*jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array)))
+
+    def incoming(self, layer: int) -> tuple[int, ...]:
+        """Indices of the blocks that end in `layer`."""
+        return tuple(b for b, (_, dst) in enumerate(self.links) if dst == layer)
+
+    def outgoing(self, layer: int) -> tuple[int, ...]:
+        """Indices of the blocks that start in `layer`."""
+        return tuple(b for b, (src, _) in enumerate(self.links) if src == layer)
+
+    def num_edges(self) -> int:
+        """Number of edges with non-zero weight (exact, host-side)."""
+        return sum(b.num_edges() for b in self.blocks)
+
+    def abs_sum(self) -> Scalar:
+        """`Σ |a|` over all edges."""
+        return sum((b.abs_sum() for b in self.blocks), start=jnp.zeros((), self.dtype))
+
+    def map_weights(self, fn: Callable[[Array], Array]) -> SignedGraph:
+        """Apply `fn` to every block's weight arrays (`jnp.abs`, `jnp.sign`, a cast, …)."""
+        return eqx.tree_at(lambda g: g.blocks, self, tuple(b.map_weights(fn) for b in self.blocks))
+
+    def astype(self, dtype) -> SignedGraph:
+        """The graph with all weights cast to `dtype`."""
+        return self.map_weights(lambda w: w.astype(dtype))
+
+    # ------------------------------------------------------- matrix-free algebra
+
+    def flatten(self, xs: Sequence[Array]) -> Float[Array, " n"]:
+        """Concatenate per-layer arrays into one vector over all nodes."""
+        return jnp.concatenate([x.ravel() for x in xs])
+
+    def unflatten(self, v: Float[Array, " n"]) -> tuple[Array, ...]:
+        """Split a vector over all nodes into per-layer arrays of the layers' shapes."""
+        off = self.offsets
+        return tuple(v[off[j] : off[j + 1]].reshape(s) for j, s in enumerate(self.shapes))
+
+    def matvec(self, xs: Sequence[Array]) -> tuple[Array, ...]:
+        """`A x`, per layer: layer `j` gets `Σ_{b: src→j} A_b x_src`."""
+        out = [jnp.zeros(s, xs[0].dtype) for s in self.shapes]
+        for (src, dst), block in zip(self.links, self.blocks):
+            out[dst] = out[dst] + block.apply(xs[src])
+        return tuple(out)
+
+    def rmatvec(self, ys: Sequence[Array]) -> tuple[Array, ...]:
+        """`Aᵀ y`, per layer: layer `j` gets `Σ_{b: j→dst} A_bᵀ y_dst`."""
+        out = [jnp.zeros(s, ys[0].dtype) for s in self.shapes]
+        for (src, dst), block in zip(self.links, self.blocks):
+            out[src] = out[src] + block.apply_transpose(ys[dst])
+        return tuple(out)
+
+    def to_dense(self) -> Float[Array, "n n"]:
+        """Dense `A` (n×n) with `A[p, q]` the weight of edge `q → p` (small graphs only)."""
+        off, n = self.offsets, self.num_nodes
+        A = jnp.zeros((n, n), self.dtype)
+        for (src, dst), block in zip(self.links, self.blocks):
+            A = A.at[off[dst] : off[dst + 1], off[src] : off[src + 1]].set(block.to_dense())
+        return A
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _positive_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _shape(shape, default: Shape | None, name: str) -> Shape:
+    if shape is None:
+        if default is None:
+            raise ValueError(f"{name} is required")
+        return default
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{name} must be a tuple of positive integers, got {shape!r}") from None
+    return tuple(_positive_int(s, f"{name}[{i}]") for i, s in enumerate(shape))
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return tuple(_positive_int(p, name) for p in pair)
+
+
+def _padding(v) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`p`, `(p_h, p_w)` or `((top, bottom), (left, right))`, all non-negative."""
+    if isinstance(v, (int, np.integer)):
+        v = ((v, v), (v, v))
+    v = tuple((p, p) if isinstance(p, (int, np.integer)) else tuple(p) for p in v)
+    if len(v) != 2 or any(len(p) != 2 for p in v):
+        raise ValueError(f"padding must be p, (p_h, p_w) or ((top, bottom), (left, right)), got {v!r}")
+    if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0 for p in v for q in p):
+        raise ValueError(f"padding must be non-negative integers, got {v!r}")
+    return tuple((int(p[0]), int(p[1])) for p in v)
+
+
+def _window_out_size(size, window, stride, padding, dilation) -> tuple[int, int]:
+    out = tuple(
+        (size[a] + sum(padding[a]) - dilation[a] * (window[a] - 1) - 1) // stride[a] + 1 for a in range(2)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"window {window} (dilation {dilation}) does not fit the input {size} with padding {padding}"
+        )
+    return out
+
+
+def _inside(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> np.ndarray:
+    """`(out, k)`: whether tap `u` of output `o`'s window, `o·stride − pad + u·dil`, is inside `0..size−1`."""
+    pos = np.arange(out)[:, None] * stride - pad + np.arange(k)[None, :] * dil
+    return ((pos >= 0) & (pos < size)).astype(np.int64)
