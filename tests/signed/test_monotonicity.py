@@ -1,0 +1,143 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxflow.signed.monotonicity import (
+    Orthant,
+    monotonicity_score,
+    orthant_perturbation_test,
+)
+
+WIDTHS = (5, 7, 7, 3)
+
+
+def _mlp(key, activation):
+    return eqx.nn.MLP(
+        WIDTHS[0], WIDTHS[-1], WIDTHS[1], len(WIDTHS) - 2, activation=activation, key=key, dtype=jnp.float64
+    )
+
+
+def _map_weights(mlp, f):
+    """Replace each layer's weight `W_i` by `f(i, W_i)` (i = 1..h); biases are kept."""
+    weights = [f(i, layer.weight) for i, layer in enumerate(mlp.layers, start=1)]
+    return eqx.tree_at(lambda m: [layer.weight for layer in m.layers], mlp, weights)
+
+
+def _gauge_weights(mlp, gauge):
+    """`W_i ↦ S_i W_i S_{i−1}`: the network whose graph is balanced under `gauge` when `mlp`'s
+    graph is all-positive."""
+    return _map_weights(mlp, lambda i, w: gauge[i][:, None] * w * gauge[i - 1][None, :])
+
+
+def _random_gauge(key):
+    keys = jax.random.split(key, len(WIDTHS))
+    return [jnp.where(jax.random.bernoulli(k, 0.5, (d,)), 1.0, -1.0) for k, d in zip(keys, WIDTHS)]
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return jax.random.normal(jax.random.key(1), (16, WIDTHS[0]), jnp.float64)
+
+
+@pytest.mark.parametrize("activation", [jax.nn.relu, jnp.tanh, jax.nn.sigmoid])
+def test_nonnegative_network_is_monotone_under_any_gauge(activation, inputs):
+    key_net, key_gauge = jax.random.split(jax.random.key(0))
+    positive = _map_weights(_mlp(key_net, activation), lambda i, w: jnp.abs(w))
+    plus_in, plus_out = jnp.ones(WIDTHS[0]), jnp.ones(WIDTHS[-1])
+    score = monotonicity_score(positive, plus_in, plus_out, inputs)
+    finite = score.per_input[~jnp.isnan(score.per_input)]
+    assert finite.size > 0 and np.all(finite == 1.0) and score.mean == 1.0
+
+    for k in jax.random.split(key_gauge, 3):
+        gauge = _random_gauge(k)
+        gauged = _gauge_weights(positive, gauge)
+        # the gauged network is balanced under `gauge`: its score under the same gauge is 1
+        # exactly (S_out J S_in is a sum of non-negative products), wherever J(x) != 0
+        score = monotonicity_score(gauged, gauge[0], gauge[-1], inputs)
+        finite = score.per_input[~jnp.isnan(score.per_input)]
+        assert finite.size > 0 and np.all(finite == 1.0)
+        # ... and under the all-plus gauge it is not monotone (the gauge matters)
+        assert monotonicity_score(gauged, plus_in, plus_out, inputs).mean < 1.0
+
+
+def _fd_jacobian(fn, x, eps=1e-6):
+    x = np.asarray(x)
+    cols = []
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps
+        cols.append((np.asarray(fn(x + e)) - np.asarray(fn(x - e))) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+def test_jacobian_score_matches_finite_differences(inputs):
+    net = _mlp(jax.random.key(2), jnp.tanh)
+    s_in = np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+    s_out = np.array([-1.0, 1.0, 1.0])
+    score = monotonicity_score(net, s_in, s_out, inputs)
+    expected = []
+    for x in np.asarray(inputs):
+        J = _fd_jacobian(net, x)
+        M = s_out[:, None] * J * s_in[None, :]
+        expected.append(np.maximum(M, 0).sum() / np.abs(J).sum())
+    # central differences with eps = 1e-6 on a smooth (tanh) network: truncation O(eps²)
+    # and rounding O(1e-16 / eps) ≈ 1e-10 per entry
+    np.testing.assert_allclose(score.per_input, expected, rtol=1e-8, atol=0)
+    assert score.mean == pytest.approx(np.mean(expected), rel=1e-8)
+    assert 0.0 < score.mean < 1.0
+
+
+def test_zero_jacobian_is_nan_and_skipped_by_mean():
+    fn = lambda x: jnp.stack([jax.nn.relu(x[0]), jax.nn.relu(x[1])])
+    x = jnp.array([[1.0, 2.0], [-1.0, -2.0], [1.0, -2.0]])
+    score = monotonicity_score(fn, jnp.ones(2), jnp.ones(2), x)
+    assert score.per_input[0] == 1.0 and jnp.isnan(score.per_input[1]) and score.per_input[2] == 1.0
+    assert score.mean == 1.0
+
+
+def test_orthant_sample_lies_in_orthant_with_given_norm(key):
+    signs = jnp.array([1.0, -1.0, -1.0, 1.0])
+    deltas = Orthant(signs).sample(key, jnp.array([0.3]), 50)[0]
+    assert jax.vmap(Orthant(signs).contains)(deltas).all()
+    np.testing.assert_allclose(jnp.linalg.norm(deltas, axis=1), 0.3, rtol=1e-14)
+
+
+def test_perturbation_test_on_linear_maps(key):
+    d = 6
+    x = jnp.zeros((40, d))
+    s_in = jnp.where(jnp.arange(d) % 2 == 0, 1.0, -1.0)
+    identity = lambda v: v
+    res = orthant_perturbation_test(identity, s_in, s_in, x, key, sizes=(0.1, 1.0), samples=50)
+    # δ ∈ K_in and Δ = δ: always in K_out
+    np.testing.assert_array_equal(res.coordinate, 1.0)
+    np.testing.assert_array_equal(res.vector, 1.0)
+    # random orthant r: Δ_k agrees with s_k iff r_k = s_k (probability ½ per coordinate, 2^-d for
+    # all); 40·50 = 2000 draws of 6 coordinates: std of the mean ≤ 0.5/√12000 ≈ 0.005
+    np.testing.assert_allclose(res.reference_coordinate, 0.5, atol=0.025)
+    np.testing.assert_allclose(res.reference_vector, 2.0**-d, atol=0.02)
+    anti = orthant_perturbation_test(lambda v: -v, s_in, s_in, x, key, sizes=(0.1,), samples=5)
+    assert anti.coordinate[0] == 0.0 and anti.vector[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "s_in, s_out, inputs, match",
+    [
+        (np.ones(4), np.ones(3), np.zeros((2, 5)), "s_in must have one sign per input"),
+        (np.ones(5), np.ones(2), np.zeros((2, 5)), "s_out must have one sign per output"),
+        (np.array([1, 0, 1, 1, 1.0]), np.ones(3), np.zeros((2, 5)), r"s_in must hold only \+1 and -1"),
+        (np.ones(5), np.ones(3), np.zeros(5), "inputs must be a non-empty batch"),
+        (np.ones(5), np.ones(3), np.zeros((2, 5), int), "inputs must be floating point"),
+        (np.ones(5), np.ones(3), np.full((2, 5), np.nan), "inputs contains 10 non-finite"),
+    ],
+)
+def test_bad_input_gives_clear_error(s_in, s_out, inputs, match):
+    net = _mlp(jax.random.key(0), jnp.tanh)
+    with pytest.raises(ValueError, match=match):
+        monotonicity_score(net, s_in, s_out, inputs)
+
+
+def test_fn_that_does_not_take_one_input_is_reported():
+    with pytest.raises(ValueError, match=r"fn cannot be applied to one input of shape \(4,\)"):
+        monotonicity_score(lambda x: x @ jnp.ones((3, 2)), np.ones(4), np.ones(2), np.zeros((2, 4)))
