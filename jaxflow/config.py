@@ -119,3 +119,48 @@ def load_toml(path: str | Path) -> dict:
 def load_config(path: str | Path, cls: type[T]) -> T:
     """`parse(cls, load_toml(path))`."""
     return parse(cls, load_toml(path))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A small digits classifier (`jaxflow.train.make_model`): `"mlp"` is Linear+ReLU layers of
+    widths `hidden`; `"cnn"` is, per entry of `channels`, a `kernel_size` Conv2d (same padding) +
+    ReLU + 2×2 pooling (`pool`), then one Linear layer to the 10 classes."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    hidden: tuple[int, ...] = (32,)
+    channels: tuple[int, ...] = (8,)
+    kernel_size: int = 3
+    pool: Literal["max", "avg"] = "max"
+
+    def __post_init__(self):
+        for name in ("hidden", "channels"):
+            if any(w < 1 for w in getattr(self, name)):
+                fail(name, f"widths must be positive integers, got {list(getattr(self, name))}")
+        if self.kind == "cnn" and not 1 <= len(self.channels) <= 3:
+            fail("channels", f"an 8x8 image allows 1 to 3 conv+pool blocks, got {list(self.channels)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            fail("kernel_size", f"must be a positive odd integer (same padding), got {self.kernel_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optax training on scikit-learn's digits (`jaxflow.train.train`), with a checkpoint at
+    initialization, every `checkpoint_every` epochs and at the end."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    checkpoint_every: int = 5
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            fail("learning_rate", f"must be > 0, got {self.learning_rate}")
+        if not 0 < self.test_fraction < 1:
+            fail("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
