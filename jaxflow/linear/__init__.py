@@ -1,8 +1,13 @@
 """Deep linear networks: the network, its task, the gradient flow and the landscape."""
 
+from .flow import FlowStats as FlowStats
+from .flow import Trajectory as Trajectory
+from .flow import conservation_drift as conservation_drift
 from .flow import (
     end_to_end_loss as end_to_end_loss,
 )
+from .flow import gradient_descent as gradient_descent
+from .flow import gradient_flow as gradient_flow
 from .flow import (
     loss as loss,
 )
@@ -29,3 +34,6 @@ from .landscape import subset_map as subset_map
 from .landscape import task_modes as task_modes
 from .network import DeepLinearNetwork as DeepLinearNetwork
 from .task import Task as Task
+from .theory import learning_time as learning_time
+from .theory import mode_time as mode_time
+from .theory import mode_trajectory as mode_trajectory

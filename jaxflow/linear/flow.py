@@ -1,10 +1,23 @@
-"""The quadratic loss and its negative gradient, on the weights and on the adjacency `A`."""
+"""The quadratic loss, its negative gradient (on the weights and on `A`), and the runs that follow it.
+
+`gradient_flow` integrates `dW_i/dt = −∂L/∂W_i` with Diffrax; `gradient_descent` takes Optax steps.
+Both return a `Trajectory` of reductions saved along the way (loss, singular values of
+`W = W_h ⋯ W_1`, drift of the conserved blocks `C_i`), never the full path of weights.
+"""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+from collections.abc import Callable
 
-from .._types import Array, Float, Scalar
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._checks import check_array, check_positive, is_traced
+from .._types import Array, Bool, Float, Int, Scalar
 from .network import DeepLinearNetwork, layer_offsets
 from .task import Task
 
@@ -115,8 +128,6 @@ def solve(
     `‖∇L‖ < gtol` through a Diffrax event. Returns the raw `diffrax.Solution`. Pass `rtol`,
     `atol`, `t1`, `gtol` as arrays to avoid retracing when they change.
     """
-    import diffrax
-
     event = None
     if gtol is not None:
         event = diffrax.Event(lambda t, y, args, **kw: gradient_norm(y, args) < gtol)
@@ -135,3 +146,223 @@ def solve(
         max_steps=max_steps,
         throw=throw,
     )
+
+
+def conservation_drift(net: DeepLinearNetwork, initial: DeepLinearNetwork) -> Scalar:
+    """`max_i ‖C_i − C_i⁰‖_F / (‖W_i‖²_F + ‖W_{i+1}‖²_F)`: how far the conserved blocks of `net`
+    moved from those of `initial`, relative to the size of their two terms (0 for depth 1)."""
+    ws = net.weights
+    drifts = []
+    for i, (c, c0) in enumerate(zip(net.conserved(), initial.conserved())):
+        size = jnp.vdot(ws[i], ws[i]) + jnp.vdot(ws[i + 1], ws[i + 1])
+        drifts.append(jnp.linalg.norm(c - c0) / jnp.where(size > 0, size, 1))
+    return jnp.max(jnp.stack(drifts)) if drifts else jnp.zeros((), ws[0].dtype)
+
+
+class FlowStats(eqx.Module):
+    """How a run ended: steps taken, the time reached, `‖∇L‖` there, `converged` (`‖∇L‖ < gtol`)
+    and `successful` (no solver failure and a finite end state)."""
+
+    num_steps: Int[Array, ""]
+    t_final: Scalar
+    grad_norm: Scalar
+    converged: Bool[Array, ""]
+    successful: Bool[Array, ""]
+
+
+class Trajectory(eqx.Module):
+    """Reductions of a run saved at times `ts`: loss `L`, singular values of `W = W_h ⋯ W_1`
+    (descending) and `conservation_drift` against the initial network.
+
+    `reached[k]` is false for save times after the run stopped (at convergence, or on failure
+    with `throw=False`); there every field holds its value at `stats.t_final`. `final` is the
+    network at `stats.t_final`.
+    """
+
+    ts: Float[Array, " T"]
+    losses: Float[Array, " T"]
+    singular_values: Float[Array, "T r"]
+    conservation_drift: Float[Array, " T"]
+    reached: Bool[Array, " T"]
+    final: DeepLinearNetwork
+    stats: FlowStats
+
+
+class _Observe(eqx.Module):
+    """The reductions saved along a run, as a Diffrax `SaveAt(fn=...)`."""
+
+    initial: DeepLinearNetwork
+
+    def __call__(self, t, weights, task: Task):
+        net = DeepLinearNetwork(weights)
+        W = net.end_to_end()
+        # A diagnostic, not differentiated: its norm has no derivative where the drift is 0.
+        drift = conservation_drift(jax.lax.stop_gradient(net), jax.lax.stop_gradient(self.initial))
+        return end_to_end_loss(W, task), jnp.linalg.svd(W, compute_uv=False), drift
+
+
+def _stats(num_steps, t_final, final: DeepLinearNetwork, task: Task, gtol, solver_ok) -> FlowStats:
+    g = gradient_norm(final.weights, task)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in final.weights]))
+    return FlowStats(num_steps, t_final, g, g < gtol, solver_ok & finite)
+
+
+@eqx.filter_jit
+def _gradient_flow(net, task, t1, ts, rtol, atol, gtol, solver, stop, max_steps, throw) -> Trajectory:
+    observe = _Observe(net)
+    saveat = diffrax.SaveAt(subs=(diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)))
+    sol = solve(
+        net,
+        task,
+        t1,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        saveat=saveat,
+        gtol=gtol if stop else None,
+        max_steps=max_steps,
+        throw=throw,
+    )
+    (saved_ts, t_end), (saved, y_end) = sol.ts, sol.ys
+    final = DeepLinearNetwork(tuple(w[0] for w in y_end))
+    reached = jnp.isfinite(saved_ts)  # Diffrax leaves save slots after a stop at inf
+    held = observe(t_end[0], final.weights, task)
+    losses, svals, drift = jax.tree.map(
+        lambda a, b: jnp.where(reached.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), saved, held
+    )
+    stats = _stats(sol.stats["num_steps"], t_end[0], final, task, gtol, diffrax.is_okay(sol.result))
+    return Trajectory(ts, losses, svals, drift, reached, final, stats)
+
+
+def gradient_flow(
+    net: DeepLinearNetwork,
+    task: Task,
+    t1,
+    *,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol=1e-8,
+    atol=1e-8,
+    saveat: int | Float[Array, " T"] | None = None,
+    stop_at_convergence: bool = False,
+    gtol=1e-6,
+    max_steps: int = 100_000,
+    throw: bool = True,
+) -> Trajectory:
+    """Integrate `dW_i/dt = −∂L/∂W_i` from `net` over `[0, t1]` (Diffrax, `Tsit5` by default).
+
+    `saveat`: the number of equally spaced save times in `[0, t1]` (default 101) or an array of
+    times. With `stop_at_convergence` the run stops at the end of the first step with
+    `‖∇L‖ < gtol` (a Diffrax event; note saddles also have small gradients), and later save times
+    hold the final values (see `Trajectory.reached`). `throw=False` reports a failed run in
+    `stats.successful` instead of raising. JIT-compiled; composes with `jax.jit`, `jax.vmap` and
+    `jax.grad` (through `RecursiveCheckpointAdjoint`).
+    """
+    _check_net_task(net, task)
+    dtype = net.weights[0].dtype
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solver must be a diffrax solver such as diffrax.Tsit5(), got {solver!r}")
+    t1 = jnp.asarray(check_positive(t1, "t1"), dtype)
+    tols = [
+        jnp.asarray(check_positive(v, k), dtype) for k, v in (("rtol", rtol), ("atol", atol), ("gtol", gtol))
+    ]
+    _check_count(max_steps, "max_steps")
+    ts = _save_times(101 if saveat is None else saveat, t1)
+    return _gradient_flow(net, task, t1, ts, *tols, solver, bool(stop_at_convergence), max_steps, bool(throw))
+
+
+@eqx.filter_jit
+def _gradient_descent(net, task, learning_rate, gtol, steps, save_every, optimizer) -> Trajectory:
+    opt = optimizer(learning_rate)
+    observe = _Observe(net)
+
+    def step(carry, _):
+        weights, state = carry
+        grads = jax.tree.map(jnp.negative, _field(None, weights, task))
+        updates, state = opt.update(grads, state, weights)
+        return (optax.apply_updates(weights, updates), state), None
+
+    def chunk(carry, _):
+        carry, _ = jax.lax.scan(step, carry, length=save_every)
+        return carry, observe(None, carry[0], task)
+
+    (weights, _), saved = jax.lax.scan(
+        chunk, (net.weights, opt.init(net.weights)), length=steps // save_every
+    )
+    first = observe(None, net.weights, task)
+    losses, svals, drift = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, saved)
+    ts = learning_rate * jnp.arange(0, steps + 1, save_every, dtype=learning_rate.dtype)
+    final = DeepLinearNetwork(weights)
+    stats = _stats(jnp.asarray(steps), ts[-1], final, task, gtol, jnp.asarray(True))
+    return Trajectory(ts, losses, svals, drift, jnp.ones(ts.shape, bool), final, stats)
+
+
+def gradient_descent(
+    net: DeepLinearNetwork,
+    task: Task,
+    learning_rate,
+    steps: int,
+    optimizer: Callable[..., optax.GradientTransformation] | None = None,
+    *,
+    save_every: int = 1,
+    gtol=1e-6,
+) -> Trajectory:
+    """`steps` discrete steps `W_i ← W_i − η ∂L/∂W_i` (or those of `optimizer(η)`, an Optax
+    factory such as `optax.adam`; default `optax.sgd`), saved every `save_every` steps at the
+    flow-time `t = kη`, so that it compares with `gradient_flow` (`ts`, `losses`, … as there).
+    """
+    _check_net_task(net, task)
+    dtype = net.weights[0].dtype
+    learning_rate = jnp.asarray(check_positive(learning_rate, "learning_rate"), dtype)
+    gtol = jnp.asarray(check_positive(gtol, "gtol"), dtype)
+    _check_count(steps, "steps")
+    _check_count(save_every, "save_every")
+    if steps % save_every:
+        raise ValueError(f"save_every must divide steps, got steps={steps}, save_every={save_every}")
+    optimizer = optax.sgd if optimizer is None else optimizer
+    if not callable(optimizer):
+        raise ValueError(
+            "optimizer must be an Optax factory taking the learning rate (e.g. optax.adam or "
+            f"functools.partial(optax.sgd, momentum=0.9)), got {optimizer!r}"
+        )
+    return _gradient_descent(net, task, learning_rate, gtol, steps, save_every, optimizer)
+
+
+def _check_net_task(net, task) -> None:
+    if not isinstance(net, DeepLinearNetwork):
+        raise ValueError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a Task, got {type(task).__name__}")
+    if net.depth == 0:
+        raise ValueError("net has depth 0 (no weights); a network needs at least one layer W_1")
+    for i, w in enumerate(net.weights):
+        check_array(w, f"net.weights[{i}]", ndim=2)
+    check_array(task.sigma_yx, "task.sigma_yx")
+    check_array(task.sigma_xx, "task.sigma_xx")
+    if (net.widths[0], net.widths[-1]) != (task.d_in, task.d_out):
+        raise ValueError(
+            f"net maps d_0 = {net.widths[0]} -> d_h = {net.widths[-1]} (widths {net.widths}) but "
+            f"task maps d_in = {task.d_in} -> d_out = {task.d_out}"
+        )
+    dtypes = {jnp.dtype(a.dtype) for a in (*net.weights, task.sigma_xx, task.sigma_yx)}
+    if len(dtypes) > 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
+        raise ValueError(f"net and task must share one floating dtype, got {sorted(map(str, dtypes))}")
+
+
+def _check_count(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+
+
+def _save_times(saveat, t1) -> Float[Array, " T"]:
+    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
+        if saveat < 2:
+            raise ValueError(f"saveat as a count must be >= 2 (times 0 and t1 at least), got {saveat}")
+        return jnp.linspace(0, t1, int(saveat), dtype=t1.dtype)
+    check_array(saveat, "saveat", ndim=1)
+    if not is_traced(saveat):
+        ts = np.asarray(saveat, float)
+        if ts.size == 0 or ts[0] < 0 or np.any(np.diff(ts) < 0):
+            raise ValueError(f"saveat must be non-empty, non-decreasing and >= 0, got {ts.tolist()}")
+        if not is_traced(t1) and ts[-1] > float(t1):
+            raise ValueError(f"saveat times must lie in [0, t1 = {float(t1)}], got a last time {ts[-1]}")
+    return jnp.asarray(saveat, t1.dtype)
