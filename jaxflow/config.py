@@ -33,6 +33,9 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:  # `X | None`: report the error inside X
+            return _check(value, arms[0], key)
         for arm in (a for a in args if a is not type(None)):
             try:
                 return _check(value, arm, key)
@@ -96,8 +99,8 @@ def parse(cls: type[T], table: dict, where: str = "") -> T:
             fail(prefix + name, "missing (required)")
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as e:  # a value check in `__post_init__`: name the key from the top
+        raise ConfigError(str(e).replace("config key '", f"config key '{prefix}", 1)) from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config '{where or cls.__name__}': {e}") from None
 
@@ -164,3 +167,98 @@ class TrainConfig:
             fail("learning_rate", f"must be > 0, got {self.learning_rate}")
         if not 0 < self.test_fraction < 1:
             fail("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyFrustrationConfig:
+    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`, against
+    `null_samples` sign-shuffled null models of kind `null_model`."""
+
+    method: Literal["layerwise", "anneal", "greedy", "exact"] = "layerwise"
+    restarts: int = 32
+    null_samples: int = 64
+    null_model: str = "block"
+
+    def __post_init__(self):
+        if self.restarts < 1:
+            fail("restarts", f"must be a positive integer, got {self.restarts}")
+        if self.null_samples < 2:
+            fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyMonotonicityConfig:
+    """Near-monotonicity in a study: scores on `inputs` test inputs, `perturbations` orthant
+    perturbations per input and norm in `sizes`, `null_samples` sign-shuffled networks, and the
+    active subnetworks of `active_inputs` inputs."""
+
+    inputs: int = 256
+    sizes: tuple[float, ...] = (0.01, 0.1, 1.0)
+    perturbations: int = 8
+    null_samples: int = 16
+    active_inputs: int = 16
+
+    def __post_init__(self):
+        for name in ("inputs", "perturbations", "active_inputs"):
+            if getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)}")
+        if self.null_samples < 2:
+            fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
+        if not self.sizes or any(not e > 0 for e in self.sizes):
+            fail("sizes", f"must be a non-empty list of perturbation norms > 0, got {list(self.sizes)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyDLNConfig:
+    """Deep linear networks along the gradient flow: `inits` initializations (`scheme`, `scale`)
+    of `widths` on the whitened task `Σ_yx = diag(singular_values)`, saved at `times` equally
+    spaced times in `[0, t1]`; the frustration of `A(t)` against `null_samples` null models."""
+
+    widths: tuple[int, ...] = (4, 8, 8, 4)
+    singular_values: tuple[float, ...] = (4.0, 3.0, 2.0, 1.0)
+    inits: int = 8
+    scheme: Literal["gaussian", "orthogonal"] = "gaussian"
+    scale: float = 0.1
+    t1: float = 20.0
+    times: int = 41
+    null_samples: int = 32
+
+    def __post_init__(self):
+        if len(self.widths) < 2 or any(w < 1 for w in self.widths):
+            fail("widths", f"must be >= 2 positive layer widths, got {list(self.widths)}")
+        if len(self.singular_values) > min(self.widths[0], self.widths[-1]):
+            fail("singular_values", f"at most min(d_0, d_h) values, got {list(self.singular_values)}")
+        if any(v < 0 for v in self.singular_values):
+            fail("singular_values", f"must be >= 0, got {list(self.singular_values)}")
+        for name in ("inits", "times", "null_samples"):
+            if getattr(self, name) < 2:
+                fail(name, f"must be >= 2, got {getattr(self, name)}")
+        for name in ("scale", "t1"):
+            if not getattr(self, name) > 0:
+                fail(name, f"must be > 0, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """`jaxflow study`: frustration and near-monotonicity of one network against null models.
+
+    Exactly one source: `model` (a digits classifier trained here with `train`, followed along
+    its checkpoints), `model_file` (an ONNX or npz file, relative to the config file) or `dln`
+    (deep linear networks along the gradient flow)."""
+
+    name: str = "study"
+    seed: int = 0
+    model: ModelConfig | None = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model_file: str | None = None
+    dln: StudyDLNConfig | None = None
+    frustration: StudyFrustrationConfig = dataclasses.field(default_factory=StudyFrustrationConfig)
+    monotonicity: StudyMonotonicityConfig = dataclasses.field(default_factory=StudyMonotonicityConfig)
+
+    def __post_init__(self):
+        sources = [k for k in ("model", "model_file", "dln") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            fail(
+                "model",
+                f"a study needs exactly one of [model], model_file or [dln], got {sources or 'none'}",
+            )
