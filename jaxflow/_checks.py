@@ -64,3 +64,13 @@ def check_positive(x, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {x!r}")
     return v
+
+
+def check_task_widths(task, widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
+    """Widths `(d_0, …, d_h)` of a network for `task`: `d_0 = task.d_in`, `d_h = task.d_out`."""
+    widths = check_widths(widths, name)
+    if (task.d_in, task.d_out) != (widths[0], widths[-1]):
+        raise ValueError(
+            f"{name} {widths} map {widths[0]} -> {widths[-1]} but the task maps {task.d_in} -> {task.d_out}"
+        )
+    return widths

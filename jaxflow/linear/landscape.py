@@ -20,11 +20,13 @@ import math
 from collections.abc import Iterable, Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 
-from .._checks import check_widths
-from .._types import Array, Float, Int, Scalar
+from .._checks import check_array, check_positive, check_task_widths, check_widths
+from .._types import Array, Float, Int, Key, Scalar
 from .flow import loss
 from .network import DeepLinearNetwork
 from .task import Task
@@ -93,22 +95,23 @@ def _spectrum(task: Task) -> tuple[np.ndarray, float]:
     return means[groups], tol
 
 
-def check_task_widths(task: Task, widths: Sequence[int]) -> tuple[int, ...]:
-    """Validate `widths` against `task` and that the loss is bounded below; returns the widths."""
-    widths = check_widths(widths)
-    if (task.d_in, task.d_out) != (widths[0], widths[-1]):
+def check_bounded(task: Task) -> None:
+    """Raise unless the loss is bounded below (`Σ_yx` on the range of `Σ_xx`), i.e. has critical points."""
+    if task.whitened:
+        return
+    m = task_modes(task)
+    off = np.linalg.norm(np.asarray(task.sigma_yx - task.sigma_yx @ m.inv_root @ m.root))
+    scale = np.linalg.norm(np.asarray(task.sigma_yx))
+    if off > 1e3 * np.finfo(float).eps * max(task.d_in, task.d_out) * scale:
         raise ValueError(
-            f"widths {widths} map {widths[0]} -> {widths[-1]} but the task maps {task.d_in} -> {task.d_out}"
+            f"task.sigma_yx has a part of norm {off:.3g} outside the range of the singular "
+            "task.sigma_xx: the loss is unbounded below and has no critical points"
         )
-    if not task.whitened:
-        m = task_modes(task)
-        off = np.linalg.norm(np.asarray(task.sigma_yx - task.sigma_yx @ m.inv_root @ m.root))
-        scale = np.linalg.norm(np.asarray(task.sigma_yx))
-        if off > 1e3 * np.finfo(float).eps * max(task.d_in, task.d_out) * scale:
-            raise ValueError(
-                f"task.sigma_yx has a part of norm {off:.3g} outside the range of the singular "
-                "task.sigma_xx: the loss is unbounded below and has no critical points"
-            )
+
+
+def _landscape_widths(task: Task, widths: Sequence[int]) -> tuple[int, ...]:
+    widths = check_task_widths(task, widths)
+    check_bounded(task)
     return widths
 
 
@@ -134,7 +137,7 @@ def critical_values(task: Task, widths: Sequence[int]) -> list[CriticalValue]:
     `(|S|, S)`. `is_global_minimum` marks the lowest value: `|S| = min(min_i d_i, rank)` with
     `S` among the largest `μ`.
     """
-    widths = check_task_widths(task, widths)
+    widths = _landscape_widths(task, widths)
     mu, _ = _spectrum(task)
     rank = int(np.count_nonzero(mu))
     k = _max_learnt(widths, rank)
@@ -163,7 +166,7 @@ def critical_levels(task: Task, widths: Sequence[int]) -> np.ndarray:
     Counts subsets by how many modes of each distinct `μ` they learn, so it stays cheap where
     `critical_values` would list too many subsets.
     """
-    widths = check_task_widths(task, widths)
+    widths = _landscape_widths(task, widths)
     mu, _ = _spectrum(task)
     rank = int(np.count_nonzero(mu))
     k = _max_learnt(widths, rank)
@@ -219,7 +222,8 @@ def class_distance(W: Float[Array, "d_out d_in"], task: Task, subset: Sequence[i
     return jnp.linalg.norm(W @ task_modes(task).root - subset_map(task, subset))
 
 
-def _check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> tuple[int, ...]:
+def check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> tuple[int, ...]:
+    """`subset` as sorted 0-based mode indices, checked against the task and the widths."""
     try:
         S = tuple(sorted(int(j) for j in subset))
     except (TypeError, ValueError):
@@ -255,17 +259,149 @@ def critical_point(
     - `balanced=False`: all of `ρ` on the first layer, `W_1 = R_1 diag(ρ) Qᵀ`, the rest partial
       isometries — aligned, critical, not balanced.
     """
-    widths = check_task_widths(task, widths)
-    S = _check_subset(subset, task, widths)
+    widths = _landscape_widths(task, widths)
+    S = check_subset(subset, task, widths)
     m = task_modes(task)
-    dtype = task.sigma_yx.dtype
     idx = jnp.asarray(S, int)
     if task.whitened:
         P, rho, Q = m.U[:, idx], m.mu[idx], m.V[:, idx]
     else:
         a, rho, bt = jnp.linalg.svd(m.inv_root @ m.V[:, idx] * m.mu[idx], full_matrices=False)
         P, Q = m.U[:, idx] @ bt.T, a
-    h, k = len(widths) - 1, len(S)
-    frames = [Q] + [jnp.eye(d, k, dtype=dtype) for d in widths[1:-1]] + [P]
+    h = len(widths) - 1
     scales = [rho ** (1.0 / h)] * h if balanced else [rho] + [jnp.ones_like(rho)] * (h - 1)
-    return DeepLinearNetwork(tuple(frames[i + 1] @ (scales[i][:, None] * frames[i].T) for i in range(h)))
+    return _factor(P, scales, Q, widths)
+
+
+def _factor(P, scales, Q, widths: tuple[int, ...]) -> DeepLinearNetwork:
+    """`W_i = R_i diag(scales_i) R_{i−1}ᵀ`, `R_0 = Q`, `R_h = P`, hidden `R_i` = first coordinates."""
+    k = Q.shape[1]
+    frames = [Q] + [jnp.eye(d, k, dtype=Q.dtype) for d in widths[1:-1]] + [P]
+    return DeepLinearNetwork(
+        tuple(frames[i + 1] @ (scales[i][:, None] * frames[i].T) for i in range(len(scales)))
+    )
+
+
+def aligned_network(
+    task: Task, widths: Sequence[int], modes: Sequence[int], scalars: Float[Array, " k"]
+) -> DeepLinearNetwork:
+    """The 0-balanced aligned network `W_i = R_i diag(w) R_{i−1}ᵀ`, `R_0 = V_modes`, `R_h = U_modes`.
+
+    Hidden coordinate `m` carries mode `modes[m]` with the same scalar `w_m` in every layer, so
+    `W = Σ_m w_m^h u_{modes[m]} v_{modes[m]}ᵀ`. For a whitened task this set is invariant under
+    the flow, which acts on each mode as the scalar chain `dw/dt = w^{h−1}(σ − w^h)`.
+    """
+    widths = check_task_widths(task, widths)
+    if not task.whitened:
+        raise ValueError("aligned_network needs a whitened task (the aligned set is invariant only then)")
+    modes = tuple(int(j) for j in modes)
+    m = min(task.d_in, task.d_out)
+    if len(set(modes)) != len(modes) or any(not 0 <= j < m for j in modes) or len(modes) > min(widths):
+        raise ValueError(f"modes must be at most {min(widths)} distinct indices in 0..{m - 1}, got {modes!r}")
+    check_array(scalars, "scalars", shape=(len(modes),))
+    tm = task_modes(task)
+    idx = jnp.asarray(modes, int)
+    w = jnp.asarray(scalars, task.sigma_yx.dtype)
+    return _factor(tm.U[:, idx], [w] * (len(widths) - 1), tm.V[:, idx], widths)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkClass:
+    """A network's class: its end-to-end map, the nearest learnt subset `S` and `‖W̃ − M_S‖_F`."""
+
+    end_to_end: Float[Array, "d_out d_in"]
+    subset: tuple[int, ...]
+    distance: float
+
+
+def network_class(net: DeepLinearNetwork, task: Task) -> NetworkClass:
+    """Map a network to its class: `S` minimises `‖W̃ − M_S‖_F` over admissible subsets.
+
+    `‖W̃ − M_S‖² = ‖W̃‖² − Σ_{j∈S} μ_j(2 s_j − μ_j)` with `s = mode_strengths(W, task)`, so `S`
+    holds the (at most `min_i d_i`) modes of largest positive gain `μ_j(2 s_j − μ_j)`. On a
+    critical point `distance` is 0.
+    """
+    widths = _landscape_widths(task, net.widths)
+    mu, _ = _spectrum(task)
+    W = net.end_to_end()
+    gain = mu * (2 * np.asarray(mode_strengths(W, task)) - mu)
+    k = _max_learnt(widths, int(np.count_nonzero(mu)))
+    best = [int(j) for j in np.argsort(-gain, kind="stable")[:k] if gain[j] > 0 and mu[j] > 0]
+    S = tuple(sorted(best))
+    return NetworkClass(W, S, float(class_distance(W, task, S)))
+
+
+def _inverse_right(w: Float[Array, "a b"], T: Float[Array, "b b"]) -> Float[Array, "a b"]:
+    return jnp.linalg.solve(T.T, w.T).T
+
+
+def act(weights: Sequence[Float[Array, "a b"]], T: Sequence[Float[Array, "d d"]]) -> tuple:
+    """`W_i ↦ T_i W_i T_{i−1}^{−1}` on a tuple of weights (pure `jnp`; `T_0 = T_h = I`)."""
+    h = len(weights)
+    out = []
+    for i, w in enumerate(weights, start=1):
+        if i < h:
+            w = T[i - 1] @ w
+        if i > 1:
+            w = _inverse_right(w, T[i - 2])
+        out.append(w)
+    return tuple(out)
+
+
+def apply_symmetry(net: DeepLinearNetwork, T: Sequence[Float[Array, "d d"]]) -> DeepLinearNetwork:
+    """The hidden-node symmetry `W_i ↦ T_i W_i T_{i−1}^{−1}`, `T = (T_1, …, T_{h−1})` invertible.
+
+    It keeps the end-to-end map, hence the loss; orthogonal `T_i` also keep `‖∇L‖`, the Hessian
+    spectrum, the conserved `C_i` and the flow.
+    """
+    widths = net.widths
+    T = tuple(T)
+    if len(T) != net.depth - 1:
+        raise ValueError(f"T must hold {net.depth - 1} matrices (one per hidden layer), got {len(T)}")
+    for i, t in enumerate(T, start=1):
+        check_array(t, f"T[{i - 1}]", shape=(widths[i], widths[i]))
+        if np.linalg.cond(np.asarray(t)) > 1 / np.finfo(float).eps:
+            raise ValueError(f"T[{i - 1}] (acting on hidden layer {i}) must be invertible")
+    return DeepLinearNetwork(act(net.weights, T))
+
+
+GROUPS = ("orthogonal", "gl")
+
+
+def random_symmetry(key: Key, widths: Sequence[int], group: str = "orthogonal", scale: float = 1.0) -> tuple:
+    """A random group element `(T_1, …, T_{h−1})`.
+
+    `"orthogonal"`: Haar-distributed `O(d_i)`; `"gl"`: `T_i = expm(scale · G_i/√d_i)`, `G_i`
+    standard Gaussian (invertible, condition number growing with `scale`).
+    """
+    widths = check_widths(widths)
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    scale = check_positive(scale, "scale")
+    return _random_element(key, widths, group, scale)
+
+
+def _random_element(key: Key, widths: tuple[int, ...], group: str, scale: float) -> tuple:
+    hidden = widths[1:-1]
+    keys = jax.random.split(key, max(len(hidden), 1))
+    out = []
+    for k, d in zip(keys, hidden):
+        G = jax.random.normal(k, (d, d))
+        if group == "orthogonal":
+            Q, R = jnp.linalg.qr(G)
+            out.append(Q * jnp.sign(jnp.diag(R)))
+        else:
+            out.append(jax.scipy.linalg.expm(scale * G / np.sqrt(d)))
+    return tuple(out)
+
+
+def fiber(
+    net: DeepLinearNetwork, key: Key, num: int, group: str = "orthogonal", scale: float = 1.0
+) -> DeepLinearNetwork:
+    """`num` points `T·net` of the network's fiber, stacked on a leading axis of the weights."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive integer, got {num!r}")
+    random_symmetry(key, net.widths, group, scale)  # validates group and scale
+    widths, scale = net.widths, float(scale)
+    point = lambda k: DeepLinearNetwork(act(net.weights, _random_element(k, widths, group, scale)))
+    return jax.vmap(point)(jax.random.split(key, num))

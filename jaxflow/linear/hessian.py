@@ -1,0 +1,154 @@
+"""The exact Hessian of the loss in the weights: dense, as products, its spectrum and inertia.
+
+Weights are flattened as `ravel_pytree(list(net.weights))` (row-major `W_1`, then `W_2`, …),
+so `P = Σ_i d_i d_{i−1}`. Second derivatives are forward-mode derivatives of the blockwise
+gradient (`−vector_field`), which costs `O(h)` matrix products per direction.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .._checks import check_array, check_task_widths
+from .._types import Array, Float, Int, Key
+from .flow import vector_field
+from .network import DeepLinearNetwork
+from .task import Task
+
+
+def flat_gradient(net: DeepLinearNetwork, task: Task) -> tuple[Float[Array, " P"], callable]:
+    """`(θ, g)`: the flat weights `θ` and `g(θ) = ∇L(θ)`, flat, in the order of `ravel_pytree`."""
+    theta, unravel = ravel_pytree(list(net.weights))
+
+    def grad(x):
+        field = vector_field(DeepLinearNetwork(tuple(unravel(x))), task)
+        return -ravel_pytree(list(field.weights))[0]
+
+    return theta, grad
+
+
+def _check(net: DeepLinearNetwork, task: Task) -> None:
+    if not isinstance(net, DeepLinearNetwork):
+        raise ValueError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
+    check_task_widths(task, net.widths, "net.widths")
+
+
+@eqx.filter_jit
+def _hessian(net: DeepLinearNetwork, task: Task) -> Float[Array, "P P"]:
+    theta, grad = flat_gradient(net, task)
+    return jax.jacfwd(grad)(theta)
+
+
+def hessian(net: DeepLinearNetwork, task: Task) -> Float[Array, "P P"]:
+    """The dense `P×P` Hessian `∂²L/∂θ²`, `θ = ravel_pytree(list(net.weights))`, by autodiff."""
+    _check(net, task)
+    return _hessian(net, task)
+
+
+@eqx.filter_jit
+def _hvp(net: DeepLinearNetwork, task: Task, v: Float[Array, " P"]) -> Float[Array, " P"]:
+    theta, grad = flat_gradient(net, task)
+    return jax.jvp(grad, (theta,), (v,))[1]
+
+
+def hvp(net: DeepLinearNetwork, task: Task, v: Float[Array, " P"]) -> Float[Array, " P"]:
+    """The Hessian-vector product `H v` (forward mode over the blockwise gradient), `v` flat."""
+    _check(net, task)
+    check_array(v, "v", shape=(net.num_parameters,))
+    return _hvp(net, task, jnp.asarray(v, net.weights[0].dtype))
+
+
+def hessian_spectrum(
+    net: DeepLinearNetwork, task: Task, *, vectors: bool = False
+) -> Float[Array, " P"] | tuple[Float[Array, " P"], Float[Array, "P P"]]:
+    """Eigenvalues of the Hessian, ascending (and the eigenvectors as columns if `vectors`)."""
+    H = hessian(net, task)
+    H = 0.5 * (H + H.T)
+    return jnp.linalg.eigh(H) if vectors else jnp.linalg.eigvalsh(H)
+
+
+def spectrum_tolerance(eigenvalues: Float[Array, " P"]) -> float:
+    """`P · eps · max|λ|`: eigenvalues this small are numerically zero."""
+    lam = np.asarray(eigenvalues)
+    return float(lam.size * np.finfo(lam.dtype).eps * np.max(np.abs(lam), initial=0.0))
+
+
+def inertia(eigenvalues: Float[Array, " P"], tol: float | None = None) -> tuple[int, int, int]:
+    """`(n_neg, n_zero, n_pos)`: eigenvalues below `−tol`, within `tol`, above `tol`.
+
+    `tol` defaults to `spectrum_tolerance(eigenvalues)`.
+    """
+    lam = np.asarray(check_array(eigenvalues, "eigenvalues", ndim=1))
+    tol = spectrum_tolerance(lam) if tol is None else tol
+    return int(np.sum(lam < -tol)), int(np.sum(np.abs(lam) <= tol)), int(np.sum(lam > tol))
+
+
+class LanczosResult(eqx.Module):
+    """Ritz values `θ` (ascending) of the Hessian on a Krylov space, with residual bounds.
+
+    Each `θ_i` is within `residuals[i]` of an eigenvalue of the Hessian.
+    """
+
+    ritz_values: Float[Array, " m"]
+    residuals: Float[Array, " m"]
+    breakdowns: Int[Array, ""]
+
+    @property
+    def smallest(self) -> Float[Array, ""]:
+        return self.ritz_values[0]
+
+    @property
+    def largest(self) -> Float[Array, ""]:
+        return self.ritz_values[-1]
+
+
+@eqx.filter_jit
+def _lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int) -> LanczosResult:
+    theta, grad = flat_gradient(net, task)
+    matvec = lambda v: jax.jvp(grad, (theta,), (v,))[1]
+    P, m = theta.shape[0], iterations
+    Q = jnp.zeros((m + 1, P), theta.dtype)
+    v0 = jax.random.normal(key, (P,), theta.dtype)
+    Q = Q.at[0].set(v0 / jnp.linalg.norm(v0))
+
+    def orthogonalize(Q, w):  # classical Gram-Schmidt twice ("twice is enough")
+        w = w - Q.T @ (Q @ w)
+        return w - Q.T @ (Q @ w)
+
+    def step(j, carry):
+        Q, alpha, beta, breaks = carry
+        w = matvec(Q[j])
+        a = jnp.vdot(Q[j], w)
+        w = orthogonalize(Q, w)
+        b = jnp.linalg.norm(w)
+        # invariant subspace found: continue from a fresh random vector, decoupled (β = 0)
+        lost = b <= P * jnp.finfo(theta.dtype).eps * (jnp.abs(a) + jnp.max(jnp.abs(alpha)) + beta[j - 1])
+        fresh = orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (P,), theta.dtype))
+        w = jnp.where(lost, fresh / jnp.linalg.norm(fresh), w / jnp.where(lost, 1.0, b))
+        return Q.at[j + 1].set(w), alpha.at[j].set(a), beta.at[j].set(jnp.where(lost, 0.0, b)), breaks + lost
+
+    zeros = jnp.zeros((m,), theta.dtype)
+    Q, alpha, beta, breaks = jax.lax.fori_loop(0, m, step, (Q, zeros, zeros, jnp.asarray(0)))
+    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+    ritz, S = jnp.linalg.eigh(T)
+    return LanczosResult(ritz, jnp.abs(beta[-1] * S[-1]), breaks)
+
+
+def lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int = 64) -> LanczosResult:
+    """Lanczos on the Hessian, matrix-free (HVPs only), with full reorthogonalization.
+
+    `iterations` HVPs give Ritz values whose extremes converge first to the Hessian's extreme
+    eigenvalues; memory is `(iterations + 1) × P` floats. With `iterations = P` the Ritz values
+    are the whole spectrum.
+    """
+    _check(net, task)
+    P = net.num_parameters
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if iterations > P:
+        raise ValueError(f"iterations must be at most the number of weights P = {P}, got {iterations}")
+    return _lanczos(net, task, key, int(iterations))
