@@ -467,6 +467,20 @@ class SignedGraph(eqx.Module):
         """The graph of a `DeepLinearNetwork` (its adjacency `A`, identity activations)."""
         return cls.from_weights(network.weights)
 
+    @classmethod
+    def from_onnx(cls, path, *, dtype=None) -> SignedGraph:
+        """The graph of an ONNX model file (`jaxflow[onnx]` extra); see `importers.from_onnx`."""
+        from .importers import from_onnx
+
+        return from_onnx(path, dtype=dtype)
+
+    @classmethod
+    def from_equinox(cls, model, input_shape=None, *, dtype=None) -> SignedGraph:
+        """The graph of an Equinox MLP or Sequential model; see `importers.from_equinox`."""
+        from .importers import from_equinox
+
+        return from_equinox(model, input_shape, dtype=dtype)
+
     # --------------------------------------------------------------- structure
 
     @property
