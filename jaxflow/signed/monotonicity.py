@@ -17,7 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_array, check_positive
-from .._types import Array, Float, Key, Scalar
+from .._types import Array, Bool, Float, Key, Scalar
+from .frustration import frustration
+from .graph import Block, Shape, SignedGraph
+from .importers import from_equinox
 
 
 class Orthant(eqx.Module):
@@ -186,3 +189,190 @@ def orthant_perturbation_test(
     sizes = jnp.asarray(sizes, inputs.dtype)
     fractions = _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, batch_size)
     return PerturbationTest(sizes, *fractions)
+
+
+# ------------------------------------------------------------------ active subnetworks
+
+
+class _Masked(Block):
+    """`D_out A_b D_in`: a block restricted to the nodes where the boolean masks are true."""
+
+    block: Block
+    in_mask: Bool[Array, "*in"]
+    out_mask: Bool[Array, "*out"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+
+    def __init__(self, block: Block, in_mask, out_mask):
+        self.block, self.in_mask, self.out_mask = block, in_mask, out_mask
+        self.in_shape, self.out_shape = block.in_shape, block.out_shape
+
+    def apply(self, x):
+        return jnp.where(self.out_mask, self.block.apply(jnp.where(self.in_mask, x, 0)), 0)
+
+    def apply_transpose(self, y):
+        return jnp.where(self.in_mask, self.block.apply_transpose(jnp.where(self.out_mask, y, 0)), 0)
+
+    def _masked_sum(self, fn) -> Scalar:
+        """`Σ_{p, q active} fn(a_pq)` for an elementwise `fn >= 0` with `fn(0) = 0`."""
+        dtype = self.block.abs_sum().dtype
+        m_in, m_out = self.in_mask.astype(dtype), self.out_mask.astype(dtype)
+        return jnp.vdot(m_out, self.block.map_weights(fn).apply(m_in))
+
+    def abs_sum(self):
+        return self._masked_sum(jnp.abs)
+
+    def num_edges(self):
+        return int(round(float(self._masked_sum(lambda w: (w != 0).astype(w.dtype)))))
+
+    def to_dense(self):
+        dense = self.block.to_dense()
+        return jnp.where(self.out_mask.reshape(-1, 1) & self.in_mask.reshape(1, -1), dense, 0)
+
+
+def restrict(graph: SignedGraph, masks: Sequence[Bool[Array, "*layer"]]) -> SignedGraph:
+    """The graph restricted to the nodes where `masks` (one boolean array per layer) are true:
+    every edge with an end outside is removed (`A ↦ D A D`, `D = diag(mask)`), matrix-free."""
+    blocks = tuple(
+        _Masked(block, jnp.asarray(masks[src]), jnp.asarray(masks[dst]))
+        for (src, dst), block in zip(graph.links, graph.blocks)
+    )
+    return eqx.tree_at(lambda g: g.blocks, graph, blocks)
+
+
+class ActiveSubnetworks(eqx.Module):
+    """Per input `x`, the subgraph on the units active at `x` (ReLU output > 0; every other
+    node counts as active) and its best gauge `s(x)`: `normalized` frustration, `active`
+    fraction of ReLU units, and how the order changes across inputs — `agreement[a, b]` is
+    `|mean(s(x_a) ⊙ s(x_b))|` over nodes active at both (1: the same order up to a global
+    sign), `agreement_full[a]` the same against the full graph's gauge."""
+
+    normalized: Float[Array, " N"]
+    active: Float[Array, " N"]
+    agreement: Float[Array, "N N"]
+    agreement_full: Float[Array, " N"]
+
+
+def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bool[Array, "*layer"], ...]:
+    """Per graph layer, the nodes active at input `x`: for the layers with a ReLU, the units of
+    the matching `Lambda(jax.nn.relu)` of the `eqx.nn.Sequential` `model` (in order) with output
+    `> 0`; every node of the other layers."""
+    outputs, out = [], x
+    for layer in model.layers:
+        out = layer(out)
+        if isinstance(layer, eqx.nn.Lambda) and layer.fn is jax.nn.relu:
+            outputs.append(out > 0)
+    relu_layers = [j for j, a in enumerate(graph.activations) if a.name.lower() == "relu"]
+    if [graph.shapes[j] for j in relu_layers] != [o.shape for o in outputs]:
+        raise ValueError(
+            f"model's ReLU outputs have shapes {[o.shape for o in outputs]} but the graph's ReLU "
+            f"layers have shapes {[graph.shapes[j] for j in relu_layers]}: not the graph of this model"
+        )
+    masks = [jnp.ones(s, bool) for s in graph.shapes]
+    for j, o in zip(relu_layers, outputs):
+        masks[j] = o
+    return tuple(masks)
+
+
+def _agreement(sa, sb, common) -> Scalar:
+    n = jnp.maximum(jnp.sum(common), 1)
+    return jnp.abs(jnp.sum(jnp.where(common, sa * sb, 0))) / n
+
+
+def active_subnetworks(
+    model, graph: SignedGraph, inputs: Float[Array, "N ..."], key: Key, *, full_gauge=None, **search
+) -> ActiveSubnetworks:
+    """Frustration and gauge of the active subgraph of `graph` (the graph of the ReLU
+    `eqx.nn.Sequential` `model`) at each input; `search` goes to `jaxflow.frustration`
+    (method, restarts, …). `full_gauge` (per-layer, default: found here) is the reference order."""
+    check_array(inputs, "inputs")
+    if full_gauge is None:
+        full_gauge = frustration(graph, key=key, **search).gauge
+    full = graph.flatten(full_gauge)
+    relu = graph.flatten(
+        [jnp.full(s, a.name.lower() == "relu") for s, a in zip(graph.shapes, graph.activations)]
+    )
+    gauges, masks, normalized = [], [], []
+    for x, k in zip(inputs, jax.random.split(key, len(inputs))):
+        m = relu_masks(model, graph, x)
+        res = frustration(restrict(graph, m), key=k, **search)
+        masks.append(graph.flatten(m))
+        gauges.append(graph.flatten(res.gauge))
+        normalized.append(res.normalized)
+    masks, gauges = jnp.stack(masks), jnp.stack(gauges)
+    active = jnp.sum(masks & relu, axis=1) / jnp.maximum(jnp.sum(relu), 1)
+    pair = jax.vmap(lambda sa, ma: jax.vmap(lambda sb, mb: _agreement(sa, sb, ma & mb))(gauges, masks))
+    return ActiveSubnetworks(
+        normalized=jnp.stack(normalized),
+        active=active.astype(gauges.dtype),
+        agreement=pair(gauges, masks),
+        agreement_full=jax.vmap(lambda s, m: _agreement(s, full, m))(gauges, masks),
+    )
+
+
+# ------------------------------------------------------------------ null models
+
+
+def _is_weight(x) -> bool:
+    return isinstance(x, (eqx.nn.Linear, eqx.nn.Conv))
+
+
+def shuffle_weight_signs(model, key: Key):
+    """`model` with the signs of each `Linear`/`Conv` weight array randomly permuted within the
+    array (the "block" null model: magnitudes and the number of negative weights kept, weight
+    sharing of convolutions kept, biases unchanged)."""
+    layers = [x for x in jax.tree.leaves(model, is_leaf=_is_weight) if _is_weight(x)]
+
+    def shuffle(w, k):
+        signs = jax.random.permutation(k, jnp.sign(w).ravel()).reshape(w.shape)
+        return jnp.abs(w) * signs
+
+    keys = jax.random.split(key, max(len(layers), 1))
+    new = [shuffle(layer.weight, k) for layer, k in zip(layers, keys)]
+    return eqx.tree_at(
+        lambda m: [x.weight for x in jax.tree.leaves(m, is_leaf=_is_weight) if _is_weight(x)], model, new
+    )
+
+
+class NullMonotonicity(eqx.Module):
+    """Jacobian scores of null-model networks, each under its own best gauge (`scores`), and
+    under the network's gauge with random input/output signs (`random_orthants`)."""
+
+    scores: Float[Array, " samples"]
+    random_orthants: Float[Array, " samples"]
+
+    @property
+    def mean(self) -> Scalar:
+        return jnp.mean(self.scores)
+
+    @property
+    def std(self) -> Scalar:
+        return jnp.std(self.scores, ddof=1)
+
+    def zscore(self, value) -> Scalar:
+        """`(value − mean) / std` of the null-model scores."""
+        return (value - self.mean) / self.std
+
+
+def null_model_monotonicity(
+    model, inputs: Float[Array, "N ..."], key: Key, *, samples: int = 16, **search
+) -> NullMonotonicity:
+    """Reference distributions for `monotonicity_score(model, …)`: `samples` sign-shuffled copies
+    of `model` (`shuffle_weight_signs`), each scored under the best gauge of its own signed graph
+    (`jaxflow.frustration` with `search`), and `model` itself scored with uniformly random
+    `s_in`, `s_out`. `model` is an Equinox model that `from_equinox` reads."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
+    check_array(inputs, "inputs")
+    in_shape = tuple(inputs.shape[1:])
+    scores, random = [], []
+    for k in jax.random.split(key, samples):
+        k_null, k_gauge, k_in, k_out = jax.random.split(k, 4)
+        null = shuffle_weight_signs(model, k_null)
+        gauge = frustration(from_equinox(null, in_shape), key=k_gauge, **search).gauge
+        scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs).mean)
+        n_out = int(np.prod(jax.eval_shape(model, jax.ShapeDtypeStruct(in_shape, inputs.dtype)).shape))
+        s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, in_shape), 1.0, -1.0)
+        s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (n_out,)), 1.0, -1.0)
+        random.append(monotonicity_score(model, s_in, s_out, inputs).mean)
+    return NullMonotonicity(jnp.stack(scores), jnp.stack(random))

@@ -1,0 +1,127 @@
+"""Figures (matplotlib, Agg backend): each function draws one figure from JSON-ready results and
+saves it to `path`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_null_histogram(null, value: float, path, *, title: str, xlabel: str) -> Path:
+    """Histogram of a null distribution with the network's own value marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.hist(null, bins=min(30, max(5, len(null) // 3)), color="0.7", edgecolor="0.4", label="null models")
+    ax.axvline(value, color="C3", lw=2, label=f"network: {value:.4g}")
+    ax.set(title=title, xlabel=xlabel, ylabel="count")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_layer_frustration(layers: list[dict], path) -> Path:
+    """Per trained block: normalized frustration and the null mean ± 2 std."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(layers) + 2), 3.8))
+    x = np.arange(len(layers))
+    mean = np.array([lay["null_mean"] for lay in layers])
+    std = np.array([lay["null_std"] for lay in layers])
+    ax.errorbar(x, mean, yerr=2 * std, fmt="o", color="0.4", capsize=4, label="null mean ± 2 std")
+    ax.plot(x, [lay["normalized"] for lay in layers], "D", color="C3", label="network")
+    ax.set_xticks(x, [f"{lay['source']}\n→ {lay['destination']}" for lay in layers], fontsize=7)
+    ax.set(ylabel="normalized frustration", title="frustration per layer")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_monotonicity(mono: dict, path) -> Path:
+    """Left: the Jacobian score against null-model networks and random orthants. Right: the
+    orthant-perturbation test by perturbation size."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = np.linspace(0.3, 1.0, 36)
+    a.hist(mono["null_scores"], bins=bins, color="0.7", edgecolor="0.4", label="null networks (own gauge)")
+    a.hist(mono["random_orthant_scores"], bins=bins, color="C0", alpha=0.5, label="random orthants")
+    a.axvline(mono["score"], color="C3", lw=2, label=f"network: {mono['score']:.3f}")
+    a.set(xlabel="Jacobian score", ylabel="count", title="near-monotonicity vs null")
+    a.legend(fontsize=8)
+    p = mono["perturbation"]
+    b.semilogx(p["sizes"], p["coordinate"], "o-", color="C3", label="δ ∈ K_in (coordinates)")
+    b.semilogx(p["sizes"], p["reference_coordinate"], "o--", color="C0", label="random orthant (coordinates)")
+    b.semilogx(p["sizes"], p["vector"], "s-", color="C1", label="δ ∈ K_in (Δ ∈ K_out)")
+    b.semilogx(p["sizes"], p["reference_vector"], "s--", color="C2", label="random orthant (Δ ∈ K_out)")
+    b.set(xlabel="‖δ‖", ylabel="fraction agreeing with the order", ylim=(-0.02, 1.02))
+    b.set_title("orthant perturbations")
+    b.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_active_subnetworks(active: dict, full_normalized: float, path) -> Path:
+    """Frustration of the active subnetworks and the agreement of their gauges across inputs."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.hist(active["normalized"], bins=15, color="C0", alpha=0.7, label="active subnetworks")
+    a.axvline(full_normalized, color="C3", lw=2, label="whole network")
+    a.set(xlabel="normalized frustration", ylabel="inputs", title="active subnetworks")
+    a.legend(fontsize=8)
+    im = b.imshow(np.asarray(active["agreement"]), vmin=0, vmax=1, cmap="viridis")
+    b.set(title="gauge agreement across inputs", xlabel="input", ylabel="input")
+    fig.colorbar(im, ax=b)
+    return _save(fig, path)
+
+
+def plot_training(trace: list[dict], path) -> Path:
+    """Frustration and Jacobian score along training (with their null means), and the loss."""
+    epochs = [c["epoch"] for c in trace]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
+    a.plot(epochs, [c["frustration"]["normalized"] for c in trace], "o-", color="C3", label="network")
+    mean = np.array([c["frustration"]["null_mean"] for c in trace])
+    std = np.array([c["frustration"]["null_std"] for c in trace])
+    a.plot(epochs, mean, "o--", color="0.4", label="null mean")
+    a.fill_between(epochs, mean - 2 * std, mean + 2 * std, color="0.8")
+    a.set(xlabel="epoch", ylabel="normalized frustration", title="frustration along training")
+    a.legend(fontsize=8)
+    b.plot(epochs, [c["monotonicity"]["score"] for c in trace], "o-", color="C3", label="network")
+    b.plot(epochs, [c["monotonicity"]["null_mean"] for c in trace], "o--", color="0.4", label="null mean")
+    b.plot(
+        epochs, [c["monotonicity"]["random_orthant_mean"] for c in trace], "o:", color="C0", label="random orthants"
+    )
+    b.set(xlabel="epoch", ylabel="Jacobian score", title="near-monotonicity along training")
+    b.legend(fontsize=8)
+    c.plot(epochs, [c["train_loss"] for c in trace], "o-", color="C2", label="train loss")
+    c.set(xlabel="epoch", ylabel="cross-entropy", title="training")
+    c2 = c.twinx()
+    c2.plot(epochs, [c["test_accuracy"] for c in trace], "s--", color="C1", label="test accuracy")
+    c2.set_ylabel("test accuracy")
+    return _save(fig, path)
+
+
+def plot_dln_frustration(dln: dict, path) -> Path:
+    """Frustration of `A(t)` along gradient-flow trajectories (one line per initialization, the
+    null band of the first) with the loss `L(t)` on a log scale below."""
+    ts = np.asarray(dln["ts"])
+    value, loss = np.asarray(dln["frustration"]), np.asarray(dln["loss"])
+    mean, std = np.asarray(dln["null_mean"]), np.asarray(dln["null_std"])
+    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    a.fill_between(ts, mean.mean(0) - 2 * std.mean(0), mean.mean(0) + 2 * std.mean(0), color="0.85")
+    a.plot(ts, mean.mean(0), "--", color="0.4", label="null mean ± 2 std (avg over inits)")
+    for i, v in enumerate(value):
+        a.plot(ts, v, color="C3", alpha=0.5, lw=1, label="A(t), one line per init" if i == 0 else None)
+    a.set(ylabel="normalized frustration", title="frustration along the gradient flow")
+    a.legend(fontsize=8)
+    for i, l_ in enumerate(loss):
+        b.semilogy(ts, np.maximum(l_, 1e-16), color="C2", alpha=0.5, lw=1, label="loss" if i == 0 else None)
+    b2 = b.twinx()
+    b2.step(ts, np.median(np.asarray(dln["modes_learnt"]), 0), where="post", color="C1", label="modes learnt")
+    b2.set_ylabel("modes learnt (median)")
+    b.set(xlabel="t", ylabel="L(t)")
+    b.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)

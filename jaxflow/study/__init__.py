@@ -1,0 +1,139 @@
+"""The study of `jaxflow study CONFIG`: frustration and near-monotonicity of a network against
+null models, followed along training (a digits classifier trained here) or along the gradient
+flow (deep linear networks). `run_study` writes `study.json` and the plots into a folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import plots
+from ..config import StudyConfig
+from ..signed.importers import from_equinox, load_graph
+from ..train import train_digits
+from .dln import dln_study as dln_study
+from .network import frustration_vs_null as frustration_vs_null
+from .network import layer_frustration as layer_frustration
+from .network import monotonicity_vs_null as monotonicity_vs_null
+
+FILES = {
+    "model": (
+        "study.json",
+        "frustration_null.png",
+        "frustration_layers.png",
+        "monotonicity.png",
+        "active_subnetworks.png",
+        "training.png",
+    ),
+    "model_file": ("study.json", "frustration_null.png", "frustration_layers.png"),
+    "dln": ("study.json", "dln_frustration.png"),
+}
+
+
+def _network_figures(result: dict, out: Path) -> None:
+    fr = result["frustration"]
+    plots.plot_null_histogram(
+        fr["null_normalized"],
+        fr["normalized"],
+        out / "frustration_null.png",
+        title=f"frustration vs null models (z = {fr['zscore']:.2f})",
+        xlabel="normalized frustration",
+    )
+    plots.plot_layer_frustration(result["layers"], out / "frustration_layers.png")
+
+
+def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
+    key = jax.random.key(config.seed)
+    k_final, k_trace = jax.random.split(key)
+    result, data = train_digits(config.model, config.train, progress=progress)
+    model, in_shape = result.model, tuple(data.x_test.shape[1:])
+    inputs = data.x_test[: config.monotonicity.inputs]
+    checkpoints = result.checkpoints
+    bar = tqdm(total=2 + len(checkpoints), desc="study", disable=not progress)
+    graph = from_equinox(model, in_shape)
+    res, fr = frustration_vs_null(graph, config.frustration, k_final)
+    layers = layer_frustration(graph, config.frustration, k_final)
+    bar.update()
+    mono = monotonicity_vs_null(
+        model, graph, res.gauge, inputs, config.frustration, config.monotonicity, k_final
+    )
+    bar.update()
+    trace = []
+    for c, k in zip(checkpoints, jax.random.split(k_trace, len(checkpoints))):
+        g = from_equinox(c.model, in_shape)
+        r, f = frustration_vs_null(g, config.frustration, k, config.monotonicity.null_samples)
+        m = monotonicity_vs_null(
+            c.model, g, r.gauge, inputs, config.frustration, config.monotonicity, k, perturbations=False
+        )
+        trace.append(
+            {
+                "epoch": c.epoch,
+                "train_loss": c.train_loss,
+                "test_accuracy": c.test_accuracy,
+                "frustration": f,
+                "monotonicity": m,
+            }
+        )
+        bar.update()
+    bar.close()
+    out_json = {
+        "graph": {"layers": list(graph.names), "shapes": [list(s) for s in graph.shapes]},
+        "num_edges": graph.num_edges(),
+        "test_accuracy": checkpoints[-1].test_accuracy,
+        "frustration": fr,
+        "layers": layers,
+        "monotonicity": mono,
+        "training": trace,
+    }
+    _network_figures(out_json, out)
+    plots.plot_monotonicity(mono, out / "monotonicity.png")
+    plots.plot_active_subnetworks(mono["active"], fr["normalized"], out / "active_subnetworks.png")
+    plots.plot_training(trace, out / "training.png")
+    return out_json
+
+
+def _model_file(config: StudyConfig, out: Path, config_dir: Path, progress: bool) -> dict:
+    path = Path(config.model_file)
+    graph = load_graph(path if path.is_absolute() else config_dir / path)
+    key = jax.random.key(config.seed)
+    with tqdm(total=2, desc="study", disable=not progress) as bar:
+        _, fr = frustration_vs_null(graph, config.frustration, key)
+        bar.update()
+        layers = layer_frustration(graph, config.frustration, key)
+        bar.update()
+    out_json = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
+    _network_figures(out_json, out)
+    return out_json
+
+
+def run_study(config: StudyConfig, out, *, config_dir=".", progress: bool = False) -> dict:
+    """Run the study of `config`, write `study.json` and the figures into the folder `out`
+    (created), and return the JSON content. `config_dir` anchors a relative `model_file`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if config.dln is not None:
+        result = {"dln": dln_study(config.dln, config.frustration, jax.random.key(config.seed), progress=progress)}
+        plots.plot_dln_frustration(result["dln"], out / "dln_frustration.png")
+        source = "dln"
+    elif config.model is not None:
+        result = _trained_model(config, out, progress)
+        source = "model"
+    else:
+        result = _model_file(config, out, Path(config_dir), progress)
+        source = "model_file"
+    result = {"name": config.name, "source": source, "seconds": time.perf_counter() - start, **result}
+    result["files"] = list(FILES[source])
+    (out / "study.json").write_text(json.dumps(result, indent=1, default=_json_default))
+    return result
+
+
+def _json_default(x):
+    if isinstance(x, (np.generic, np.ndarray)):
+        return x.tolist()
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
