@@ -91,9 +91,8 @@ def plot_training(trace: list[dict], path) -> Path:
     a.legend(fontsize=8)
     b.plot(epochs, [c["monotonicity"]["score"] for c in trace], "o-", color="C3", label="network")
     b.plot(epochs, [c["monotonicity"]["null_mean"] for c in trace], "o--", color="0.4", label="null mean")
-    b.plot(
-        epochs, [c["monotonicity"]["random_orthant_mean"] for c in trace], "o:", color="C0", label="random orthants"
-    )
+    random = [c["monotonicity"]["random_orthant_mean"] for c in trace]
+    b.plot(epochs, random, "o:", color="C0", label="random orthants")
     b.set(xlabel="epoch", ylabel="Jacobian score", title="near-monotonicity along training")
     b.legend(fontsize=8)
     c.plot(epochs, [c["train_loss"] for c in trace], "o-", color="C2", label="train loss")

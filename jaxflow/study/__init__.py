@@ -118,7 +118,8 @@ def run_study(config: StudyConfig, out, *, config_dir=".", progress: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if config.dln is not None:
-        result = {"dln": dln_study(config.dln, config.frustration, jax.random.key(config.seed), progress=progress)}
+        key = jax.random.key(config.seed)
+        result = {"dln": dln_study(config.dln, config.frustration, key, progress=progress)}
         plots.plot_dln_frustration(result["dln"], out / "dln_frustration.png")
         source = "dln"
     elif config.model is not None:
