@@ -262,3 +262,12 @@ class StudyConfig:
                 "model",
                 f"a study needs exactly one of [model], model_file or [dln], got {sources or 'none'}",
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class FrustrationConfig(StudyFrustrationConfig):
+    """`jaxflow frustration MODEL_FILE`: the search and null models of `StudyFrustrationConfig`,
+    seeded by `seed`; `per_layer` adds each trained block's frustration against its own null."""
+
+    seed: int = 0
+    per_layer: bool = True

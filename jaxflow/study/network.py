@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._types import Array, Float, Key
 from ..config import StudyFrustrationConfig, StudyMonotonicityConfig
@@ -49,12 +50,17 @@ def frustration_vs_null(
     return res, summary
 
 
-def layer_frustration(graph: SignedGraph, config: StudyFrustrationConfig, key: Key) -> list[dict]:
+def layer_frustration(
+    graph: SignedGraph, config: StudyFrustrationConfig, key: Key, *, progress: bool = False
+) -> list[dict]:
     """Each trained block (dense or convolution) as a bipartite graph of its own: its frustration
-    against its null models."""
+    against its null models (`progress`: a progress bar over the blocks)."""
     out = []
     learned = [b for b, block in enumerate(graph.blocks) if block.learned]
-    for b, k in zip(learned, jax.random.split(key, max(len(learned), 1))):
+    keys = jax.random.split(key, max(len(learned), 1))
+    for b, k in tqdm(
+        zip(learned, keys), total=len(learned), desc="layers", disable=not progress, leave=False
+    ):
         src, dst = graph.links[b]
         names = graph.names[src], graph.names[dst]
         sub = SignedGraph.from_layers(
