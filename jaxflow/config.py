@@ -271,3 +271,116 @@ class FrustrationConfig(StudyFrustrationConfig):
 
     seed: int = 0
     per_layer: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepTaskConfig:
+    """The whitened task `Σ_yx = diag(singular_values)` padded to `(d_h, d_0)` (`Task.from_spectrum`)."""
+
+    singular_values: tuple[float, ...] = (3.0, 2.0, 1.0)
+
+    def __post_init__(self):
+        sv = self.singular_values
+        if not sv or any(not 0 <= v < float("inf") for v in sv) or max(sv) == 0:
+            fail("singular_values", f"must be finite values >= 0, at least one > 0, got {list(sv)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepNetworkConfig:
+    """The networks: `widths` `(d_0, …, d_h)`, or a list of such lists to sweep architectures
+    (e.g. depths) sharing `d_0` and `d_h`; initialized by `DeepLinearNetwork.init(widths, key,
+    init, scale, delta=delta)` (`"aligned"`: every mode at strength `scale`)."""
+
+    widths: tuple[int, ...] | tuple[tuple[int, ...], ...] = (3, 8, 8, 3)
+    init: Literal["gaussian", "orthogonal", "balanced", "aligned", "delta_balanced"] = "gaussian"
+    scale: float = 0.1
+    delta: float | None = None
+
+    @property
+    def architectures(self) -> tuple[tuple[int, ...], ...]:
+        """The list of widths to sweep (one entry when `widths` is a flat list)."""
+        return self.widths if self.widths and isinstance(self.widths[0], tuple) else (self.widths,)
+
+    def __post_init__(self):
+        archs = self.architectures
+        if not archs:
+            fail("widths", "must list at least one architecture, got []")
+        for a, w in enumerate(archs):
+            key = "widths" if len(archs) == 1 else f"widths[{a}]"
+            if len(w) < 2:
+                fail(key, f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(w)}")
+            for i, d in enumerate(w):
+                if d < 1:
+                    fail(f"{key}[{i}]", f"must be a positive integer, got {d} in {list(w)}")
+            if (w[0], w[-1]) != (archs[0][0], archs[0][-1]):
+                fail(key, f"all architectures must share d_0 and d_h, got {list(w)} and {list(archs[0])}")
+        if not 0 < self.scale < float("inf"):
+            fail("scale", f"must be finite and > 0, got {self.scale}")
+        if (self.delta is None) == (self.init == "delta_balanced"):
+            fail("delta", 'is required with init = "delta_balanced" and only allowed there')
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFlowConfig:
+    """Each run: Diffrax `solver` with tolerances `rtol`, `atol` on `[0, t1]`, stopped once
+    `‖∇L‖ < gtol` or after `max_steps`; the loss and mode strengths saved at `saves` equally
+    spaced times; in `dtype`."""
+
+    t1: float = 20.0
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    gtol: float = 1e-5
+    solver: Literal["tsit5", "dopri5", "dopri8", "bosh3"] = "tsit5"
+    max_steps: int = 4096
+    saves: int = 201
+    dtype: Literal["float64", "float32"] = "float64"
+
+    def __post_init__(self):
+        for name in ("t1", "rtol", "atol", "gtol"):
+            if not 0 < getattr(self, name) < float("inf"):
+                fail(name, f"must be finite and > 0, got {getattr(self, name)}")
+        if self.max_steps < 1:
+            fail("max_steps", f"must be a positive integer, got {self.max_steps}")
+        if self.saves < 2:
+            fail("saves", f"must be >= 2 (times 0 and t1 at least), got {self.saves}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRunConfig:
+    """`inits` initializations from `seed` (key `fold_in(key(seed), i)` for init `i`), run in
+    chunks of `chunk` (one results file each), `batch` lanes vmapped together per device
+    (default: the whole chunk share of a device), ordered by a difficulty proxy when `sort`."""
+
+    inits: int = 64
+    seed: int = 0
+    chunk: int = 64
+    batch: int | None = None
+    sort: bool = True
+
+    def __post_init__(self):
+        for name in ("inits", "chunk"):
+            if getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)}")
+        if self.batch is not None and self.batch < 1:
+            fail("batch", f"must be a positive integer, got {self.batch}")
+        if self.seed < 0:
+            fail("seed", f"must be >= 0, got {self.seed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """`jaxflow sweep`: the gradient flow of `network` on `task` from `sweep.inits` initializations."""
+
+    task: SweepTaskConfig = dataclasses.field(default_factory=SweepTaskConfig)
+    network: SweepNetworkConfig = dataclasses.field(default_factory=SweepNetworkConfig)
+    flow: SweepFlowConfig = dataclasses.field(default_factory=SweepFlowConfig)
+    sweep: SweepRunConfig = dataclasses.field(default_factory=SweepRunConfig)
+
+    def __post_init__(self):
+        d_in, d_out = self.network.architectures[0][0], self.network.architectures[0][-1]
+        if len(self.task.singular_values) > min(d_in, d_out):
+            fail(
+                "task.singular_values",
+                f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
+                f"got {list(self.task.singular_values)}",
+            )
