@@ -140,7 +140,8 @@ def test_aligned_balanced_modes_follow_the_closed_form(widths, spectrum_task, ke
     traj = gradient_flow(net, spectrum_task, T1, saveat=SAVES, **TIGHT)
     theory = mode_trajectory(np.asarray(traj.ts)[:, None], s0, np.asarray(SIGMA), h)
     assert theory[-1, 1] > 0.999 * SIGMA[1]  # the run crosses both plateaus
-    np.testing.assert_allclose(traj.singular_values, theory, atol=1e-6 * float(SIGMA[0]))
+    # Solved at rtol 1e-10, the modes sit ~1e-9 from the exact curves (the issue asks for 1e-6).
+    np.testing.assert_allclose(traj.singular_values, theory, atol=1e-8 * float(SIGMA[0]))
 
 
 def test_delta_balanced_two_layer_modes_follow_their_ode(spectrum_task):
@@ -154,7 +155,7 @@ def test_delta_balanced_two_layer_modes_follow_their_ode(spectrum_task):
     theory = mode_trajectory(
         np.asarray(traj.ts)[:, None], np.asarray(a * b[:2]), np.asarray(SIGMA), 2, delta=delta
     )
-    np.testing.assert_allclose(traj.singular_values, theory, atol=1e-6 * float(SIGMA[0]))
+    np.testing.assert_allclose(traj.singular_values, theory, atol=1e-8 * float(SIGMA[0]))
 
 
 def test_stop_at_convergence_reaches_least_squares_and_holds_after_the_stop():
@@ -198,7 +199,7 @@ def test_gradient_descent_error_to_the_flow_is_first_order_in_the_step(teacher_r
         errors.append(float(jnp.linalg.norm(gd.final.end_to_end() - W_flow)))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     # Euler's global error is C η + O(η²): halving η halves it, up to the O(η) relative term.
-    np.testing.assert_allclose(ratios, 2.0, rtol=0.05)
+    np.testing.assert_allclose(ratios, 2.0, rtol=0.01)
 
 
 def test_gradient_descent_matches_a_numpy_loop_and_its_conservation_defect(teacher_run, teacher_task):
