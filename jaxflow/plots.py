@@ -124,3 +124,37 @@ def plot_dln_frustration(dln: dict, path) -> Path:
     b.set(xlabel="t", ylabel="L(t)")
     b.legend(loc="upper right", fontsize=8)
     return _save(fig, path)
+
+
+def plot_sweep_losses(result, path, *, max_curves: int = 64) -> Path:
+    """Loss curves of a sweep (up to `max_curves` per architecture) over time, with the critical
+    values as horizontal lines; the levels each curve visited are marked on it."""
+    fig, axes = plt.subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 4.2), squeeze=False)
+    for a, ax in enumerate(axes[0]):
+        rows = np.flatnonzero(result.arch == a)[:max_curves]
+        for lvl in result.levels[a]:
+            ax.axhline(lvl, color="0.8", lw=0.8, zorder=0)
+        for n in rows:
+            ax.plot(result.ts, result.losses[n], lw=0.8, alpha=0.6)
+            seen = result.visited[n][np.isfinite(result.visited[n])]
+            hit = [result.ts[np.argmin(np.abs(result.losses[n] - v))] for v in seen]
+            ax.plot(hit, seen, "k.", ms=3)
+        ax.set(title=f"widths {list(result.widths[a])}", xlabel="t", ylabel="loss L")
+        ax.set_yscale("symlog", linthresh=max(1e-3, float(np.min(np.diff(result.levels[a]), initial=1.0))))
+    return _save(fig, path)
+
+
+def plot_learning_times(result, path) -> Path:
+    """Histogram per mode of the time each mode strength first reached half its singular value."""
+    fig, axes = plt.subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 3.8), squeeze=False)
+    for a, ax in enumerate(axes[0]):
+        times = result.learning_times[result.arch == a]
+        finite = times[np.isfinite(times)]
+        bins = np.linspace(finite.min(), finite.max() + 1e-12, 30) if finite.size else 10
+        for k in range(times.shape[1]):
+            tk = times[:, k][np.isfinite(times[:, k])]
+            if tk.size:
+                ax.hist(tk, bins=bins, alpha=0.6, label=f"mode {k + 1} (σ = {result.sigma[k]:.3g})")
+        ax.set(title=f"widths {list(result.widths[a])}", xlabel="time s_k reaches σ_k / 2", ylabel="count")
+        ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,327 @@
+"""Gradient flows from many initializations: chunks of lanes, vmapped on each device and sharded
+over all devices with `shard_map`, written chunk by chunk and resumed after an interruption.
+
+Initialization `i` of architecture `a` uses the key `fold_in(key(seed), i)`, and each lane runs its
+own adaptive solve, so a trajectory's numbers depend neither on the chunk it lands in nor on the
+number of devices. Devices never synchronize inside a solve: each runs its lanes to completion
+(`shard_map` with `check_vma=False`; no collectives in the loop). Multi-host: call
+`jax.distributed.initialize()` first; every process computes its share, process 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Bool
+from tqdm.auto import tqdm
+
+from ._types import Array, Float, Int, Key
+from .config import SweepConfig
+from .linear.flow import conservation_drift, end_to_end_loss, solve
+from .linear.landscape import critical_levels, level_index, mode_strengths
+from .linear.network import DeepLinearNetwork
+from .linear.task import Task
+from .linear.theory import learning_time
+
+SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3}
+STATUS = ("converged", "t1", "max_steps", "diverged")
+"""Status codes: `‖∇L‖ < gtol` reached; `t1` reached first; `max_steps` reached first; a
+non-finite state or a solver failure."""
+PLATEAU_TOL = 0.05
+"""A saved loss is on a critical level when within this fraction of the smallest gap between levels."""
+FIELDS = (
+    "index", "losses", "final_loss", "critical_value", "learnt", "learning_times",
+    "visited", "drift", "t_final", "num_steps", "status",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """Per-trajectory results of `sweep`, rows ordered by architecture `arch`, then init `index`.
+
+    `losses[n]` is `L` at times `ts` (held at its last value after a stop); `learning_times[n, k]`
+    is when the mode strength `u_kᵀ W v_k` first reached `μ_k / 2` (linear interpolation between
+    saves, NaN if never); `learnt[n, k]` says it ends above `μ_k / 2`; `critical_value` is the
+    critical level nearest the final loss; `visited[n]` the levels whose plateaus the loss curve
+    passed, in order (NaN-padded); `drift` is `conservation_drift` at the end; `status` indexes
+    `STATUS`.
+    """
+
+    widths: tuple[tuple[int, ...], ...]
+    ts: Float[np.ndarray, " T"]
+    sigma: Float[np.ndarray, " m"]
+    levels: tuple[Float[np.ndarray, " k"], ...]
+    arch: Int[np.ndarray, " N"]
+    index: Int[np.ndarray, " N"]
+    losses: Float[np.ndarray, "N T"]
+    final_loss: Float[np.ndarray, " N"]
+    critical_value: Float[np.ndarray, " N"]
+    learnt: Bool[np.ndarray, "N m"]
+    learning_times: Float[np.ndarray, "N m"]
+    visited: Float[np.ndarray, "N m+1"]
+    drift: Float[np.ndarray, " N"]
+    t_final: Float[np.ndarray, " N"]
+    num_steps: Int[np.ndarray, " N"]
+    status: Int[np.ndarray, " N"]
+
+    @property
+    def depth(self) -> Int[np.ndarray, " N"]:
+        """Depth `h` of each row's network."""
+        return np.array([len(w) - 1 for w in self.widths])[self.arch]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """What a lane's compiled program depends on (hashable, static under `jit`)."""
+
+    widths: tuple[int, ...]
+    init: str
+    scale: float
+    delta: float | None
+    solver: str
+    max_steps: int
+    dtype: str
+
+
+def _initial(spec: _Spec, task: Task, key: Key, i: Int[Array, ""]) -> DeepLinearNetwork:
+    return DeepLinearNetwork.init(
+        spec.widths, jax.random.fold_in(key, i), spec.init, spec.scale, task=task, delta=spec.delta,
+        dtype=jnp.dtype(spec.dtype),
+    )  # fmt: skip
+
+
+def _saved(t, weights, task: Task):
+    W = DeepLinearNetwork(weights).end_to_end()
+    return end_to_end_loss(W, task), W
+
+
+def _lane(i, key, task: Task, ts, tols, spec: _Spec) -> dict:
+    """One initialization's run, reduced to the saved loss/mode curves and end statistics."""
+    net = _initial(spec, task, key, i)
+    t1, rtol, atol, gtol = tols
+    saveat = diffrax.SaveAt(subs=(diffrax.SubSaveAt(ts=ts, fn=_saved), diffrax.SubSaveAt(t1=True)))
+    sol = solve(
+        net, task, t1, solver=SOLVERS[spec.solver](), rtol=rtol, atol=atol, saveat=saveat, gtol=gtol,
+        max_steps=spec.max_steps, throw=False,
+    )  # fmt: skip
+    (saved_ts, t_end), ((losses, Ws), y_end) = sol.ts, sol.ys
+    final = DeepLinearNetwork(tuple(w[0] for w in y_end))
+    W_end = final.end_to_end()
+    reached = jnp.isfinite(saved_ts)  # Diffrax leaves save slots after a stop at inf: hold the end
+    losses = jnp.where(reached, losses, end_to_end_loss(W_end, task))
+    Ws = jnp.where(reached[:, None, None], Ws, W_end)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in final.weights]))
+    status = jnp.select(
+        [~finite | ~diffrax.is_okay(sol.result), sol.result == diffrax.RESULTS.max_steps_reached,
+         sol.result == diffrax.RESULTS.event_occurred],
+        [3, 2, 0], 1,
+    )  # fmt: skip
+    return dict(
+        losses=losses,
+        strengths=jax.vmap(mode_strengths, (0, None))(Ws, task),
+        final_loss=losses[-1],
+        drift=conservation_drift(final, net),
+        t_final=t_end[0],
+        num_steps=sol.stats["num_steps"],
+        status=status,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "mesh", "batch"))
+def _run_chunk(indices, key, task, ts, tols, *, spec: _Spec, mesh: Mesh, batch: int | None) -> dict:
+    def local(idx, key, task, ts, tols):
+        return jax.lax.map(lambda i: _lane(i, key, task, ts, tols, spec), idx, batch_size=batch)
+
+    specs = (P("lanes"), P(), P(), P(), P())
+    run = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("lanes"), check_vma=False)
+    return run(indices, key, task, ts, tols)
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def _initial_strengths(indices, key, task, *, spec: _Spec) -> Float[Array, "C m"]:
+    return jax.vmap(lambda i: mode_strengths(_initial(spec, task, key, i).end_to_end(), task))(indices)
+
+
+def _learning_times(ts, strengths, sigma) -> Float[np.ndarray, "C m"]:
+    """First time each `s_k` reaches `σ_k / 2`, linearly interpolated between saves (NaN if never)."""
+    target = sigma / 2
+    above = strengths >= target[None, None, :]
+    first = np.argmax(above, axis=1)  # (C, m)
+    j = np.maximum(first, 1)
+    take = lambda k: np.take_along_axis(strengths, k[:, None, :], axis=1)[:, 0, :]
+    s_a, s_b = take(j - 1), take(j)
+    t = ts[j - 1] + (target - s_a) / (s_b - s_a) * (ts[j] - ts[j - 1])
+    t = np.where(first == 0, ts[0], t)
+    return np.where(above.any(axis=1) & (sigma > 0), t, np.nan)
+
+
+def _visited(losses, levels, slots: int) -> Float[np.ndarray, "C slots"]:
+    """Critical levels the loss stays on for two saves or more, in order of visit (NaN-padded)."""
+    gap = np.diff(levels).min() if levels.size > 1 else max(abs(levels[0]), 1.0)
+    idx = np.asarray(level_index(losses, levels))
+    near = np.abs(losses - levels[idx]) <= PLATEAU_TOL * gap
+    plateau = near[:, :-1] & near[:, 1:] & (idx[:, :-1] == idx[:, 1:])
+    out = np.full((losses.shape[0], slots), np.nan)
+    for n, (row, on) in enumerate(zip(idx[:, :-1], plateau)):
+        seq = row[on]
+        seq = seq[np.concatenate([[True], seq[1:] != seq[:-1]])][:slots]
+        out[n, : seq.size] = levels[seq]
+    return out
+
+
+def _sweep_hash(config: SweepConfig) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _to_host(tree):
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a killed run leaves either no file or a whole one
+
+
+class _Architecture:
+    """One architecture's runs: its static spec, arrays, critical levels and chunk order."""
+
+    def __init__(self, config: SweepConfig, widths: tuple[int, ...], task: Task, mesh: Mesh):
+        f, r = config.flow, config.sweep
+        self.spec = _Spec(widths, config.network.init, config.network.scale, config.network.delta,
+                          f.solver, f.max_steps, f.dtype)  # fmt: skip
+        self.mesh = mesh
+        lanes = -(-r.chunk // mesh.size) * mesh.size  # a multiple of the device count
+        self.lanes = lanes
+        self.batch = None if r.batch is None else min(r.batch, lanes // mesh.size)
+        dtype = jnp.dtype(f.dtype)
+        self.task = jax.tree.map(np.asarray, task)
+        self.sigma = np.asarray(task.singular_values, float)
+        self.levels = critical_levels(task, widths)
+        self.key = jax.random.key_data(jax.random.key(r.seed))
+        self.ts = np.linspace(0.0, f.t1, f.saves).astype(dtype)
+        self.tols = tuple(np.asarray(v, dtype) for v in (f.t1, f.rtol, f.atol, f.gtol))
+        self.order = self._order(r.inits) if r.sort else np.arange(r.inits)
+
+    def _padded(self, indices: np.ndarray) -> np.ndarray:
+        return np.concatenate([indices, np.full(self.lanes - indices.size, indices[-1])]).astype(np.int32)
+
+    def _order(self, n: int) -> Int[np.ndarray, " N"]:
+        """Inits sorted by the escape time of their slowest mode (theory, from `|s_k(0)|`), so a chunk's
+        lanes finish together."""
+        s0 = np.concatenate([
+            np.asarray(_initial_strengths(self._padded(c), jax.random.wrap_key_data(self.key),
+                                          self.task, spec=self.spec))[: c.size]
+            for c in np.array_split(np.arange(n), -(-n // self.lanes))
+        ])  # fmt: skip
+        live = self.sigma > 0
+        sigma = self.sigma[live]
+        s0 = np.clip(np.abs(s0[:, live]), 1e-12 * sigma, 0.25 * sigma)
+        return np.argsort(learning_time(s0, sigma, len(self.spec.widths) - 1).max(axis=1), kind="stable")
+
+    def chunks(self) -> list[np.ndarray]:
+        return [self.order[s : s + self.lanes] for s in range(0, self.order.size, self.lanes)]
+
+    def run(self, indices: np.ndarray) -> dict:
+        """Run the inits `indices`, reduced to the per-trajectory `FIELDS`."""
+        sharding = NamedSharding(self.mesh, P("lanes"))
+        padded = self._padded(indices)
+        lanes = jax.make_array_from_callback(padded.shape, sharding, lambda s: padded[s])
+        with jax.default_matmul_precision("highest"):
+            out = _run_chunk(lanes, jax.random.wrap_key_data(self.key), self.task, self.ts, self.tols,
+                             spec=self.spec, mesh=self.mesh, batch=self.batch)  # fmt: skip
+        out = {k: np.asarray(v)[: indices.size] for k, v in _to_host(out).items()}
+        strengths = out.pop("strengths").astype(float)
+        final = strengths[:, -1, :]
+        out["index"] = indices
+        out["critical_value"] = self.levels[np.asarray(level_index(out["final_loss"], self.levels))]
+        out["learnt"] = final > self.sigma / 2
+        out["learning_times"] = _learning_times(self.ts.astype(float), strengths, self.sigma)
+        out["visited"] = _visited(out["losses"].astype(float), self.levels, self.sigma.size + 1)
+        return out
+
+
+def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool = False) -> SweepResult:
+    """Integrate the gradient flow of every configured architecture from `config.sweep.inits`
+    initializations; see `SweepResult` for what each trajectory records.
+
+    Lanes run in chunks of `config.sweep.chunk` (padded to a multiple of the device count) over
+    all of `jax.devices()`. With `out`, each chunk is saved to `out/chunks/` as it finishes, with
+    `out/manifest.json` naming the config's hash; rerunning the same config into the same `out`
+    skips the saved chunks and returns identical numbers. `progress` shows a bar over chunks.
+    """
+    if not isinstance(config, SweepConfig):
+        raise ValueError(f"config must be a jaxflow.config.SweepConfig, got {type(config).__name__}")
+    if config.flow.dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        raise ValueError(
+            'flow.dtype = "float64" needs 64-bit JAX: call jax.config.update("jax_enable_x64", True) '
+            'first, or use flow.dtype = "float32"'
+        )
+    archs = config.network.architectures
+    task = Task.from_spectrum(
+        config.task.singular_values, archs[0][0], archs[0][-1], dtype=jnp.dtype(config.flow.dtype)
+    )
+    mesh = Mesh(np.array(jax.devices()), ("lanes",))
+    folder = _prepare(Path(out), config) if out is not None else None
+    runs = [_Architecture(config, w, task, mesh) for w in archs]
+    todo = [(a, c, idx) for a, run in enumerate(runs) for c, idx in enumerate(run.chunks())]
+    writer = folder is not None and jax.process_index() == 0
+    rows = []
+    with tqdm(total=len(todo), desc="sweep chunks", unit="chunk", disable=not progress) as bar:
+        for a, c, idx in todo:
+            path = folder / f"a{a:02d}-c{c:05d}.npz" if folder is not None else None
+            if path is not None and path.exists():
+                with np.load(path) as f:
+                    chunk = {k: f[k] for k in FIELDS}
+            else:
+                chunk = runs[a].run(idx)
+                if writer:
+                    _write_npz(path, {k: chunk[k] for k in FIELDS})
+            rows.append((a, chunk))
+            bar.update()
+    return _assemble(runs, archs, rows)
+
+
+def _prepare(out: Path, config: SweepConfig) -> Path:
+    """Create `out/` with its manifest, or check that an existing one is for the same config."""
+    manifest = out / "manifest.json"
+    digest = _sweep_hash(config)
+    if manifest.exists():
+        found = json.loads(manifest.read_text()).get("config_hash")
+        if found != digest:
+            raise ValueError(
+                f"out folder {out} holds a different sweep (config hash {found}, this config {digest}); "
+                "choose another folder or delete it"
+            )
+    elif jax.process_index() == 0:
+        (out / "chunks").mkdir(parents=True, exist_ok=True)
+        manifest.write_text(
+            json.dumps({"config_hash": digest, "config": dataclasses.asdict(config)}, indent=1)
+        )
+    return out / "chunks"
+
+
+def _assemble(runs, archs, rows) -> SweepResult:
+    arch = np.concatenate([np.full(chunk["index"].size, a) for a, chunk in rows])
+    cols = {k: np.concatenate([chunk[k] for _, chunk in rows]) for k in FIELDS}
+    order = np.lexsort((cols["index"], arch))
+    cols = {k: v[order] for k, v in cols.items()}
+    r0 = runs[0]
+    return SweepResult(
+        widths=archs, ts=r0.ts.astype(float), sigma=r0.sigma, levels=tuple(r.levels for r in runs),
+        arch=arch[order], **cols,
+    )  # fmt: skip
