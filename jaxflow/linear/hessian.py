@@ -129,10 +129,15 @@ def _lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int) -> L
         lost = b <= P * jnp.finfo(theta.dtype).eps * (jnp.abs(a) + jnp.max(jnp.abs(alpha)) + beta[j - 1])
         fresh = orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (P,), theta.dtype))
         w = jnp.where(lost, fresh / jnp.linalg.norm(fresh), w / jnp.where(lost, 1.0, b))
-        return Q.at[j + 1].set(w), alpha.at[j].set(a), beta.at[j].set(jnp.where(lost, 0.0, b)), breaks + lost
+        return (
+            Q.at[j + 1].set(w),
+            alpha.at[j].set(a),
+            beta.at[j].set(jnp.where(lost, 0.0, b)),
+            breaks + lost.astype(jnp.int32),
+        )
 
     zeros = jnp.zeros((m,), theta.dtype)
-    Q, alpha, beta, breaks = jax.lax.fori_loop(0, m, step, (Q, zeros, zeros, jnp.asarray(0)))
+    Q, alpha, beta, breaks = jax.lax.fori_loop(0, m, step, (Q, zeros, zeros, jnp.zeros((), jnp.int32)))
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
     ritz, S = jnp.linalg.eigh(T)
     return LanczosResult(ritz, jnp.abs(beta[-1] * S[-1]), breaks)

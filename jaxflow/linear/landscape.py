@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg
 import numpy as np
 
 from .._checks import check_array, check_positive, check_task_widths, check_widths
@@ -47,6 +46,7 @@ class Modes(eqx.Module):
     inv_root: Float[Array, "d_in d_in"]
 
 
+@eqx.filter_jit
 def task_modes(task: Task) -> Modes:
     """The modes of `task` (pure `jnp`; eigenvalues of `Σ_xx` below `d_in·eps·λ_max` count as 0)."""
     sxx = task.sigma_xx
@@ -62,6 +62,7 @@ def task_modes(task: Task) -> Modes:
     return Modes(U, mu, Vt.T, root, inv_root)
 
 
+@eqx.filter_jit
 def mode_strengths(W: Float[Array, "d_out d_in"], task: Task) -> Float[Array, " m"]:
     """`s_k = u_kᵀ W Σ_xx^{½} v_k`: the strength of `W` along each mode (`= u_kᵀ W v_k` if whitened).
 
@@ -100,8 +101,9 @@ def check_bounded(task: Task) -> None:
     if task.whitened:
         return
     m = task_modes(task)
-    off = np.linalg.norm(np.asarray(task.sigma_yx - task.sigma_yx @ m.inv_root @ m.root))
-    scale = np.linalg.norm(np.asarray(task.sigma_yx))
+    syx = np.asarray(task.sigma_yx)
+    off = np.linalg.norm(syx - syx @ np.asarray(m.inv_root) @ np.asarray(m.root))
+    scale = np.linalg.norm(syx)
     if off > 1e3 * np.finfo(float).eps * max(task.d_in, task.d_out) * scale:
         raise ValueError(
             f"task.sigma_yx has a part of norm {off:.3g} outside the range of the singular "
@@ -212,14 +214,23 @@ def nearest_critical_value(net: DeepLinearNetwork, task: Task) -> NearestCritica
 
 def subset_map(task: Task, subset: Sequence[int]) -> Float[Array, "d_out d_in"]:
     """`M_S = Σ_{j∈S} μ_j u_j v_jᵀ` in whitened coordinates (the critical `W̃` for `S`)."""
+    return _subset_map(task, jnp.asarray(tuple(subset), int))
+
+
+@eqx.filter_jit
+def _subset_map(task: Task, S: Int[Array, " k"]) -> Float[Array, "d_out d_in"]:
     m = task_modes(task)
-    S = jnp.asarray(tuple(subset), int)
     return (m.U[:, S] * m.mu[S]) @ m.V[:, S].T
 
 
 def class_distance(W: Float[Array, "d_out d_in"], task: Task, subset: Sequence[int]) -> Scalar:
     """`‖W Σ_xx^{½} − M_S‖_F`: zero exactly on the critical class `S` (end-to-end)."""
-    return jnp.linalg.norm(W @ task_modes(task).root - subset_map(task, subset))
+    return _class_distance(W, task, jnp.asarray(tuple(subset), int))
+
+
+@eqx.filter_jit
+def _class_distance(W: Float[Array, "d_out d_in"], task: Task, S: Int[Array, " k"]) -> Scalar:
+    return jnp.linalg.norm(W @ task_modes(task).root - _subset_map(task, S))
 
 
 def check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> tuple[int, ...]:
@@ -261,25 +272,24 @@ def critical_point(
     """
     widths = _landscape_widths(task, widths)
     S = check_subset(subset, task, widths)
-    m = task_modes(task)
-    idx = jnp.asarray(S, int)
+    m = jax.tree.map(np.asarray, task_modes(task))
+    idx = list(S)
     if task.whitened:
         P, rho, Q = m.U[:, idx], m.mu[idx], m.V[:, idx]
     else:
-        a, rho, bt = jnp.linalg.svd(m.inv_root @ m.V[:, idx] * m.mu[idx], full_matrices=False)
+        a, rho, bt = np.linalg.svd(m.inv_root @ m.V[:, idx] * m.mu[idx], full_matrices=False)
         P, Q = m.U[:, idx] @ bt.T, a
     h = len(widths) - 1
-    scales = [rho ** (1.0 / h)] * h if balanced else [rho] + [jnp.ones_like(rho)] * (h - 1)
-    return _factor(P, scales, Q, widths)
+    scales = [rho ** (1.0 / h)] * h if balanced else [rho] + [np.ones_like(rho)] * (h - 1)
+    return _factor(P, scales, Q, widths, task.sigma_yx.dtype)
 
 
-def _factor(P, scales, Q, widths: tuple[int, ...]) -> DeepLinearNetwork:
+def _factor(P, scales, Q, widths: tuple[int, ...], dtype) -> DeepLinearNetwork:
     """`W_i = R_i diag(scales_i) R_{i−1}ᵀ`, `R_0 = Q`, `R_h = P`, hidden `R_i` = first coordinates."""
     k = Q.shape[1]
-    frames = [Q] + [jnp.eye(d, k, dtype=Q.dtype) for d in widths[1:-1]] + [P]
-    return DeepLinearNetwork(
-        tuple(frames[i + 1] @ (scales[i][:, None] * frames[i].T) for i in range(len(scales)))
-    )
+    frames = [Q] + [np.eye(d, k) for d in widths[1:-1]] + [P]
+    layers = (frames[i + 1] @ (scales[i][:, None] * frames[i].T) for i in range(len(scales)))
+    return DeepLinearNetwork(tuple(jnp.asarray(w, dtype) for w in layers))
 
 
 def aligned_network(
@@ -299,10 +309,10 @@ def aligned_network(
     if len(set(modes)) != len(modes) or any(not 0 <= j < m for j in modes) or len(modes) > min(widths):
         raise ValueError(f"modes must be at most {min(widths)} distinct indices in 0..{m - 1}, got {modes!r}")
     check_array(scalars, "scalars", shape=(len(modes),))
-    tm = task_modes(task)
-    idx = jnp.asarray(modes, int)
-    w = jnp.asarray(scalars, task.sigma_yx.dtype)
-    return _factor(tm.U[:, idx], [w] * (len(widths) - 1), tm.V[:, idx], widths)
+    tm = jax.tree.map(np.asarray, task_modes(task))
+    idx = list(modes)
+    w = np.asarray(scalars, float)
+    return _factor(tm.U[:, idx], [w] * (len(widths) - 1), tm.V[:, idx], widths, task.sigma_yx.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,27 +381,32 @@ GROUPS = ("orthogonal", "gl")
 def random_symmetry(key: Key, widths: Sequence[int], group: str = "orthogonal", scale: float = 1.0) -> tuple:
     """A random group element `(T_1, …, T_{h−1})`.
 
-    `"orthogonal"`: Haar-distributed `O(d_i)`; `"gl"`: `T_i = expm(scale · G_i/√d_i)`, `G_i`
-    standard Gaussian (invertible, condition number growing with `scale`).
+    `"orthogonal"`: Haar-distributed `O(d_i)`; `"gl"`: `T_i = Q diag(e^{scale·z}) Q'` with Haar
+    `Q, Q'` and standard Gaussian `z` (invertible, condition number `e^{scale·(max z − min z)}`).
     """
-    widths = check_widths(widths)
+    return _random_element(key, check_widths(widths), *_check_group(group, scale))
+
+
+def _check_group(group: str, scale: float) -> tuple[str, float]:
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
-    scale = check_positive(scale, "scale")
-    return _random_element(key, widths, group, scale)
+    return group, check_positive(scale, "scale")
+
+
+def _haar(key: Key, d: int) -> Float[Array, "d d"]:
+    Q, R = jnp.linalg.qr(jax.random.normal(key, (d, d)))
+    return Q * jnp.sign(jnp.diag(R))
 
 
 def _random_element(key: Key, widths: tuple[int, ...], group: str, scale: float) -> tuple:
     hidden = widths[1:-1]
-    keys = jax.random.split(key, max(len(hidden), 1))
     out = []
-    for k, d in zip(keys, hidden):
-        G = jax.random.normal(k, (d, d))
-        if group == "orthogonal":
-            Q, R = jnp.linalg.qr(G)
-            out.append(Q * jnp.sign(jnp.diag(R)))
-        else:
-            out.append(jax.scipy.linalg.expm(scale * G / np.sqrt(d)))
+    for k, d in zip(jax.random.split(key, max(len(hidden), 1)), hidden):
+        k1, k2, k3 = jax.random.split(k, 3)
+        T = _haar(k1, d)
+        if group == "gl":
+            T = (T * jnp.exp(scale * jax.random.normal(k2, (d,)))) @ _haar(k3, d)
+        out.append(T)
     return tuple(out)
 
 
@@ -401,7 +416,11 @@ def fiber(
     """`num` points `T·net` of the network's fiber, stacked on a leading axis of the weights."""
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
         raise ValueError(f"num must be a positive integer, got {num!r}")
-    random_symmetry(key, net.widths, group, scale)  # validates group and scale
-    widths, scale = net.widths, float(scale)
+    return _fiber(net, jax.random.split(key, num), *_check_group(group, scale))
+
+
+@eqx.filter_jit
+def _fiber(net: DeepLinearNetwork, keys: Key, group: str, scale: float) -> DeepLinearNetwork:
+    widths = net.widths
     point = lambda k: DeepLinearNetwork(act(net.weights, _random_element(k, widths, group, scale)))
-    return jax.vmap(point)(jax.random.split(key, num))
+    return jax.vmap(point)(keys)

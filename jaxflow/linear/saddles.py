@@ -155,17 +155,15 @@ def _escape(coefficients: np.ndarray) -> tuple[int | None, float, float]:
 
 
 def _higher_order(net, task, null_basis: np.ndarray, key: Key, probes: int):
-    """The lowest-order escape among the path direction and random unit directions in `ker H`."""
+    """The lowest-order escape among `path_direction` and `probes` random unit directions in `ker H`."""
     theta, unravel = ravel_pytree(list(net.weights))
-    candidates = []
-    path = path_direction(net, task)
-    if path is not None:
-        candidates.append(np.asarray(ravel_pytree(list(path.weights))[0]))
-    if null_basis.shape[1]:
-        z = np.asarray(jax.random.normal(key, (null_basis.shape[1], probes), theta.dtype))
-        candidates += list((null_basis @ z / np.linalg.norm(null_basis @ z, axis=0)).T)
-    if not candidates:
+    if null_basis.shape[1] == 0:
         return None
+    z = np.asarray(jax.random.normal(key, (null_basis.shape[1], probes + 1), theta.dtype))
+    candidates = list((null_basis @ z / np.linalg.norm(null_basis @ z, axis=0)).T)
+    path = path_direction(net, task)
+    if path is not None:  # in place of the last probe: a fixed count keeps one compiled shape
+        candidates[-1] = np.asarray(ravel_pytree(list(path.weights))[0])
     flats = jnp.asarray(np.stack(candidates))
     polys = np.asarray(_probe_polynomials_jit(net, task, flats, unravel))
     best = None
