@@ -252,8 +252,9 @@ def gradient_flow(
 
     `saveat`: the number of equally spaced save times in `[0, t1]` (default 101) or an array of
     times. With `stop_at_convergence` the run stops at the end of the first step with
-    `‖∇L‖ < gtol` (a Diffrax event; note saddles also have small gradients), and later save times
-    hold the final values (see `Trajectory.reached`). `throw=False` reports a failed run in
+    `‖∇L‖ < gtol` (a Diffrax event), and later save times hold the final values (see
+    `Trajectory.reached`); saddles have small gradients too, and near an attractor the explicit
+    solver hovers ~`atol` away, so keep `gtol` well above `atol`. `throw=False` reports a failed run in
     `stats.successful` instead of raising. JIT-compiled; composes with `jax.jit`, `jax.vmap` and
     `jax.grad` (through `RecursiveCheckpointAdjoint`).
     """

@@ -21,6 +21,7 @@ from jaxflow import (
     mode_trajectory,
     vector_field,
 )
+from jaxflow.linear import flow as flow_module
 from jaxflow.linear.flow import loss_adjacency, vector_field_adjacency
 
 W2, W3 = (2, 3, 3), (2, 3, 3, 3)
@@ -182,6 +183,17 @@ def test_failed_run_is_reported_not_raised_with_throw_false(teacher_task, key):
     assert not bool(traj.stats.successful) and not bool(traj.stats.converged)
     assert int(traj.stats.num_steps) == 4 and float(traj.stats.t_final) < T1
     assert np.all(np.isfinite(traj.losses)) and not bool(jnp.all(traj.reached))
+
+
+def test_new_tolerances_and_t1_reuse_the_compiled_solve(teacher_task, key, monkeypatch):
+    traces = []
+    original = flow_module.solve
+    monkeypatch.setattr(flow_module, "solve", lambda *a, **k: traces.append(1) or original(*a, **k))
+    net = DeepLinearNetwork.init(W2, key, "gaussian", scale=0.5)
+    gradient_flow(net, teacher_task, T1, saveat=SAVES, rtol=1e-9, atol=1e-9)
+    first = len(traces)  # 0 if an earlier test compiled this signature already, else 1
+    gradient_flow(net, teacher_task, 3.0, saveat=SAVES, rtol=1e-7, atol=1e-6, gtol=1e-3)
+    assert first <= 1 and len(traces) == first  # solve is only called while tracing
 
 
 # --- gradient descent ------------------------------------------------------------------------
