@@ -384,3 +384,46 @@ class SweepConfig:
                 f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
                 f"got {list(self.task.singular_values)}",
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class LandscapeConfig:
+    """`jaxflow landscape`: every critical value of `task` for networks of `widths`, each
+    classified at its canonical critical point (`critical_point(..., balanced=balanced)`) with
+    `probes` random null-space directions (seeded by `seed`) for the higher-order test, and
+    checked by the flow when `verify`. Dense Hessians: at most `max_parameters` weights."""
+
+    task: SweepTaskConfig = dataclasses.field(default_factory=SweepTaskConfig)
+    widths: tuple[int, ...] = (3, 3, 3, 3)
+    balanced: bool = True
+    probes: int = 16
+    verify: bool = False
+    seed: int = 0
+    max_parameters: int = 2000
+
+    def __post_init__(self):
+        if len(self.widths) < 2:
+            fail(
+                "widths",
+                f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(self.widths)}",
+            )
+        for i, d in enumerate(self.widths):
+            if d < 1:
+                fail(f"widths[{i}]", f"must be a positive integer, got {d} in {list(self.widths)}")
+        d_in, d_out = self.widths[0], self.widths[-1]
+        if len(self.task.singular_values) > min(d_in, d_out):
+            fail(
+                "task.singular_values",
+                f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
+                f"got {list(self.task.singular_values)}",
+            )
+        if self.probes < 1:
+            fail("probes", f"must be a positive integer, got {self.probes}")
+        if self.max_parameters < 1:
+            fail("max_parameters", f"must be a positive integer, got {self.max_parameters}")
+        P = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
+        if P > self.max_parameters:
+            fail(
+                "widths",
+                f"give P = {P} weights, more than max_parameters = {self.max_parameters} (dense Hessians)",
+            )

@@ -158,3 +158,27 @@ def plot_learning_times(result, path) -> Path:
         ax.set(title=f"widths {list(result.widths[a])}", xlabel="time s_k reaches σ_k / 2", ylabel="count")
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_hessian_spectra(rows: list[dict], path) -> Path:
+    """One line per critical point: its Hessian eigenvalues (symlog axis), negative in red, zero
+    in grey, positive in blue, labelled with the learnt modes, the value, the kind and the
+    inertia `(n_neg, n_zero, n_pos)`."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+    lim = max((max(abs(v) for v in r["eigenvalues"]) for r in rows), default=1.0) or 1.0
+    for y, r in enumerate(rows):
+        lam = np.asarray(r["eigenvalues"])
+        tol = r["tolerance"]
+        for mask, color in ((lam < -tol, "C3"), (np.abs(lam) <= tol, "0.5"), (lam > tol, "C0")):
+            ax.plot(lam[mask], np.full(mask.sum(), y), "|", color=color, ms=12, mew=1.5)
+    modes = ["{" + ",".join(str(j + 1) for j in r["subset"]) + "}" for r in rows]
+    labels = [
+        f"S={m}  L={r['value']:.4g}  {r['kind'].replace('_', ' ')} {tuple(r['inertia'])}"
+        for m, r in zip(modes, rows)
+    ]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xscale("symlog", linthresh=1e-3 * lim)
+    ax.axvline(0, color="0.8", lw=0.8, zorder=0)
+    ax.set(xlabel="Hessian eigenvalue", title="Hessian spectrum at each critical point")
+    ax.invert_yaxis()
+    return _save(fig, path)

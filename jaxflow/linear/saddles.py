@@ -61,11 +61,12 @@ class CriticalPointReport:
 
     `kind` is one of `KINDS`. `inertia = (n_neg, n_zero, n_pos)` of the Hessian; the flow's
     linearisation `−H` has unstable, stable and centre subspaces of dimensions `n_neg`, `n_pos`,
-    `n_zero`. `order` is the lowest order `k` of the loss's Taylor expansion that was found to go
-    negative along `escape_direction` (a unit tangent, `DeepLinearNetwork`-shaped): 1 off critical
-    points (`−∇L`), 2 for a strict saddle, `k >= 3` for a non-strict one, `None` at a global
-    minimum. `coefficients` are `c_0 … c_{2h}` of `L(θ + t d)` along it. `verified` and
-    `loss_after_escape` are set when the classifier ran the flow from `θ + ε d`.
+    `n_zero`; `eigenvalues` is the Hessian spectrum, ascending. `order` is the lowest order `k`
+    of the loss's Taylor expansion that was found to go negative along `escape_direction` (a
+    unit tangent, `DeepLinearNetwork`-shaped): 1 off critical points (`−∇L`), 2 for a strict
+    saddle, `k >= 3` for a non-strict one, `None` at a global minimum. `coefficients` are
+    `c_0 … c_{2h}` of `L(θ + t d)` along it. `verified` and `loss_after_escape` are set when
+    the classifier ran the flow from `θ + ε d`.
     """
 
     kind: str
@@ -74,6 +75,7 @@ class CriticalPointReport:
     critical_value: float | None
     subset: tuple[int, ...] | None
     inertia: tuple[int, int, int]
+    eigenvalues: np.ndarray
     order: int | None
     escape_direction: DeepLinearNetwork | None
     coefficients: np.ndarray | None
@@ -213,7 +215,7 @@ def classify_critical_point(
         _, grad = flat_gradient(net, task)
         d = _unit(-np.asarray(grad(theta)), unravel)
         return CriticalPointReport(
-            "not_critical", g, L, None, None, inert, 1, d, np.asarray(line_polynomial(net, task, d))
+            "not_critical", g, L, None, None, inert, lam, 1, d, np.asarray(line_polynomial(net, task, d))
         )
     S = network_class(net, task).subset
     cv = next(c for c in critical_values(task, net.widths) if c.subset == S)
@@ -230,7 +232,7 @@ def classify_critical_point(
                 f"(subset {S}); try more probes"
             )
         kind, (order, d, coeffs) = "nonstrict_saddle", found
-    report = CriticalPointReport(kind, g, L, cv.value, S, inert, order, d, coeffs)
+    report = CriticalPointReport(kind, g, L, cv.value, S, inert, lam, order, d, coeffs)
     if verify and d is not None:
         report = _verify(report, net, task, step)
     return report
@@ -247,7 +249,7 @@ def _verify(report: CriticalPointReport, net: DeepLinearNetwork, task: Task, ste
     t1 = 10.0 * (step ** (2 - k) / abs(float(report.coefficients[k])) + 1.0 / mu[mu > 0].min())
     sol = solve(start, task, jnp.asarray(t1), rtol=jnp.asarray(1e-8), atol=jnp.asarray(1e-10))
     after = float(loss(DeepLinearNetwork(tuple(y[-1] for y in sol.ys)), task))
-    return dataclasses.replace(report, verified=after < target, loss_after_escape=after)
+    return dataclasses.replace(report, verified=bool(after < target), loss_after_escape=after)
 
 
 @dataclasses.dataclass(frozen=True)
