@@ -20,7 +20,7 @@ from .._checks import check_array, check_positive
 from .._types import Array, Bool, Float, Key, Scalar
 from .frustration import frustration
 from .graph import Block, Shape, SignedGraph
-from .importers import from_equinox
+from .nullmodels import _weight, shuffle_signs
 
 
 class Orthant(eqx.Module):
@@ -275,7 +275,7 @@ def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bo
 
 
 def _agreement(sa, sb, common) -> Scalar:
-    n = jnp.maximum(jnp.sum(common), 1)
+    n = jnp.maximum(jnp.sum(common), 1).astype(sa.dtype)
     return jnp.abs(jnp.sum(jnp.where(common, sa * sb, 0))) / n
 
 
@@ -300,11 +300,11 @@ def active_subnetworks(
         gauges.append(graph.flatten(res.gauge))
         normalized.append(res.normalized)
     masks, gauges = jnp.stack(masks), jnp.stack(gauges)
-    active = jnp.sum(masks & relu, axis=1) / jnp.maximum(jnp.sum(relu), 1)
+    active = jnp.sum(masks & relu, axis=1, dtype=gauges.dtype) / max(int(jnp.sum(relu)), 1)
     pair = jax.vmap(lambda sa, ma: jax.vmap(lambda sb, mb: _agreement(sa, sb, ma & mb))(gauges, masks))
     return ActiveSubnetworks(
         normalized=jnp.stack(normalized),
-        active=active.astype(gauges.dtype),
+        active=active,
         agreement=pair(gauges, masks),
         agreement_full=jax.vmap(lambda s, m: _agreement(s, full, m))(gauges, masks),
     )
@@ -317,18 +317,17 @@ def _is_weight(x) -> bool:
     return isinstance(x, (eqx.nn.Linear, eqx.nn.Conv))
 
 
-def shuffle_weight_signs(model, key: Key):
-    """`model` with the signs of each `Linear`/`Conv` weight array randomly permuted within the
-    array (the "block" null model: magnitudes and the number of negative weights kept, weight
-    sharing of convolutions kept, biases unchanged)."""
+def with_graph_weights(model, graph: SignedGraph):
+    """`model` with the weights of its `Linear`/`Conv` layers, in order, replaced by those of
+    the learned blocks of `graph` (e.g. a `shuffle_signs` null model of `model`'s graph)."""
     layers = [x for x in jax.tree.leaves(model, is_leaf=_is_weight) if _is_weight(x)]
-
-    def shuffle(w, k):
-        signs = jax.random.permutation(k, jnp.sign(w).ravel()).reshape(w.shape)
-        return jnp.abs(w) * signs
-
-    keys = jax.random.split(key, max(len(layers), 1))
-    new = [shuffle(layer.weight, k) for layer, k in zip(layers, keys)]
+    weights = [_weight(b) for b in graph.blocks if b.learned]
+    if [x.weight.size for x in layers] != [w.size for w in weights]:
+        raise ValueError(
+            f"graph's learned blocks have {[w.size for w in weights]} weights but the model's "
+            f"Linear/Conv layers have {[x.weight.size for x in layers]}: not the graph of this model"
+        )
+    new = [w.reshape(x.weight.shape).astype(x.weight.dtype) for w, x in zip(weights, layers)]
     return eqx.tree_at(
         lambda m: [x.weight for x in jax.tree.leaves(m, is_leaf=_is_weight) if _is_weight(x)], model, new
     )
@@ -355,23 +354,31 @@ class NullMonotonicity(eqx.Module):
 
 
 def null_model_monotonicity(
-    model, inputs: Float[Array, "N ..."], key: Key, *, samples: int = 16, **search
+    model,
+    graph: SignedGraph,
+    inputs: Float[Array, "N ..."],
+    key: Key,
+    *,
+    samples: int = 16,
+    null_model: str = "block",
+    **search,
 ) -> NullMonotonicity:
-    """Reference distributions for `monotonicity_score(model, …)`: `samples` sign-shuffled copies
-    of `model` (`shuffle_weight_signs`), each scored under the best gauge of its own signed graph
-    (`jaxflow.frustration` with `search`), and `model` itself scored with uniformly random
-    `s_in`, `s_out`. `model` is an Equinox model that `from_equinox` reads."""
+    """Reference distributions for `monotonicity_score(model, …)`: `samples` null-model networks
+    (`model` with the weights of `shuffle_signs(graph, key, null_model)`, `graph` being `model`'s
+    signed graph), each scored under the best gauge of its own graph (`jaxflow.frustration` with
+    `search`); and `model` itself scored with uniformly random `s_in`, `s_out`."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
     check_array(inputs, "inputs")
     in_shape = tuple(inputs.shape[1:])
+    n_out = graph.sizes[-1]
     scores, random = [], []
     for k in jax.random.split(key, samples):
         k_null, k_gauge, k_in, k_out = jax.random.split(k, 4)
-        null = shuffle_weight_signs(model, k_null)
-        gauge = frustration(from_equinox(null, in_shape), key=k_gauge, **search).gauge
+        null_graph = shuffle_signs(graph, k_null, null_model)
+        gauge = frustration(null_graph, key=k_gauge, **search).gauge
+        null = with_graph_weights(model, null_graph)
         scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs).mean)
-        n_out = int(np.prod(jax.eval_shape(model, jax.ShapeDtypeStruct(in_shape, inputs.dtype)).shape))
         s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, in_shape), 1.0, -1.0)
         s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (n_out,)), 1.0, -1.0)
         random.append(monotonicity_score(model, s_in, s_out, inputs).mean)

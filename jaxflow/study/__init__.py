@@ -56,19 +56,26 @@ def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
     checkpoints = result.checkpoints
     bar = tqdm(total=2 + len(checkpoints), desc="study", disable=not progress)
     graph = from_equinox(model, in_shape)
-    res, fr = frustration_vs_null(graph, config.frustration, k_final)
-    layers = layer_frustration(graph, config.frustration, k_final)
+    nul, fr = frustration_vs_null(graph, config.frustration, k_final)
+    layers = layer_frustration(graph, nul)
     bar.update()
     mono = monotonicity_vs_null(
-        model, graph, res.gauge, inputs, config.frustration, config.monotonicity, k_final
+        model, graph, nul.observed.gauge, inputs, config.frustration, config.monotonicity, k_final
     )
     bar.update()
     trace = []
     for c, k in zip(checkpoints, jax.random.split(k_trace, len(checkpoints))):
         g = from_equinox(c.model, in_shape)
-        r, f = frustration_vs_null(g, config.frustration, k, config.monotonicity.null_samples)
+        nul_c, f = frustration_vs_null(g, config.frustration, k, config.monotonicity.null_samples)
         m = monotonicity_vs_null(
-            c.model, g, r.gauge, inputs, config.frustration, config.monotonicity, k, perturbations=False
+            c.model,
+            g,
+            nul_c.observed.gauge,
+            inputs,
+            config.frustration,
+            config.monotonicity,
+            k,
+            perturbations=False,
         )
         trace.append(
             {
@@ -101,10 +108,9 @@ def _model_file(config: StudyConfig, out: Path, config_dir: Path, progress: bool
     path = Path(config.model_file)
     graph = load_graph(path if path.is_absolute() else config_dir / path)
     key = jax.random.key(config.seed)
-    with tqdm(total=2, desc="study", disable=not progress) as bar:
-        _, fr = frustration_vs_null(graph, config.frustration, key)
-        bar.update()
-        layers = layer_frustration(graph, config.frustration, key)
+    with tqdm(total=1, desc="study", disable=not progress) as bar:
+        nul, fr = frustration_vs_null(graph, config.frustration, key)
+        layers = layer_frustration(graph, nul)
         bar.update()
     out_json = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
     _network_figures(out_json, out)

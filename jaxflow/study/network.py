@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._types import Array, Float, Key
 from ..config import StudyFrustrationConfig, StudyMonotonicityConfig
-from ..signed import Layer, SignedGraph
-from ..signed.frustration import frustration
+from ..signed import SignedGraph
+from ..signed.frustration import block_frustration
 from ..signed.monotonicity import (
     active_subnetworks,
     monotonicity_score,
     null_model_monotonicity,
     orthant_perturbation_test,
 )
-from ..signed.nullmodels import null_model_frustration
+from ..signed.nullmodels import NullModelResult, null_model_frustration
 
 
 def _floats(x) -> list[float]:
@@ -26,16 +25,19 @@ def _floats(x) -> list[float]:
 
 def frustration_vs_null(
     graph: SignedGraph, config: StudyFrustrationConfig, key: Key, samples: int | None = None
-):
-    """The best gauge found for `graph` and a JSON summary of its normalized frustration against
-    `samples` (default `config.null_samples`) null models, searched with the same effort."""
-    k_net, k_null = jax.random.split(key)
-    search = {"method": config.method, "restarts": config.restarts}
-    res = frustration(graph, key=k_net, **search)
+) -> tuple[NullModelResult, dict]:
+    """The null-model result of `graph` (its own best gauge in `.observed`) and a JSON summary:
+    normalized frustration against `samples` (default `config.null_samples`) null models searched
+    with the same effort, overall and per trained block (`δ_b / Σ_b |a|` under the best gauges)."""
     nul = null_model_frustration(
-        graph, k_null, samples=samples or config.null_samples, model=config.null_model, **search
+        graph,
+        key,
+        samples=samples or config.null_samples,
+        model=config.null_model,
+        method=config.method,
+        restarts=config.restarts,
     )
-    total = float(res.total)
+    res, total = nul.observed, float(nul.observed.total)
     null = np.asarray(nul.values, float) / total
     summary = {
         "value": float(res.value),
@@ -44,30 +46,33 @@ def frustration_vs_null(
         "null_normalized": null.tolist(),
         "null_mean": float(null.mean()),
         "null_std": float(null.std(ddof=1)),
-        "zscore": float(nul.zscore(res.value)),
-        "pvalue": float((1 + np.sum(null <= float(res.normalized))) / (1 + null.size)),
+        "zscore": float(nul.zscore()),
+        "pvalue": float(nul.pvalue()),
     }
-    return res, summary
+    return nul, summary
 
 
-def layer_frustration(
-    graph: SignedGraph, config: StudyFrustrationConfig, key: Key, *, progress: bool = False
-) -> list[dict]:
-    """Each trained block (dense or convolution) as a bipartite graph of its own: its frustration
-    against its null models (`progress`: a progress bar over the blocks)."""
+def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:
+    """Per trained block (dense or convolution) `b`: `δ_b / Σ_b |a|` under the graph's best gauge
+    against the same for the null models (each under its own best gauge)."""
+    own = block_frustration(graph, nul.observed.gauge)
     out = []
-    learned = [b for b, block in enumerate(graph.blocks) if block.learned]
-    keys = jax.random.split(key, max(len(learned), 1))
-    for b, k in tqdm(
-        zip(learned, keys), total=len(learned), desc="layers", disable=not progress, leave=False
-    ):
+    for b, block in enumerate(graph.blocks):
+        if not block.learned:
+            continue
+        total = float(block.abs_sum())
+        null = np.asarray(nul.block_values[:, b], float) / total
         src, dst = graph.links[b]
-        names = graph.names[src], graph.names[dst]
-        sub = SignedGraph.from_layers(
-            [Layer(names[0], shape=graph.shapes[src]), Layer(names[1], {names[0]: graph.blocks[b]})]
+        out.append(
+            {
+                "block": b,
+                "source": graph.names[src],
+                "destination": graph.names[dst],
+                "normalized": float(own[b]) / total,
+                "null_mean": float(null.mean()),
+                "null_std": float(null.std(ddof=1)),
+            }
         )
-        _, summary = frustration_vs_null(sub, config, k)
-        out.append({"block": b, "source": names[0], "destination": names[1], **summary})
     return out
 
 
@@ -88,7 +93,15 @@ def monotonicity_vs_null(
     k_null, k_pert, k_active = jax.random.split(key, 3)
     search = {"method": frustration_config.method, "restarts": frustration_config.restarts}
     score = monotonicity_score(model, gauge[0], gauge[-1], inputs)
-    null = null_model_monotonicity(model, inputs, k_null, samples=config.null_samples, **search)
+    null = null_model_monotonicity(
+        model,
+        graph,
+        inputs,
+        k_null,
+        samples=config.null_samples,
+        null_model=frustration_config.null_model,
+        **search,
+    )
     out = {
         "score": float(score.mean),
         "per_input": _floats(score.per_input),

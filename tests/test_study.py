@@ -1,0 +1,44 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxflow.cli import main
+from jaxflow.study import FILES
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+@pytest.mark.parametrize("config, source", [("study_tiny.toml", "model"), ("study_tiny_dln.toml", "dln")])
+def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
+    assert main(["study", str(CONFIGS / config), "--out", str(tmp_path)]) == 0
+    print(capsys.readouterr().out)
+    for name in FILES[source]:
+        assert (tmp_path / name).stat().st_size > 0, name
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["source"] == source and result["files"] == list(FILES[source])
+    if source == "model":
+        fr, mono = result["frustration"], result["monotonicity"]
+        assert 0 <= fr["normalized"] <= 0.5  # the all-plus gauge or its flip frustrates <= half the mass
+        assert len(fr["null_normalized"]) == 4 and 0 < fr["pvalue"] <= 1
+        assert [c["epoch"] for c in result["training"]] == [0, 1, 2]
+        assert 0 <= mono["score"] <= 1 and len(mono["null_scores"]) == 3
+        assert len(mono["active"]["normalized"]) == 4
+        agreement = np.asarray(mono["active"]["agreement"])
+        np.testing.assert_allclose(np.diag(agreement), 1.0, rtol=1e-12)  # a gauge agrees with itself
+    else:
+        dln = result["dln"]
+        assert np.shape(dln["frustration"]) == np.shape(dln["loss"]) == (2, 4)
+        loss = np.asarray(dln["loss"])
+        assert np.all(np.diff(loss, axis=1) <= 1e-9)  # gradient flow never increases the loss
+
+
+def test_bad_study_config_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model_file = "net.npz"\n[model]\nkind = "mlp"\n')
+    assert main(["study", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "exactly one of [model], model_file or [dln]" in err and "Traceback" not in err
