@@ -76,7 +76,7 @@ class Block(eqx.Module):
     def to_dense(self) -> Float[Array, "n_out n_in"]:
         """The block as a dense `(n_out, n_in)` matrix (small blocks only; for tests)."""
         n_in = math.prod(self.in_shape)
-        dtype = jnp.result_type(*jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array)))
+        dtype = _dtype(self)
         eye = jnp.eye(n_in, dtype=dtype).reshape((n_in, *self.in_shape))
         return jax.vmap(lambda e: self.apply(e).ravel(), out_axes=1)(eye)
 
@@ -241,7 +241,7 @@ class Pool(Block):
     def _sum_pool(self, x):
         pads = ((0, 0), *self.padding)
         return lax.reduce_window(
-            x, jnp.zeros((), x.dtype), lax.add, (1, *self.window), (1, *self.stride), pads,
+            x, np.zeros((), x.dtype), lax.add, (1, *self.window), (1, *self.stride), pads,
             window_dilation=(1, *self.dilation),
         )  # fmt: skip
 
@@ -506,7 +506,7 @@ class SignedGraph(eqx.Module):
     @property
     def dtype(self):
         """The common floating dtype of the weights."""
-        return np.result_type(*jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array)))
+        return _dtype(self)
 
     def incoming(self, layer: int) -> tuple[int, ...]:
         """Indices of the blocks that end in `layer`."""
@@ -567,6 +567,11 @@ class SignedGraph(eqx.Module):
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _dtype(tree) -> np.dtype:
+    """The common dtype of a pytree's floating-point leaves (works on tracers too)."""
+    return np.result_type(*(x.dtype for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))))
 
 
 def _positive_int(v, name: str) -> int:

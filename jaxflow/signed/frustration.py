@@ -1,0 +1,398 @@
+"""Frustration of a signed graph: the energy `δ(s)`, layer-parallel estimators and the exact optimum.
+
+`δ(s) = Σ_{q→p : s_p a_pq s_q < 0} |a_pq| = ½(Σ|a| − sᵀAs)` for a gauge `s ∈ {±1}^n`; the
+frustration is `min_s δ(s)` (an Ising ground state, NP-hard). Every heuristic returns the energy of
+a gauge it found, hence an upper bound on the minimum; `"exact"` also reports the solver's proven
+lower bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+from jax import lax
+from jaxtyping import Bool
+
+from .._types import Array, Float, Int, Key, Scalar
+from .graph import SignedGraph
+
+METHODS = ("greedy", "layerwise", "anneal", "exact")
+GREEDY_MAX_NODES = 8192  # the greedy baseline keeps the dense n×n field matrix A + Aᵀ
+EXACT_MAX_EDGES = 5000
+
+
+class SearchSettings(NamedTuple):
+    """How a gauge was searched for (the effort), so null models can repeat it exactly."""
+
+    method: str = "layerwise"
+    restarts: int = 64
+    max_iterations: int = 1000
+    anneal_steps: int = 200
+    anneal_temperatures: tuple[float, float] = (2.0, 0.02)
+    batch_size: int | None = None
+
+
+class FrustrationResult(eqx.Module):
+    """The best gauge found and its frustration.
+
+    `value = δ(gauge)` (recomputed from the gauge, so always an upper bound on the frustration);
+    `lower_bound` is a proven lower bound (0 for the heuristics, the solver's dual bound for
+    `"exact"`); `normalized = value / total` with `total = Σ|a|` (weighted) or the number of edges.
+    `restart_values` holds `δ` of every restart's final gauge; `iterations` counts sweeps
+    (`"layerwise"`, `"anneal"`), flips (`"greedy"`) or branch-and-bound nodes (`"exact"`), the most
+    over restarts; `converged` says whether every restart reached a local optimum (or the solver
+    proved optimality).
+    """
+
+    value: Scalar
+    normalized: Scalar
+    total: Scalar
+    lower_bound: Scalar
+    gauge: tuple[Float[Array, "*layer"], ...]
+    restart_values: Float[Array, " restarts"]
+    iterations: Int[Array, ""]
+    converged: Bool[Array, ""]
+    settings: SearchSettings = eqx.field(static=True)
+    weighted: bool = eqx.field(static=True)
+
+    @property
+    def method(self) -> str:
+        """The estimator: `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"`."""
+        return self.settings.method
+
+    @property
+    def is_upper_bound(self) -> bool:
+        """Always true: `value` is the energy of an actual gauge, so `min_s δ(s) <= value`."""
+        return True
+
+    @property
+    def optimal(self) -> bool:
+        """Whether `value` is proven optimal (`lower_bound` reaches it, up to rounding)."""
+        return bool(self.value - self.lower_bound <= 1e-9 * jnp.maximum(self.total, 1.0))
+
+    @property
+    def flat_gauge(self) -> Float[Array, " n"]:
+        """The gauge as one `±1` vector over all nodes (the flat numbering of `A`)."""
+        return jnp.concatenate([s.ravel() for s in self.gauge])
+
+
+# ------------------------------------------------------------------------- energy
+
+
+def _signed(graph: SignedGraph, weighted: bool) -> SignedGraph:
+    """The graph whose energy is minimised: itself, or `sign(a)` for the unweighted count."""
+    return graph if weighted else graph.map_weights(jnp.sign)
+
+
+@eqx.filter_jit
+def _block_energies(graph: SignedGraph, gauge: Sequence[Array]) -> tuple[Scalar, ...]:
+    # δ_b = u'P v + v'P u + u'N u + v'N v with A_b = P − N (P, N >= 0), u = [s = +1], v = [s = −1]:
+    # a sum of non-negative terms, so an unfrustrated block gives exactly 0 (no cancellation).
+    out = []
+    for (src, dst), block in zip(graph.links, graph.blocks):
+        pos, neg = block.map_weights(jax.nn.relu), block.map_weights(lambda w: jax.nn.relu(-w))
+        up_src, up_dst = (gauge[src] > 0).astype(graph.dtype), (gauge[dst] > 0).astype(graph.dtype)
+        dn_src, dn_dst = 1 - up_src, 1 - up_dst
+        out.append(
+            jnp.vdot(up_dst, pos.apply(dn_src))
+            + jnp.vdot(dn_dst, pos.apply(up_src))
+            + jnp.vdot(up_dst, neg.apply(up_src))
+            + jnp.vdot(dn_dst, neg.apply(dn_src))
+        )
+    return tuple(out)
+
+
+def block_frustration(
+    graph: SignedGraph, gauge: Sequence[Array], *, weighted: bool = True
+) -> tuple[Scalar, ...]:
+    """`δ_b(s)`, the frustrated weight (or edge count) inside each block `b` of `graph`."""
+    gauge = _check_gauge(graph, gauge)
+    return _block_energies(_signed(graph, weighted), gauge)
+
+
+def gauge_frustration(graph: SignedGraph, gauge: Sequence[Array], *, weighted: bool = True) -> Scalar:
+    """`δ(s) = Σ_{s_p a_pq s_q < 0} |a_pq|` (or the number of such edges when not `weighted`).
+
+    `gauge` is one `±1` array per layer, or a flat vector over all nodes.
+    """
+    blocks = block_frustration(graph, gauge, weighted=weighted)
+    return sum(blocks[1:], start=blocks[0]) if blocks else jnp.zeros((), graph.dtype)
+
+
+# ------------------------------------------------------------------ estimators
+
+
+def _layer_field(graph: SignedGraph, s: Sequence[Array], j: int) -> Array:
+    """`h_j = (A s + Aᵀ s)` restricted to layer `j` (layers have no internal edges)."""
+    h = jnp.zeros(graph.shapes[j], s[j].dtype)
+    for b in graph.incoming(j):
+        h = h + graph.blocks[b].apply(s[graph.links[b][0]])
+    for b in graph.outgoing(j):
+        h = h + graph.blocks[b].apply_transpose(s[graph.links[b][1]])
+    return h
+
+
+def _descend(graph: SignedGraph, s: tuple[Array, ...], max_sweeps: int):
+    """Block-coordinate descent: each layer in turn takes `s_j = sign(h_j)` until a sweep changes nothing."""
+
+    def sweep(state):
+        s, sweeps, _ = state
+        s, changed = list(s), jnp.array(False)
+        for j in range(graph.num_layers):
+            h = _layer_field(graph, s, j)
+            new = jnp.where(h > 0, 1, jnp.where(h < 0, -1, s[j])).astype(s[j].dtype)
+            changed = changed | jnp.any(new != s[j])
+            s[j] = new
+        return tuple(s), sweeps + 1, changed
+
+    state = (s, jnp.array(0), jnp.array(True))
+    s, sweeps, changed = lax.while_loop(lambda st: st[2] & (st[1] < max_sweeps), sweep, state)
+    return s, sweeps, ~changed
+
+
+def _anneal(graph: SignedGraph, s: tuple[Array, ...], key: Key, betas: Float[Array, " steps"]):
+    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`."""
+
+    def sweep(s, inputs):
+        beta, k = inputs
+        s, keys = list(s), jax.random.split(k, graph.num_layers)
+        for j in range(graph.num_layers):
+            h = _layer_field(graph, s, j)
+            up = jax.random.uniform(keys[j], h.shape, h.dtype) < jax.nn.sigmoid(2 * beta * h)
+            s[j] = jnp.where(up, 1, -1).astype(h.dtype)
+        return tuple(s), None
+
+    s, _ = lax.scan(sweep, s, (betas, jax.random.split(key, betas.shape[0])))
+    return s
+
+
+def _greedy(graph: SignedGraph, s: Float[Array, " n"], max_flips: int):
+    """The published greedy: flip the node with the most negative `s_i h_i` while one is negative."""
+    A = graph.to_dense()
+    J = A + A.T
+
+    def flip(state):
+        s, h, flips, _ = state
+        i = jnp.argmin(s * h)
+        h = h - 2 * s[i] * J[:, i]
+        s = s.at[i].multiply(-1)
+        return s, h, flips + 1, jnp.min(s * h) < 0
+
+    state = (s, J @ s, jnp.array(0), jnp.min(s * (J @ s)) < 0)
+    s, _, flips, negative = lax.while_loop(lambda st: st[3] & (st[2] < max_flips), flip, state)
+    return s, flips, ~negative
+
+
+def _start(graph: SignedGraph, key: Key, dtype) -> tuple[Array, ...]:
+    return tuple(
+        jnp.where(jax.random.bernoulli(k, 0.5, shape), 1, -1).astype(dtype)
+        for k, shape in zip(jax.random.split(key, graph.num_layers), graph.shapes)
+    )
+
+
+def _node_scale(graph: SignedGraph) -> Scalar:
+    """Mean node strength `Σ_i (|A|1 + |A|ᵀ1)_i / n`: the temperature unit of `"anneal"`."""
+    return 2 * graph.abs_sum() / max(graph.num_nodes, 1)
+
+
+@eqx.filter_jit
+def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
+    """Run `restarts` independent searches; returns their gauges, energies, iterations, convergence."""
+    method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size = settings
+    dtype = graph.dtype
+
+    def one(inputs):
+        k, first = inputs
+        start = _start(graph, k, dtype)
+        start = tuple(jnp.where(first, jnp.ones_like(x), x) for x in start)  # restart 0: all-plus
+        if method == "greedy":
+            s, its, ok = _greedy(graph, graph.flatten(start), max_iterations)
+            s = graph.unflatten(s)
+        else:
+            if method == "anneal":
+                t0, t1 = anneal_temperatures
+                temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, anneal_steps, dtype=dtype)
+                start = _anneal(graph, start, jax.random.fold_in(k, 1), 1 / (temps * _node_scale(graph)))
+            s, its, ok = _descend(graph, start, max_iterations)
+            its = its + (anneal_steps if method == "anneal" else 0)
+        return s, sum(_block_energies(graph, s)), its, ok
+
+    keys = jax.random.split(key, restarts)
+    first = jnp.arange(restarts) == 0
+    gauges, values, its, ok = lax.map(one, (keys, first), batch_size=batch_size or restarts)
+    return gauges, values, jnp.max(its), jnp.all(ok)
+
+
+def _exact(graph: SignedGraph, time_limit: float | None):
+    """Minimise `Σ |a_e| f_e` over `u ∈ {0,1}^n`, `f_e ∈ [0,1]` (`s = 2u − 1`) with HiGHS.
+
+    Edge `q → p` with `a > 0` is frustrated iff `u_p ≠ u_q`: `f ≥ u_p − u_q`, `f ≥ u_q − u_p`; with
+    `a < 0` iff `u_p = u_q`: `f ≥ u_p + u_q − 1`, `f ≥ 1 − u_p − u_q`. Node 0 is fixed to `u = 1`
+    (the gauges `s` and `−s` have equal energy).
+    """
+    A = np.asarray(graph.to_dense(), np.float64)
+    p, q = np.nonzero(A)
+    a, n, m = A[p, q], A.shape[0], p.size
+    neg = (a < 0).astype(np.float64)
+    sgn, one = 1.0 - 2.0 * neg, np.ones(m)
+    # per edge e, with σ = sign(a): row 2e: f − u_p + σu_q >= −[a<0]; row 2e+1: f + u_p − σu_q >= [a<0]
+    cols = np.tile(np.stack([n + np.arange(m), p, q], 1), (1, 2)).reshape(-1)
+    vals = np.stack([one, -one, sgn, one, one, -sgn], 1).reshape(-1)
+    rows = np.repeat(np.arange(2 * m), 3)
+    cons = scipy.optimize.LinearConstraint(
+        scipy.sparse.csr_array((vals, (rows, cols)), shape=(2 * m, n + m)),
+        np.stack([-neg, neg], 1).reshape(-1),
+        np.inf,
+    )
+    lb = np.zeros(n + m)
+    lb[0] = 1.0 if n else 0.0
+    options = {"mip_rel_gap": 0.0} | ({} if time_limit is None else {"time_limit": float(time_limit)})
+    res = scipy.optimize.milp(
+        np.concatenate([np.zeros(n), np.abs(a)]),
+        integrality=np.concatenate([np.ones(n), np.zeros(m)]),
+        bounds=scipy.optimize.Bounds(lb, np.ones(n + m)),
+        constraints=cons,
+        options=options,
+    )
+    if res.x is None:
+        raise RuntimeError(f'method="exact": HiGHS found no gauge ({res.message})')
+    s = np.where(res.x[:n] > 0.5, 1.0, -1.0)
+    bound = res.mip_dual_bound if getattr(res, "mip_dual_bound", None) is not None else res.fun
+    return s, max(float(bound), 0.0), int(getattr(res, "mip_node_count", 0) or 0), res.status == 0
+
+
+# ------------------------------------------------------------------ public API
+
+
+def frustration(
+    graph: SignedGraph,
+    *,
+    method: str = "layerwise",
+    key: Key | None = None,
+    restarts: int = 64,
+    weighted: bool = True,
+    max_iterations: int | None = None,
+    anneal_steps: int = 200,
+    anneal_temperatures: tuple[float, float] = (2.0, 0.02),
+    batch_size: int | None = None,
+    dtype=None,
+    time_limit: float | None = None,
+    max_edges: int = EXACT_MAX_EDGES,
+) -> FrustrationResult:
+    """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
+
+    Methods: `"layerwise"` (default: block-coordinate descent, every layer set to the sign of its
+    local field `h = (A + Aᵀ)s` at once, sweeps until nothing changes, from `restarts` random gauges
+    vmapped; restart 0 starts from all-plus); `"anneal"` (heat-bath annealing with the same
+    layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in units of
+    the mean node strength, then `"layerwise"` descent); `"greedy"` (the published heuristic: flip the
+    node whose row-plus-column sum `s_i h_i` is most negative until none is; dense, up to
+    8192 nodes); `"exact"` (integer program solved by HiGHS, graphs up to `max_edges` edges).
+    Heuristic values are upper bounds. `batch_size` chunks the restarts to bound memory; `dtype`
+    (e.g. `jnp.float32`) casts the weights first; `time_limit` (seconds) caps `"exact"`.
+    """
+    if not isinstance(graph, SignedGraph):
+        raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+    settings = _settings(
+        graph, method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size
+    )
+    if dtype is not None:
+        graph = graph.astype(dtype)
+    target = _signed(graph, weighted)
+    total = target.abs_sum()
+    if method == "exact":
+        edges = graph.num_edges()
+        if edges > max_edges:
+            raise ValueError(
+                f'method="exact" solves graphs of up to max_edges={max_edges} edges, this one has {edges}; '
+                'use method="layerwise" or "anneal" (upper bounds), or raise max_edges'
+            )
+        s, bound, its, ok = _exact(target, time_limit)
+        gauge = graph.unflatten(jnp.asarray(s, graph.dtype))
+        value = gauge_frustration(graph, gauge, weighted=weighted)
+        restart_values, lower = value[None], jnp.asarray(min(bound, float(value)), graph.dtype)
+        iterations, converged = jnp.array(its), jnp.array(ok)
+    else:
+        key = jax.random.key(0) if key is None else key
+        gauges, restart_values, iterations, converged = _search(target, key, settings)
+        best = jnp.argmin(restart_values)
+        gauge = tuple(g[best] for g in gauges)
+        value = gauge_frustration(graph, gauge, weighted=weighted)
+        lower = jnp.zeros((), graph.dtype)
+    return FrustrationResult(
+        value=value,
+        normalized=value / jnp.maximum(total, jnp.finfo(total.dtype).tiny),
+        total=total,
+        lower_bound=lower,
+        gauge=gauge,
+        restart_values=restart_values,
+        iterations=iterations,
+        converged=converged,
+        settings=settings,
+        weighted=weighted,
+    )
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _settings(graph, method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
+        raise ValueError(
+            f'method="greedy" keeps the dense n×n matrix A + Aᵀ and takes up to {GREEDY_MAX_NODES} '
+            f'nodes, this graph has {graph.num_nodes}; use method="layerwise"'
+        )
+    if max_iterations is None:
+        max_iterations = 10 * graph.num_nodes if method == "greedy" else 1000
+    return SearchSettings(
+        method,
+        _count(restarts, "restarts"),
+        _count(max_iterations, "max_iterations"),
+        _count(anneal_steps, "anneal_steps"),
+        _temperatures(anneal_temperatures),
+        None if batch_size is None else _count(batch_size, "batch_size"),
+    )
+
+
+def _count(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _temperatures(t) -> tuple[float, float]:
+    try:
+        t0, t1 = (float(x) for x in t)
+    except (TypeError, ValueError):
+        raise ValueError(f"anneal_temperatures must be a pair (start, end), got {t!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1) and t0 >= t1 > 0):
+        raise ValueError(f"anneal_temperatures must satisfy start >= end > 0, got {t!r}")
+    return t0, t1
+
+
+def _check_gauge(graph: SignedGraph, gauge) -> tuple[Array, ...]:
+    """Per-layer `±1` arrays of the layers' shapes (a flat vector over all nodes is split)."""
+    if not isinstance(gauge, (tuple, list)):
+        gauge = jnp.asarray(gauge)
+        if gauge.shape != (graph.num_nodes,):
+            raise ValueError(
+                f"gauge must be a ±1 vector over all {graph.num_nodes} nodes or one array per layer, "
+                f"got shape {gauge.shape}"
+            )
+        gauge = graph.unflatten(gauge)
+    if len(gauge) != graph.num_layers or any(jnp.shape(g) != s for g, s in zip(gauge, graph.shapes)):
+        raise ValueError(
+            f"gauge must hold one array per layer of shapes {graph.shapes}, got "
+            f"{[jnp.shape(g) for g in gauge]}"
+        )
+    return tuple(jnp.asarray(g) for g in gauge)
