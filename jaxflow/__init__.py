@@ -34,5 +34,10 @@ from .linear import network_class as network_class
 from .linear import (
     vector_field as vector_field,
 )
+from .signed import SignedGraph as SignedGraph
+from .signed import block_frustration as block_frustration
+from .signed import frustration as frustration
+from .signed import gauge_frustration as gauge_frustration
+from .signed import null_model_frustration as null_model_frustration
 
 __version__ = "0.1.0"
