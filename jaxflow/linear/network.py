@@ -130,7 +130,8 @@ class DeepLinearNetwork(eqx.Module):
         keys = jax.random.split(key, h + 2)
         if scheme == "gaussian":
             ws = [
-                scale / np.sqrt(widths[i]) * jax.random.normal(keys[i], (widths[i + 1], widths[i]), dtype)
+                float(scale / np.sqrt(widths[i]))
+                * jax.random.normal(keys[i], (widths[i + 1], widths[i]), dtype)
                 for i in range(h)
             ]
         elif scheme == "orthogonal":
@@ -193,7 +194,7 @@ def _delta_balanced(widths, keys, scale, delta, dtype):
     if delta < 0:  # mirror: build the transposed network with -delta, then transpose back
         ws = _delta_balanced(widths[::-1], keys, scale, -delta, dtype)
         return [w.T for w in ws[::-1]]
-    w = scale / np.sqrt(widths[0]) * jax.random.normal(keys[0], (widths[1], widths[0]), dtype)
+    w = float(scale / np.sqrt(widths[0])) * jax.random.normal(keys[0], (widths[1], widths[0]), dtype)
     ws = [w]
     for i in range(1, h):
         m = ws[-1] @ ws[-1].T + delta * jnp.eye(widths[i], dtype=dtype)
