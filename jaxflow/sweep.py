@@ -39,7 +39,7 @@ SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.D
 STATUS = ("converged", "t1", "max_steps", "diverged")
 """Status codes: `‖∇L‖ < gtol` reached; `t1` reached first; `max_steps` reached first; a
 non-finite state or a solver failure."""
-PLATEAU_TOL = 0.05
+PLATEAU_TOL = 0.1
 """A saved loss is on a critical level when within this fraction of the smallest gap between levels."""
 FIELDS = (
     "index", "losses", "final_loss", "critical_value", "learnt", "learning_times",
@@ -167,15 +167,19 @@ def _learning_times(ts, strengths, sigma) -> Float[np.ndarray, "C m"]:
     return np.where(above.any(axis=1) & (sigma > 0), t, np.nan)
 
 
-def _visited(losses, levels, slots: int) -> Float[np.ndarray, "C slots"]:
-    """Critical levels the loss stays on for two saves or more, in order of visit (NaN-padded)."""
+def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, "C slots"]:
+    """Critical levels the loss stays on (within `PLATEAU_TOL` of the smallest level gap) for at
+    least `dwell = 1/μ_1`, in order of visit, NaN-padded. `1/μ_1` is the flow's fastest time scale (the
+    largest escape rate from a two-layer saddle): passing through a level is quicker, a plateau
+    lasts `~ log(1/s0)/μ` longer."""
     gap = np.diff(levels).min() if levels.size > 1 else max(abs(levels[0]), 1.0)
     idx = np.asarray(level_index(losses, levels))
-    near = np.abs(losses - levels[idx]) <= PLATEAU_TOL * gap
-    plateau = near[:, :-1] & near[:, 1:] & (idx[:, :-1] == idx[:, 1:])
+    label = np.where(np.abs(losses - levels[idx]) <= PLATEAU_TOL * gap, idx, -1)
     out = np.full((losses.shape[0], slots), np.nan)
-    for n, (row, on) in enumerate(zip(idx[:, :-1], plateau)):
-        seq = row[on]
+    for n, row in enumerate(label):
+        starts = np.flatnonzero(np.diff(row, prepend=-2) != 0)
+        ends = np.append(starts[1:], row.size) - 1
+        seq = row[starts[(row[starts] >= 0) & (ts[ends] - ts[starts] >= dwell)]]
         seq = seq[np.concatenate([[True], seq[1:] != seq[:-1]])][:slots]
         out[n, : seq.size] = levels[seq]
     return out
@@ -251,7 +255,13 @@ class _Architecture:
         out["critical_value"] = self.levels[np.asarray(level_index(out["final_loss"], self.levels))]
         out["learnt"] = final > self.sigma / 2
         out["learning_times"] = _learning_times(self.ts.astype(float), strengths, self.sigma)
-        out["visited"] = _visited(out["losses"].astype(float), self.levels, self.sigma.size + 1)
+        out["visited"] = _visited(
+            self.ts.astype(float),
+            out["losses"].astype(float),
+            self.levels,
+            self.sigma.size + 1,
+            1 / self.sigma[0],
+        )
         return out
 
 

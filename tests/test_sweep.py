@@ -1,0 +1,122 @@
+"""Sweeps: independent of devices and of interruptions; learning times from the h = 2 closed form."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from jaxflow.config import SweepConfig, parse
+from jaxflow.sweep import FIELDS, STATUS, sweep
+
+# Tiny shapes keep compiles short; 12 inits in chunks of 2 give 6 chunk files.
+TABLE = {
+    "task": {"singular_values": [2.0, 1.0]},
+    "network": {"widths": [2, 3, 3, 2], "scale": 0.2},
+    "flow": {"t1": 20.0, "saves": 41, "gtol": 1e-6},
+    "sweep": {"inits": 12, "chunk": 2, "seed": 3},
+}
+CONFIG = parse(SweepConfig, TABLE)
+
+# Runs `sweep` on a fresh JAX with the given XLA_FLAGS and writes the per-trajectory fields.
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    from jaxflow.config import SweepConfig, parse
+    from jaxflow.sweep import FIELDS, sweep
+    table, out, dest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    r = sweep(parse(SweepConfig, table), out=out or None)
+    np.savez(dest, devices=jax.device_count(), **{k: getattr(r, k) for k in FIELDS})
+    """
+)
+
+
+def _subprocess(table, out, dest, devices: int):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    cmd = [sys.executable, "-c", SCRIPT, json.dumps(table), str(out), str(dest)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _assert_same(a, b):
+    for k in FIELDS:
+        np.testing.assert_array_equal(getattr(a, k) if hasattr(a, k) else a[k], getattr(b, k), err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return sweep(CONFIG)
+
+
+def test_reference_is_sane(reference):
+    # Every run ends at the global minimum L = 0 with both modes learnt, the loss never rises and
+    # the conserved blocks barely move (rtol = 1e-6 on an O(1) state).
+    assert set(STATUS[s] for s in reference.status) <= {"converged", "t1"}
+    np.testing.assert_array_equal(reference.critical_value, 0.0)
+    assert reference.learnt.all()
+    assert np.all(np.diff(reference.losses, axis=1) <= 1e-9)
+    assert reference.drift.max() < 1e-5
+    np.testing.assert_array_equal(reference.index, np.arange(12))
+
+
+def test_four_devices_match_one(reference, tmp_path):
+    proc = _subprocess(TABLE, "", tmp_path / "four.npz", devices=4)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    with np.load(tmp_path / "four.npz") as four:
+        assert int(four["devices"]) == 4
+        for k in FIELDS:
+            np.testing.assert_array_equal(four[k], getattr(reference, k), err_msg=k)
+
+
+def test_killed_sweep_resumes_to_same_numbers(reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _subprocess(TABLE, out, tmp_path / "unused.npz", devices=1)
+    chunks = out / "chunks"
+    deadline = time.monotonic() + 240
+    while not (chunks.exists() and any(chunks.glob("*.npz"))):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(list(chunks.glob("a*-c*.npz")))
+    assert 1 <= written < 6, written  # really interrupted mid-run
+    resumed = sweep(CONFIG, out=out)
+    assert len(list(chunks.glob("a*-c*.npz"))) == 6
+    _assert_same(resumed, reference)
+    _assert_same(sweep(CONFIG, out=out), reference)  # a finished folder is only read back
+
+
+def test_resume_rejects_other_config(tmp_path):
+    other = parse(SweepConfig, {**TABLE, "sweep": {**TABLE["sweep"], "seed": 4}})
+    (tmp_path / "manifest.json").write_text(json.dumps({"config_hash": "0"}))
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep(other, out=tmp_path)
+
+
+def test_learning_times_match_two_layer_closed_form():
+    # Aligned 0-balanced two-layer modes follow ds/dt = 2 s (σ − s), so
+    # s(t) = σ / (1 + (σ/s0 − 1) e^{−2σt}) and s = σ/2 at t* = ln((σ − s0)/s0) / (2σ).
+    sigma, s0, dt = np.array([3.0, 1.0]), 1e-3, 0.01
+    table = {
+        "task": {"singular_values": sigma.tolist()},
+        "network": {"widths": [2, 2, 2], "init": "aligned", "scale": s0},
+        "flow": {"t1": 8.0, "saves": 801, "rtol": 1e-10, "atol": 1e-12, "gtol": 1e-9, "max_steps": 8192},
+        "sweep": {"inits": 2, "chunk": 2, "sort": False},
+    }
+    r = sweep(parse(SweepConfig, table))
+    expected = np.log((sigma - s0) / s0) / (2 * sigma)
+    # Linear interpolation between saves at the logistic's inflection point s = σ/2 errs in time
+    # by at most σ² dt³ / 6 (the cubic term of s over s'); the solver adds ~rtol relative.
+    for row in r.learning_times:
+        np.testing.assert_allclose(row, expected, rtol=1e-8, atol=sigma.max() ** 2 * dt**3 / 6)
+    # Saddle to saddle: from the origin (L = ½(σ₁² + σ₂²)) over mode 1 (L = ½σ₂²) to L = 0.
+    np.testing.assert_array_equal(r.visited, [[5.0, 0.5, 0.0]] * 2)
