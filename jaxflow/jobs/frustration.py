@@ -18,9 +18,10 @@ from ..study.network import frustration_vs_null, layer_frustration
 
 
 def _line(name: str, s: dict) -> str:
+    p = f"   p = {s['pvalue']:.3g}" if "pvalue" in s else ""
     return (
         f"{name:<32} {s['normalized']:9.4f}   {s['null_mean']:.4f} ± {s['null_std']:.4f}"
-        f"   z = {s['zscore']:7.2f}   p = {s['pvalue']:.3g}"
+        f"   z = {s['zscore']:7.2f}{p}"
     )
 
 
@@ -30,18 +31,20 @@ def main(args) -> None:
     model = Path(args.model)
     out = Path(args.out) if args.out else Path("results") / f"frustration-{model.stem}"
     start = time.perf_counter()
-    graph = load_graph(model)
-    edges = graph.num_edges()
-    print(f"{model}: {graph.num_layers} layers, {graph.num_nodes} nodes, {edges} edges")
-    key_all, key_layers = jax.random.split(jax.random.key(config.seed))
-    with tqdm(total=2 if config.per_layer else 1, desc="frustration vs null models") as bar:
-        _, overall = frustration_vs_null(graph, config, key_all)
+    with tqdm(total=3, desc="reading the model") as bar:
+        graph = load_graph(model)
+        edges = graph.num_edges()
+        bar.write(f"{model}: {graph.num_layers} layers, {graph.num_nodes} nodes, {edges} edges")
         bar.update()
-        layers = []
-        if config.per_layer:
-            bar.set_description("per layer")
-            layers = layer_frustration(graph, config, key_layers, progress=True)
-            bar.update()
+        bar.set_description(f"network and {config.null_samples} null models")
+        nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed))
+        bar.update()
+        bar.set_description("per layer")
+        layers = layer_frustration(graph, nul) if config.per_layer else []
+        for lay in layers:
+            spread = lay["null_std"]
+            lay["zscore"] = (lay["normalized"] - lay["null_mean"]) / spread if spread > 0 else float("nan")
+        bar.update()
     seconds = time.perf_counter() - start
 
     c = config
@@ -50,6 +53,8 @@ def main(args) -> None:
     print(_line("overall (normalized)", overall))
     for lay in layers:
         print(_line(f"  {lay['source']} -> {lay['destination']}"[:32], lay))
+    if layers:
+        print("(per layer: a trained block's frustrated share δ_b / Σ_b|a| under the best gauges)")
 
     out.mkdir(parents=True, exist_ok=True)
     result = {

@@ -1,0 +1,258 @@
+"""Frustration benchmark: estimator quality against exact optima, and scale.
+
+1. Quality: seeded random layered graphs of 200-2,000 edges (Gaussian weights); each method's
+   relative gap to the exact optimum (`"exact"`, HiGHS) and its time per instance (compiled
+   already: the instances share 10 shapes, each method is run once untimed per shape), with the
+   published greedy heuristic as the baseline.
+2. Scale: a ResNet-18-shaped graph (random He-scaled weights, 224×224 input, about 1.8e9 edges),
+   `"layerwise"` estimate in float32: time and peak RSS; a 64-sample null-model batch of a
+   1e7-edge MLP. Each scale part runs in a fresh process so its peak RSS is its own.
+
+    python benchmarks/frustration.py            # full run (coordinator)
+    python benchmarks/frustration.py --quick    # a tiny check that the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info  # noqa: E402
+
+METHODS = ("greedy", "layerwise", "anneal")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ---------------------------------------------------------------------- quality
+
+
+def _shapes(count: int, rng, lo: int, hi: int) -> list[tuple[int, ...]]:
+    """`count` random layer widths `(d_0..d_h)`, `h` in 2..4, with `lo..hi` edges."""
+    out = []
+    while len(out) < count:
+        h = int(rng.integers(2, 5))
+        target = rng.uniform(lo, hi)
+        widths = tuple(int(w) for w in rng.integers(3, 2 + 2 * int(np.sqrt(target / h)), h + 1))
+        if lo <= sum(a * b for a, b in zip(widths, widths[1:])) <= hi:
+            out.append(widths)
+    return out
+
+
+def quality(instances: int, lo: int, hi: int) -> dict:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxflow.signed import SignedGraph
+    from jaxflow.signed.frustration import frustration
+
+    rng = np.random.default_rng(0)
+    shapes = _shapes(min(10, instances), rng, lo, hi)
+    gaps = {m: [] for m in METHODS}
+    seconds = {m: [] for m in (*METHODS, "exact")}
+    warm = set()
+    for i in range(instances):
+        widths = shapes[i % len(shapes)]
+        ws = [rng.normal(size=(b, a)) for a, b in zip(widths, widths[1:])]
+        graph = SignedGraph.from_weights(ws)
+        t = time.perf_counter()
+        opt = float(frustration(graph, method="exact").value)
+        seconds["exact"].append(time.perf_counter() - t)
+        for m in METHODS:
+            key = jax.random.key(i)
+            if (m, widths) not in warm:  # compile once per shape, outside the timing
+                jax.block_until_ready(frustration(graph, method=m, key=key))
+                warm.add((m, widths))
+            t = time.perf_counter()
+            res = jax.block_until_ready(frustration(graph, method=m, key=key))
+            seconds[m].append(time.perf_counter() - t)
+            gaps[m].append((float(res.value) - opt) / max(opt, 1e-12))
+        print(f"  instance {i + 1}/{instances}: {graph.num_edges()} edges, optimum {opt:.4f}", end="\r")
+    print()
+    out = {}
+    for m in (*METHODS, "exact"):
+        g = np.asarray(gaps.get(m, [0.0] * instances))
+        out[m] = {
+            "mean_gap": float(g.mean()),
+            "worst_gap": float(g.max()),
+            "within_1pct": float(np.mean(g <= 0.01)),
+            "optimal": float(np.mean(g <= 1e-9)),
+            "seconds": float(np.mean(seconds[m])),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- scale
+
+
+def resnet18_graph(side: int, dtype=np.float32):
+    """ResNet-18's layers (conv 7×7/2, max pool 3×3/2, 4 stages of 2 basic blocks with identity or
+    1×1/2 projection skips, global average pool, 1000-way linear) on a `side`² RGB input;
+    BatchNorm folded away, He-scaled Gaussian weights."""
+    from jaxflow.signed import Activation, Conv2d, Dense, Layer, Pool, SignedGraph, Skip
+
+    rng = np.random.default_rng(0)
+    relu = Activation("relu", True)
+
+    def conv(c_out, in_shape, k, stride=1, pad=None):
+        w = rng.standard_normal((c_out, in_shape[0], k, k), dtype) * np.sqrt(2 / (in_shape[0] * k * k))
+        return Conv2d(w.astype(dtype), in_shape, stride, k // 2 if pad is None else pad)
+
+    c1 = conv(64, (3, side, side), 7, 2, 3)
+    pool = Pool(3, c1.out_shape, 2, 1, mode="max", dtype=dtype)
+    layers = [
+        Layer("input", shape=(3, side, side)),
+        Layer("conv1", {"input": c1}, activation=relu),
+        Layer("maxpool", {"conv1": pool}),
+    ]
+    prev, shape = "maxpool", pool.out_shape
+    for stage, c in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            a = conv(c, shape, 3, stride)
+            b = conv(c, a.out_shape, 3)
+            skip = Skip(shape, dtype=dtype) if stride == 1 and shape[0] == c else conv(c, shape, 1, stride, 0)
+            name = f"layer{stage + 1}.{block}"
+            layers += [
+                Layer(f"{name}.conv1", {prev: a}, activation=relu),
+                Layer(name, {f"{name}.conv1": b, prev: skip}, activation=relu),
+            ]
+            prev, shape = name, b.out_shape
+    gap = Pool(shape[1:], shape, mode="avg", dtype=dtype)
+    fc = Dense((rng.standard_normal((1000, 512)) / np.sqrt(512)).astype(dtype), gap.out_shape, (1000,))
+    layers += [Layer("avgpool", {prev: gap}), Layer("fc", {"avgpool": fc})]
+    return SignedGraph.from_layers(layers)
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def part_resnet18(side: int, restarts: int) -> dict:
+    import jax
+
+    from jaxflow.signed.frustration import frustration
+
+    t = time.perf_counter()
+    graph = resnet18_graph(side)
+    edges = graph.num_edges()
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    key = jax.random.key(0)
+    res = jax.block_until_ready(frustration(graph, method="layerwise", key=key, restarts=restarts))
+    seconds = time.perf_counter() - t
+    return {
+        "resnet18_input": side,
+        "resnet18_edges": edges,
+        "resnet18_restarts": restarts,
+        "resnet18_seconds": seconds,
+        "resnet18_build_seconds": build,
+        "resnet18_normalized": float(res.normalized),
+        "resnet18_sweeps": int(res.iterations),
+        "resnet18_peak_rss_gb": _peak_rss_gb(),
+    }
+
+
+def part_mlp_null(widths: tuple[int, ...], samples: int, restarts: int) -> dict:
+    import jax
+
+    from jaxflow.signed import SignedGraph
+    from jaxflow.signed.nullmodels import null_model_frustration
+
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((b, a)) / np.sqrt(a)).astype(np.float32) for a, b in zip(widths, widths[1:])]
+    graph = SignedGraph.from_weights(ws)
+    t = time.perf_counter()
+    nul = null_model_frustration(
+        graph, jax.random.key(0), samples=samples, model="block", method="layerwise", restarts=restarts
+    )
+    jax.block_until_ready(nul.values)
+    return {
+        "mlp_widths": list(widths),
+        "mlp_edges": graph.num_edges(),
+        "mlp_null_samples": samples,
+        "mlp_null_restarts": restarts,
+        "mlp_null64_seconds": time.perf_counter() - t,
+        "mlp_null_mean_normalized": float(np.mean(nul.values) / float(graph.abs_sum())),
+        "mlp_null_peak_rss_gb": _peak_rss_gb(),
+    }
+
+
+def _in_child(*argv: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, *argv], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return json.loads(out.splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
+    p.add_argument("--resnet-restarts", type=int, default=4)
+    p.add_argument("--null-restarts", type=int, default=4)
+    p.add_argument("--part", choices=("resnet18", "mlp_null"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.part == "resnet18":
+        print(json.dumps(part_resnet18(32 if args.quick else 224, args.resnet_restarts)))
+        return
+    if args.part == "mlp_null":
+        widths = (64, 128, 128, 10) if args.quick else (784, 2500, 2500, 784, 10)
+        print(json.dumps(part_mlp_null(widths, 8 if args.quick else 64, args.null_restarts)))
+        return
+
+    flags = ["--quick"] if args.quick else []
+    instances, lo, hi = (4, 200, 400) if args.quick else (100, 200, 2000)
+    print(f"quality: {instances} layered graphs of {lo}-{hi} edges")
+    q = quality(instances, lo, hi)
+    greedy = q["greedy"]["seconds"]
+    head = ("method", "mean gap", "worst gap", "<=1%", "optimal", "seconds", "vs greedy")
+    print("{:<10} {:>9} {:>10} {:>6} {:>8} {:>9} {:>10}".format(*head))
+    for m, r in q.items():
+        print(
+            f"{m:<10} {100 * r['mean_gap']:8.3f}% {100 * r['worst_gap']:9.3f}% "
+            f"{100 * r['within_1pct']:5.0f}% {100 * r['optimal']:7.0f}% {r['seconds']:9.4f} "
+            f"{r['seconds'] / greedy:9.2f}x"
+        )
+    print("scale: ResNet-18-shaped graph, layerwise (float32)")
+    resnet = _in_child("--part", "resnet18", "--resnet-restarts", str(args.resnet_restarts), *flags)
+    print(
+        f"  {resnet['resnet18_edges']:.3g} edges ({resnet['resnet18_input']}² input, "
+        f"{resnet['resnet18_restarts']} restarts): {resnet['resnet18_seconds']:.1f} s, "
+        f"peak RSS {resnet['resnet18_peak_rss_gb']:.2f} GB (goal <= 60 s, <= 4 GB)"
+    )
+    print("scale: null-model batch of an MLP, layerwise (float32)")
+    mlp = _in_child("--part", "mlp_null", "--null-restarts", str(args.null_restarts), *flags)
+    print(
+        f"  {mlp['mlp_edges']:.3g} edges, {mlp['mlp_null_samples']} samples: "
+        f"{mlp['mlp_null64_seconds']:.1f} s (goal <= 60 s for 64 samples of 1e7 edges)"
+    )
+    record = {
+        "quick": args.quick,
+        "quality": q,
+        "quality_instances": instances,
+        "quality_edges": [lo, hi],
+        **resnet,
+        **mlp,
+        "reference": {"exact_ip_edges_per_minute": 1.5e4, "largest_published_heuristic_edges": 2e7},
+        "machine": machine_info(),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.date.today().strftime("%Y%m%d")
+    path = RESULTS / f"frustration-{stamp}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
