@@ -23,7 +23,7 @@ def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
     if source == "model":
         fr, mono = result["frustration"], result["monotonicity"]
         assert 0 <= fr["normalized"] <= 0.5  # the all-plus gauge or its flip frustrates <= half the mass
-        assert len(fr["null_normalized"]) == 4 and 0 < fr["pvalue"] <= 1
+        assert len(fr["null_normalized"]) == 3 and 0 < fr["pvalue"] <= 1
         assert [c["epoch"] for c in result["training"]] == [0, 1, 2]
         assert 0 <= mono["score"] <= 1 and len(mono["null_scores"]) == 3
         assert len(mono["active"]["normalized"]) == 4
