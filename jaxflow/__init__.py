@@ -38,6 +38,7 @@ from .signed import SignedGraph as SignedGraph
 from .signed import block_frustration as block_frustration
 from .signed import frustration as frustration
 from .signed import gauge_frustration as gauge_frustration
+from .signed import monotonicity_score as monotonicity_score
 from .signed import null_model_frustration as null_model_frustration
 
 __version__ = "0.1.0"
