@@ -2,7 +2,8 @@
 
 Weights are flattened as `ravel_pytree(list(net.weights))` (row-major `W_1`, then `W_2`, …),
 so `P = Σ_i d_i d_{i−1}`. Second derivatives are forward-mode derivatives of the blockwise
-gradient (`−vector_field`), which costs `O(h)` matrix products per direction.
+gradient (`−vector_field`), which costs `O(h)` matrix products per direction; Lanczos needs
+only these Hessian-vector products.
 """
 
 from __future__ import annotations
@@ -39,12 +40,27 @@ def _check(net: DeepLinearNetwork, task: Task) -> None:
 
 @eqx.filter_jit
 def _hessian(net: DeepLinearNetwork, task: Task) -> Float[Array, "P P"]:
-    theta, grad = flat_gradient(net, task)
-    return jax.jacfwd(grad)(theta)
+    ws, h = net.weights, net.depth
+    blocks = {}
+    for j in range(h):  # column block j: forward mode in W_j only, rows i <= j only
+
+        def grads(wj, j=j):
+            field = vector_field(DeepLinearNetwork(ws[:j] + (wj,) + ws[j + 1 :]), task)
+            return [-g for g in field.weights[: j + 1]]
+
+        for i, b in enumerate(jax.jacfwd(grads)(ws[j])):
+            blocks[i, j] = b.reshape(b.shape[0] * b.shape[1], -1)
+    rows = [[blocks[i, j] if i <= j else blocks[j, i].T for j in range(h)] for i in range(h)]
+    return jnp.block(rows)
 
 
 def hessian(net: DeepLinearNetwork, task: Task) -> Float[Array, "P P"]:
-    """The dense `P×P` Hessian `∂²L/∂θ²`, `θ = ravel_pytree(list(net.weights))`, by autodiff."""
+    """The dense `P×P` Hessian `∂²L/∂θ²`, `θ = ravel_pytree(list(net.weights))`, by autodiff.
+
+    Block `(i, j)`, `i <= j`, is forward mode in `W_j` alone over the blockwise gradient of the
+    layers up to `j` (the other tangents are symbolic zeros, the unused layers are dropped);
+    block `(j, i)` is its transpose, so the result is exactly symmetric.
+    """
     _check(net, task)
     return _hessian(net, task)
 
@@ -67,7 +83,6 @@ def hessian_spectrum(
 ) -> Float[Array, " P"] | tuple[Float[Array, " P"], Float[Array, "P P"]]:
     """Eigenvalues of the Hessian, ascending (and the eigenvectors as columns if `vectors`)."""
     H = hessian(net, task)
-    H = 0.5 * (H + H.T)
     return jnp.linalg.eigh(H) if vectors else jnp.linalg.eigvalsh(H)
 
 
