@@ -1,10 +1,12 @@
-"""`machine_info()`: the machine a benchmark ran on, for its JSON record."""
+"""`machine_info()`: the machine a benchmark ran on, for its JSON record; `write_record` saves it."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
+from pathlib import Path
 
 
 def _cpu_model() -> str:
@@ -34,3 +36,13 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def write_record(name: str, record: dict, quick: bool) -> Path:
+    """Write `record` to `benchmarks/results/<name>-<YYYYMMDD>[-quick].json`; returns the path."""
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.date.today().strftime("%Y%m%d")
+    path = results / f"{name}-{stamp}{'-quick' if quick else ''}.json"
+    path.write_text(json.dumps(record, indent=2))
+    return path

@@ -17,8 +17,6 @@ Compile time is reported apart from run time (each function is run once untimed 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,12 +29,10 @@ import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_record  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task, loss  # noqa: E402
 from jaxflow.linear import hessian, lanczos  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _timed(f, *args):
@@ -137,11 +133,7 @@ def main() -> None:
             "lanczos": k["seconds"] <= 60.0,
         },
     }
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.date.today().strftime("%Y%m%d")
-    path = RESULTS / f"hessian-{stamp}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"-> {path}")
+    print(f"-> {write_record('hessian', record, args.quick)}")
 
 
 if __name__ == "__main__":
