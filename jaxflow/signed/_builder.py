@@ -248,9 +248,13 @@ class GraphBuilder:
     def _terms(self, x: Tensor) -> dict[int, Block]:
         return x.terms if isinstance(x, Pending) else self._embed(x)
 
-    def activate(self, x: Tensor, activation: Activation) -> View:
-        """Apply an elementwise activation: recorded on the layers that hold `x`'s nodes."""
+    def activate(self, x: Tensor, activation: Activation, name: str = "", shared: bool = False) -> View:
+        """Apply an elementwise activation: recorded on the layers that hold `x`'s nodes, or, when
+        `shared` (the values before the activation are read elsewhere too), on a new layer `name`
+        fed by identity edges."""
         x = self.view(x)
+        if shared:
+            x = self._new_layer(name, x.shape, self._embed(x))
         for j in np.unique(self._layer_of(x.nodes.ravel())):
             old = self.layers[j].activation
             self.layers[j].activation = (

@@ -231,7 +231,7 @@ def from_onnx(model, *, dtype=None) -> SignedGraph:
         try:
             args = [_fetch(b, values, uses, name) for name in node.input]
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            out = _onnx_node(b, node, args, attrs)
+            out = _onnx_node(b, node, args, attrs, uses)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         for extra in node.output[1:]:
@@ -365,7 +365,7 @@ def _activation(op: str, args, attrs) -> Activation:
     return Activation(op, bool(monotone))
 
 
-def _onnx_node(b: GraphBuilder, node, args, attrs):
+def _onnx_node(b: GraphBuilder, node, args, attrs, uses: Counter):
     op, name = node.op_type, node.output[0]
     if op == "Constant":
         from onnx import numpy_helper
@@ -377,7 +377,9 @@ def _onnx_node(b: GraphBuilder, node, args, attrs):
     if all(isinstance(a, np.ndarray) or a is None for a in args) and op in _CONST_OPS:
         return np.asarray(_CONST_OPS[op](args, attrs))
     if op in ONNX_ACTIVATIONS:
-        return b.activate(_tensor(args, 0), _activation(op, args, attrs))
+        return b.activate(
+            _tensor(args, 0), _activation(op, args, attrs), name, shared=uses[node.input[0]] > 1
+        )
     if op in ("Identity", "Dropout"):
         return _tensor(args, 0)
     if op == "Conv":

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from jaxflow.config import ModelConfig
-from jaxflow.signed import Pool, SignedGraph
+from jaxflow.signed import Conv2d, Pool, SignedGraph
 from jaxflow.signed.importers import from_equinox, from_npz, from_onnx, load_graph
 from jaxflow.train import make_model
 
@@ -345,3 +345,35 @@ def test_onnx_ceil_mode_pooling_matches_the_reference_shape():
     # windows at rows/cols 0-2, 2-4, 4-5: the last window holds only the 2 inputs inside the image
     assert graph.num_edges() == (3 + 3 + 2) ** 2
     assert isinstance(graph.blocks[0], Pool)
+
+
+def test_onnx_shared_values_preactivation_bn_and_merged_paths():
+    """c1 is read raw and through a Relu (the Relu gets nodes of its own); BN after the Relu is a
+    per-channel layer; conv(r) + r merges two paths from one layer; Sub subtracts a tensor."""
+    rng = np.random.default_rng(5)
+    c = {
+        "w1": rng.normal(size=(2, 2, 3, 3)), "w2": rng.normal(size=(2, 2, 3, 3)),
+        "g": np.array([0.7, -1.3]), "zero": np.zeros(2), "v": np.array([0.5, 2.0]),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], "conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r"], "relu"),
+        helper.make_node("BatchNormalization", ["r", "g", "zero", "zero", "v"], ["bn"], "bn"),
+        helper.make_node("Conv", ["bn", "w2"], ["c2"], "conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "bn"], ["y"], "residual"),
+        helper.make_node("Sub", ["y", "c1"], ["out"], "sub"),
+    ]
+    model = _model(nodes, [_input("x", [1, 2, 4, 4])], [_input("out", [1, 2, 4, 4])], c)
+    graph = from_onnx(model)
+    x = rng.normal(size=(2, 4, 4))
+    expect = ReferenceEvaluator(model).run(None, {"x": x[None].astype(np.float32)})[0][0]
+    np.testing.assert_allclose(forward(graph, x), expect, rtol=2e-5, atol=2e-5)
+    # x, c1 (identity), r (Relu, identity edges from c1), bn (depthwise from r), out
+    assert graph.names == ("x", "c1", "r", "bn", "out")
+    assert [a.name for a in graph.activations] == ["identity", "identity", "Relu", "identity", "identity"]
+    # out = conv2(bn) + bn - c1: the conv and the identity edges from bn are one block
+    (merged,) = (graph.blocks[b] for b in graph.incoming(4) if graph.links[b][0] == 3)
+    assert isinstance(merged, Conv2d)
+    np.testing.assert_array_equal(
+        np.asarray(merged.kernel)[:, :, 1, 1], c["w2"].astype(np.float32)[:, :, 1, 1] + np.eye(2)
+    )
