@@ -5,7 +5,8 @@ Concat rearrange nodes without adding edges; a BatchNormalization is folded into
 before it (its scale `γ/√(σ²+ε)` multiplies that map's edges, so a negative `γ` flips signs) or,
 after a rearrangement or activation, becomes a layer of per-channel edges; an Add of two tensors
 is a residual sum. Elementwise activations add no edges: each layer records its activation and
-whether it is monotone non-decreasing. Pooling is `Pool` (a max pool links every input of its
+whether it is monotone non-decreasing (an activation whose input is also read raw elsewhere gets a
+layer of its own, fed by identity edges). Pooling is `Pool` (a max pool links every input of its
 window). Several output heads are stacked into one output layer. For a `DeepLinearNetwork` use
 `SignedGraph.from_network`.
 """
