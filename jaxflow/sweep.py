@@ -180,7 +180,7 @@ def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, 
         starts = np.flatnonzero(np.diff(row, prepend=-2) != 0)
         ends = np.append(starts[1:], row.size) - 1
         seq = row[starts[(row[starts] >= 0) & (ts[ends] - ts[starts] >= dwell)]]
-        seq = seq[np.concatenate([[True], seq[1:] != seq[:-1]])][:slots]
+        seq = seq[np.diff(seq, prepend=-1) != 0][:slots]
         out[n, : seq.size] = levels[seq]
     return out
 
