@@ -6,7 +6,8 @@
    published greedy heuristic as the baseline.
 2. Scale: a ResNet-18-shaped graph (random He-scaled weights, 224×224 input, about 1.8e9 edges),
    `"layerwise"` estimate in float32: time and peak RSS; a 64-sample null-model batch of a
-   1e7-edge MLP. Each scale part runs in a fresh process so its peak RSS is its own.
+   1e7-edge MLP. Each scale part runs in a fresh process so its peak RSS is its own, and its
+   time is a first call's wall-clock time, compilation included (what a user waits).
 
     python benchmarks/frustration.py            # full run (coordinator)
     python benchmarks/frustration.py --quick    # a tiny check that the script works
