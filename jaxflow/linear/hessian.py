@@ -8,6 +8,8 @@ only these Hessian-vector products.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,7 @@ from .network import DeepLinearNetwork
 from .task import Task
 
 
-def flat_gradient(net: DeepLinearNetwork, task: Task) -> tuple[Float[Array, " P"], callable]:
+def flat_gradient(net: DeepLinearNetwork, task: Task) -> tuple[Float[Array, " P"], Callable]:
     """`(θ, g)`: the flat weights `θ` and `g(θ) = ∇L(θ)`, flat, in the order of `ravel_pytree`."""
     theta, unravel = ravel_pytree(list(net.weights))
 

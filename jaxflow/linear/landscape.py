@@ -82,8 +82,8 @@ class CriticalValue:
     is_global_minimum: bool
 
 
-def _spectrum(task: Task) -> tuple[np.ndarray, float]:
-    """`μ` with repeated values made exactly equal and zero values exactly 0, and the tolerance.
+def mode_spectrum(task: Task) -> np.ndarray:
+    """`μ` (descending) with repeated values made exactly equal and zero values exactly 0.
 
     Singular values within `tol = max(d_in, d_out)·eps·μ_1` of their neighbour are one repeated
     value (replaced by their mean); those below `tol` are zero.
@@ -93,7 +93,7 @@ def _spectrum(task: Task) -> tuple[np.ndarray, float]:
     mu = np.where(mu > tol, mu, 0.0)
     groups = np.concatenate([[0], np.cumsum(np.abs(np.diff(mu)) > tol)])
     means = np.array([mu[groups == g].mean() for g in range(groups[-1] + 1)])
-    return means[groups], tol
+    return means[groups]
 
 
 def check_bounded(task: Task) -> None:
@@ -111,10 +111,13 @@ def check_bounded(task: Task) -> None:
         )
 
 
-def _landscape_widths(task: Task, widths: Sequence[int]) -> tuple[int, ...]:
+def _landscape(task: Task, widths: Sequence[int]) -> tuple[tuple[int, ...], np.ndarray, int, int]:
+    """Checked widths, `μ = mode_spectrum(task)`, its rank, and `k`, the most modes learnt."""
     widths = check_task_widths(task, widths)
     check_bounded(task)
-    return widths
+    mu = mode_spectrum(task)
+    rank = int(np.count_nonzero(mu))
+    return widths, mu, rank, _max_learnt(widths, rank)
 
 
 def _max_learnt(widths: tuple[int, ...], rank: int) -> int:
@@ -139,10 +142,7 @@ def critical_values(task: Task, widths: Sequence[int]) -> list[CriticalValue]:
     `(|S|, S)`. `is_global_minimum` marks the lowest value: `|S| = min(min_i d_i, rank)` with
     `S` among the largest `μ`.
     """
-    widths = _landscape_widths(task, widths)
-    mu, _ = _spectrum(task)
-    rank = int(np.count_nonzero(mu))
-    k = _max_learnt(widths, rank)
+    widths, mu, rank, k = _landscape(task, widths)
     sizes = [k] if len(widths) == 2 else range(k + 1)
     count = sum(math.comb(rank, s) for s in sizes)
     if count > MAX_SUBSETS:
@@ -168,10 +168,7 @@ def critical_levels(task: Task, widths: Sequence[int]) -> np.ndarray:
     Counts subsets by how many modes of each distinct `μ` they learn, so it stays cheap where
     `critical_values` would list too many subsets.
     """
-    widths = _landscape_widths(task, widths)
-    mu, _ = _spectrum(task)
-    rank = int(np.count_nonzero(mu))
-    k = _max_learnt(widths, rank)
+    widths, mu, rank, k = _landscape(task, widths)
     vals, mult = np.unique(mu[:rank] ** 2, return_counts=True)
     choices = itertools.product(*(range(c + 1) for c in mult))
     sizes = {k} if len(widths) == 2 else set(range(k + 1))
@@ -233,8 +230,11 @@ def _class_distance(W: Float[Array, "d_out d_in"], task: Task, S: Int[Array, " k
     return jnp.linalg.norm(W @ task_modes(task).root - _subset_map(task, S))
 
 
-def check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> tuple[int, ...]:
-    """`subset` as sorted 0-based mode indices, checked against the task and the widths."""
+def check_subset(
+    subset: Iterable[int], task: Task, widths: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`(widths, S)`: checked widths and `subset` as sorted 0-based mode indices admissible for them."""
+    widths, mu, rank, k = _landscape(task, widths)
     try:
         S = tuple(sorted(int(j) for j in subset))
     except (TypeError, ValueError):
@@ -242,9 +242,6 @@ def check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> 
     m = min(task.d_in, task.d_out)
     if len(set(S)) != len(S) or any(not 0 <= j < m for j in S):
         raise ValueError(f"subset must hold distinct mode indices in 0..{m - 1}, got {subset!r}")
-    mu, _ = _spectrum(task)
-    rank = int(np.count_nonzero(mu))
-    k = _max_learnt(widths, rank)
     if len(S) > k:
         raise ValueError(
             f"subset {S} learns {len(S)} modes but widths {widths} allow at most {min(widths)} "
@@ -254,7 +251,7 @@ def check_subset(subset: Iterable[int], task: Task, widths: tuple[int, ...]) -> 
         raise ValueError(
             f"a depth-1 network has one critical class, all {rank} non-zero modes; got subset {S}"
         )
-    return S
+    return widths, S
 
 
 def critical_point(
@@ -270,8 +267,7 @@ def critical_point(
     - `balanced=False`: all of `ρ` on the first layer, `W_1 = R_1 diag(ρ) Qᵀ`, the rest partial
       isometries — aligned, critical, not balanced.
     """
-    widths = _landscape_widths(task, widths)
-    S = check_subset(subset, task, widths)
+    widths, S = check_subset(subset, task, widths)
     m = jax.tree.map(np.asarray, task_modes(task))
     idx = list(S)
     if task.whitened:
@@ -331,11 +327,9 @@ def network_class(net: DeepLinearNetwork, task: Task) -> NetworkClass:
     holds the (at most `min_i d_i`) modes of largest positive gain `μ_j(2 s_j − μ_j)`. On a
     critical point `distance` is 0.
     """
-    widths = _landscape_widths(task, net.widths)
-    mu, _ = _spectrum(task)
+    _, mu, _, k = _landscape(task, net.widths)
     W = net.end_to_end()
     gain = mu * (2 * np.asarray(mode_strengths(W, task)) - mu)
-    k = _max_learnt(widths, int(np.count_nonzero(mu)))
     best = [int(j) for j in np.argsort(-gain, kind="stable")[:k] if gain[j] > 0 and mu[j] > 0]
     S = tuple(sorted(best))
     return NetworkClass(W, S, float(class_distance(W, task, S)))

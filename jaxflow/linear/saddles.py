@@ -22,11 +22,11 @@ from .._types import Array, Float, Key
 from .flow import gradient_norm, loss, solve
 from .hessian import flat_gradient, hessian_spectrum, inertia, spectrum_tolerance
 from .landscape import (
-    _spectrum,
     aligned_network,
     check_subset,
     critical_levels,
     critical_values,
+    mode_spectrum,
     network_class,
 )
 from .network import DeepLinearNetwork
@@ -245,7 +245,7 @@ def _verify(report: CriticalPointReport, net: DeepLinearNetwork, task: Task, ste
     levels = critical_levels(task, net.widths)
     lower = levels[levels < report.critical_value].max()
     target = report.critical_value - 0.5 * (report.critical_value - lower)
-    mu, _ = _spectrum(task)
+    mu = mode_spectrum(task)
     t1 = 10.0 * (step ** (2 - k) / abs(float(report.coefficients[k])) + 1.0 / mu[mu > 0].min())
     sol = solve(start, task, jnp.asarray(t1), rtol=jnp.asarray(1e-8), atol=jnp.asarray(1e-10))
     after = float(loss(DeepLinearNetwork(tuple(y[-1] for y in sol.ys)), task))
@@ -276,9 +276,10 @@ def mode_rays(task: Task, widths: Sequence[int], subset: Sequence[int]) -> tuple
     ray flows in algebraically, `w(t) ~ −((h−2)σt)^{−1/(h−2)}`. Modes with `σ = 0`:
     coefficient `−1`, power `2h − 1`, both flow in.
     """
-    widths = check_task_widths(task, widths)
-    S = set(check_subset(subset, task, widths))
-    mu, _ = _spectrum(task)
+    if not task.whitened:
+        raise ValueError("mode_rays needs a whitened task (the aligned set is invariant only then)")
+    widths, S = check_subset(subset, task, widths)
+    mu = mode_spectrum(task)
     h = len(widths) - 1
     room = len(S) < min(widths)
     rays = []
@@ -302,9 +303,8 @@ def ray_point(task: Task, widths: Sequence[int], subset: Sequence[int], mode: in
     Modes in `subset` sit at `σ_j^{1/h}`; `mode` (learnt or taking the next free hidden slot)
     has scalar `w` in every layer.
     """
-    widths = check_task_widths(task, widths)
-    S = check_subset(subset, task, widths)
-    mu, _ = _spectrum(task)
+    widths, S = check_subset(subset, task, widths)
+    mu = mode_spectrum(task)
     h = len(widths) - 1
     modes = S if mode in S else S + (int(mode),)
     scalars = np.array([w if j == mode else mu[j] ** (1.0 / h) for j in modes])
