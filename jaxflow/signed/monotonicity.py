@@ -126,7 +126,7 @@ def monotonicity_score(
     s_out: Float[Array, "*shape"],
     inputs: Float[Array, "N ..."],
     *,
-    batch_size: int | None = 256,
+    batch_size: int | None = 64,
 ) -> MonotonicityScore:
     """Jacobian score of `fn` (one input → one output) w.r.t. the orthants of `s_in`, `s_out`.
 
@@ -171,7 +171,7 @@ def orthant_perturbation_test(
     *,
     sizes: Sequence[float] = (1e-2, 1e-1, 1.0),
     samples: int = 16,
-    batch_size: int | None = 256,
+    batch_size: int | None = 64,
 ) -> PerturbationTest:
     """For each size `ε` and input `x`, `samples` perturbations `δ ∈ K_in` with `‖δ‖ = ε`
     (and as many in random orthants): how often `f(x + δ) − f(x)` lies in `K_out`.

@@ -192,6 +192,8 @@ def test_trained_digits_network_is_more_monotone_than_its_null_models(trained, k
         f"null networks {float(null.mean):.4f} ± {float(null.std):.4f}, random orthants {random:.4f}"
     )
     assert score.mean > null.mean and score.mean > random
+    if kind == "cnn":
+        return  # the active subnetworks of the MLP suffice here (their graph compiles anew)
     active = active_subnetworks(model, graph, x[:3], key, full_gauge=best.gauge, restarts=8)
     print(
         f"{kind}: active subnetworks frustration {np.round(active.normalized, 4)}, agreement with "
