@@ -41,6 +41,7 @@ from .landscape import critical_point as critical_point
 from .landscape import critical_values as critical_values
 from .landscape import fiber as fiber
 from .landscape import level_index as level_index
+from .landscape import mode_spectrum as mode_spectrum
 from .landscape import mode_strengths as mode_strengths
 from .landscape import nearest_critical_value as nearest_critical_value
 from .landscape import network_class as network_class
