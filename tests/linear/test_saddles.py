@@ -10,7 +10,15 @@ from jax.experimental import jet
 from jax.flatten_util import ravel_pytree
 
 from jaxflow import DeepLinearNetwork, Task, classify_critical_point, loss
-from jaxflow.linear import critical_point, fiber, line_polynomial, mode_rays, ray_point, task_modes
+from jaxflow.linear import (
+    critical_point,
+    critical_values,
+    fiber,
+    line_polynomial,
+    mode_rays,
+    ray_point,
+    task_modes,
+)
 from jaxflow.linear.flow import solve
 
 DIAG31 = Task.from_spectrum(jnp.array([3.0, 1.0]), 2, 2)
@@ -206,3 +214,24 @@ def test_negative_ray_flows_into_the_origin_for_odd_depth_only():
     assert _scalar(DeepLinearNetwork(tuple(y[-1] for y in sol.ys)), 0) == pytest.approx(
         -(3 ** (1 / 4)), rel=1e-6
     )
+
+
+def test_non_whitened_classification_matches_the_whitened_task():
+    # whitening maps W_1 ↦ W_1 Σ_xx^{½}, a linear invertible change of the weights: Taylor
+    # coefficients along lines are the same and the Hessians are congruent (same inertia)
+    X = jax.random.normal(jax.random.key(1), (3, 12))
+    Y = jax.random.normal(jax.random.key(2), (2, 12))
+    raw, white = Task.from_data(X, Y), Task.from_data(X, Y, whiten=True)
+    widths = (3, 2, 2, 2)
+    for c in critical_values(raw, widths):
+        a = classify_critical_point(critical_point(raw, widths, c.subset), raw)
+        b = classify_critical_point(critical_point(white, widths, c.subset), white)
+        assert (a.kind, a.order, a.inertia, a.subset) == (b.kind, b.order, b.inertia, b.subset)
+        assert a.critical_value == pytest.approx(b.critical_value, rel=1e-12)
+        assert a.kind == (
+            "global_minimum"
+            if c.is_global_minimum
+            else "nonstrict_saddle"
+            if c.subset in ((), (0,))
+            else "strict_saddle"
+        )
