@@ -46,9 +46,9 @@ class FrustrationResult(eqx.Module):
     `value = δ(gauge)` (recomputed from the gauge, so always an upper bound on the frustration);
     `lower_bound` is a proven lower bound (0 for the heuristics, the solver's dual bound for
     `"exact"`); `normalized = value / total` with `total = Σ|a|` (weighted) or the number of edges.
-    `restart_values` holds `δ` of every restart's final gauge; `iterations` counts sweeps
-    (`"layerwise"`, `"anneal"`), flips (`"greedy"`) or branch-and-bound nodes (`"exact"`), the most
-    over restarts; `converged` says whether every restart reached a local optimum (or the solver
+    `restart_values` holds `δ` of every restart's final gauge (as `½(Σ|a| − sᵀAs)`); `iterations`
+    counts sweeps (`"layerwise"`, `"anneal"`), flips (`"greedy"`) or branch-and-bound nodes
+    (`"exact"`); `converged` says whether every restart reached a local optimum (or the solver
     proved optimality).
     """
 
@@ -130,18 +130,43 @@ def gauge_frustration(graph: SignedGraph, gauge: Sequence[Array], *, weighted: b
 # ------------------------------------------------------------------ estimators
 
 
+# Searches run on a batch of gauges at once: every per-layer array carries a leading restart axis.
+
+
+def _per_restart(fn, x: Array) -> Array:
+    """Apply a one-vector block operation to each restart of the batch `x`."""
+    return jax.vmap(fn)(x)
+
+
+def _sum_rest(x: Array) -> Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
+
+
+def _quadratic_energy(graph: SignedGraph, s: Sequence[Array]) -> Float[Array, " restarts"]:
+    """`½(Σ|a| − sᵀAs)` per restart: one product per block, to rank restarts (zero may round to ±ε)."""
+    sas = sum(
+        _sum_rest(s[dst] * _per_restart(block.apply, s[src]))
+        for (src, dst), block in zip(graph.links, graph.blocks)
+    )
+    return (graph.abs_sum() - sas) / 2
+
+
 def _layer_field(graph: SignedGraph, s: Sequence[Array], j: int) -> Array:
-    """`h_j = (A s + Aᵀ s)` restricted to layer `j` (layers have no internal edges)."""
-    h = jnp.zeros(graph.shapes[j], s[j].dtype)
+    """`h_j = (A s + Aᵀ s)` restricted to layer `j` (layers have no internal edges), per restart."""
+    h = jnp.zeros_like(s[j])
     for b in graph.incoming(j):
-        h = h + graph.blocks[b].apply(s[graph.links[b][0]])
+        h = h + _per_restart(graph.blocks[b].apply, s[graph.links[b][0]])
     for b in graph.outgoing(j):
-        h = h + graph.blocks[b].apply_transpose(s[graph.links[b][1]])
+        h = h + _per_restart(graph.blocks[b].apply_transpose, s[graph.links[b][1]])
     return h
 
 
 def _descend(graph: SignedGraph, s: tuple[Array, ...], max_sweeps: int):
-    """Block-coordinate descent: each layer in turn takes `s_j = sign(h_j)` until a sweep changes nothing."""
+    """Block-coordinate descent: each layer in turn takes `s_j = sign(h_j)` until a sweep changes nothing.
+
+    A restart at its fixed point is left unchanged by further sweeps, so the batch simply runs
+    until no restart changes.
+    """
 
     def sweep(state):
         s, sweeps, _ = state
@@ -174,28 +199,24 @@ def _anneal(graph: SignedGraph, s: tuple[Array, ...], key: Key, betas: Float[Arr
     return s
 
 
-def _greedy(graph: SignedGraph, s: Float[Array, " n"], max_flips: int):
+def _greedy(graph: SignedGraph, s: Float[Array, "restarts n"], max_flips: int):
     """The published greedy: flip the node with the most negative `s_i h_i` while one is negative."""
     A = graph.to_dense()
     J = A + A.T
+    lanes = jnp.arange(s.shape[0])
 
     def flip(state):
         s, h, flips, _ = state
-        i = jnp.argmin(s * h)
-        h = h - 2 * s[i] * J[:, i]
-        s = s.at[i].multiply(-1)
-        return s, h, flips + 1, jnp.min(s * h) < 0
+        i = jnp.argmin(s * h, axis=1)
+        sign = jnp.where(jnp.min(s * h, axis=1) < 0, -1, 1).astype(s.dtype)  # −1: this restart flips
+        h = h + ((sign - 1) * s[lanes, i])[:, None] * J[i]
+        s = s.at[lanes, i].multiply(sign)
+        return s, h, flips + 1, jnp.any(s * h < 0)
 
-    state = (s, J @ s, jnp.array(0), jnp.min(s * (J @ s)) < 0)
+    h = s @ J
+    state = (s, h, jnp.array(0), jnp.any(s * h < 0))
     s, _, flips, negative = lax.while_loop(lambda st: st[3] & (st[2] < max_flips), flip, state)
     return s, flips, ~negative
-
-
-def _start(graph: SignedGraph, key: Key, dtype) -> tuple[Array, ...]:
-    return tuple(
-        jnp.where(jax.random.bernoulli(k, 0.5, shape), 1, -1).astype(dtype)
-        for k, shape in zip(jax.random.split(key, graph.num_layers), graph.shapes)
-    )
 
 
 def _node_scale(graph: SignedGraph) -> Scalar:
@@ -205,30 +226,37 @@ def _node_scale(graph: SignedGraph) -> Scalar:
 
 @eqx.filter_jit
 def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
-    """Run `restarts` independent searches; returns their gauges, energies, iterations, convergence."""
+    """Run `restarts` searches, `batch_size` at a time; returns gauges, energies, iterations, convergence."""
     method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size = settings
+    batch = min(batch_size or restarts, restarts)
+    chunks = -(-restarts // batch)
     dtype = graph.dtype
 
-    def one(inputs):
-        k, first = inputs
-        start = _start(graph, k, dtype)
-        start = tuple(jnp.where(first, jnp.ones_like(x), x) for x in start)  # restart 0: all-plus
+    def run(inputs):
+        key, chunk = inputs
+        k_start, k_anneal = jax.random.split(key)
+        keys = jax.random.split(k_start, graph.num_layers)
+        s = []
+        for k, shape in zip(keys, graph.shapes):
+            x = jnp.where(jax.random.bernoulli(k, 0.5, (batch, *shape)), 1, -1).astype(dtype)
+            s.append(x.at[0].set(jnp.where(chunk == 0, 1, x[0])))  # restart 0 starts from all-plus
         if method == "greedy":
-            s, its, ok = _greedy(graph, graph.flatten(start), max_iterations)
-            s = graph.unflatten(s)
+            flat, its, ok = _greedy(
+                graph, jnp.concatenate([x.reshape(batch, -1) for x in s], 1), max_iterations
+            )
+            s = tuple(jax.vmap(graph.unflatten)(flat))
         else:
             if method == "anneal":
                 t0, t1 = anneal_temperatures
                 temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, anneal_steps, dtype=dtype)
-                start = _anneal(graph, start, jax.random.fold_in(k, 1), 1 / (temps * _node_scale(graph)))
-            s, its, ok = _descend(graph, start, max_iterations)
+                s = _anneal(graph, tuple(s), k_anneal, 1 / (temps * _node_scale(graph)))
+            s, its, ok = _descend(graph, tuple(s), max_iterations)
             its = its + (anneal_steps if method == "anneal" else 0)
-        return s, sum(_block_energies(graph, s)), its, ok
+        return s, _quadratic_energy(graph, s), its, ok
 
-    keys = jax.random.split(key, restarts)
-    first = jnp.arange(restarts) == 0
-    gauges, values, its, ok = lax.map(one, (keys, first), batch_size=batch_size or restarts)
-    return gauges, values, jnp.max(its), jnp.all(ok)
+    gauges, values, its, ok = lax.map(run, (jax.random.split(key, chunks), jnp.arange(chunks)))
+    gauges = tuple(g.reshape(chunks * batch, *g.shape[2:])[:restarts] for g in gauges)
+    return gauges, values.reshape(-1)[:restarts], jnp.max(its), jnp.all(ok)
 
 
 def _exact(graph: SignedGraph, time_limit: float | None):

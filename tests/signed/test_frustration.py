@@ -1,0 +1,207 @@
+"""Frustration: exact optima by brute force, heuristics as upper bounds, balanced graphs, gauge invariance."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxflow.signed import (
+    Conv2d,
+    Dense,
+    Layer,
+    Pool,
+    SignedGraph,
+    Skip,
+    block_frustration,
+    frustration,
+    gauge_frustration,
+)
+
+WIDTHS = (3, 4, 4, 3)  # 14 nodes, 40 edges: brute force over 2^13 gauges
+INSTANCES = 100
+HEURISTICS = ("layerwise", "anneal", "greedy")
+
+
+def random_weights(seed, widths=WIDTHS):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(widths[i + 1], widths[i])) for i in range(len(widths) - 1)]
+
+
+def brute_force(A, weighted=True):
+    """`min_s ½(Σ|a| − sᵀAs)` over all gauges with `s_0 = +1`, from the dense matrix."""
+    A = A if weighted else np.sign(A)
+    n = A.shape[0]
+    S = np.array(list(itertools.product([1.0, -1.0], repeat=n - 1)))
+    S = np.concatenate([np.ones((len(S), 1)), S], axis=1)
+    return np.min(0.5 * (np.abs(A).sum() - np.einsum("kp,pq,kq->k", S, A, S)))
+
+
+@pytest.fixture(scope="module")
+def instances():
+    graphs = [SignedGraph.from_weights(random_weights(seed)) for seed in range(INSTANCES)]
+    optima = np.array([brute_force(np.asarray(g.to_dense())) for g in graphs])
+    return graphs, optima
+
+
+def test_exact_equals_brute_force(instances):
+    graphs, optima = instances
+    for g, opt in zip(graphs[:20], optima[:20]):
+        res = frustration(g, method="exact")
+        assert res.optimal and res.converged
+        np.testing.assert_allclose(res.value, opt, rtol=1e-12)
+        np.testing.assert_allclose(res.lower_bound, opt, rtol=1e-6)  # HiGHS' dual bound, 1e-6 feasibility
+    g = graphs[0]
+    res = frustration(g, method="exact", weighted=False)
+    assert res.value == brute_force(np.asarray(g.to_dense()), weighted=False)
+    assert res.total == g.num_edges() and res.normalized == res.value / g.num_edges()
+
+
+@pytest.mark.parametrize("method", HEURISTICS)
+def test_heuristics_are_upper_bounds_and_usually_optimal(instances, method):
+    graphs, optima = instances
+    values = []
+    for seed, g in enumerate(graphs):
+        res = frustration(g, method=method, key=jax.random.key(seed))
+        # the returned value is the energy of the returned gauge, recomputed from scratch
+        assert res.value == gauge_frustration(g, res.gauge) == gauge_frustration(g, res.flat_gauge)
+        assert res.is_upper_bound and res.converged and res.lower_bound == 0
+        values.append(float(res.value))
+    values = np.array(values)
+    assert np.all(values >= optima - 1e-12)
+    hits = np.isclose(values, optima, rtol=1e-12, atol=0)
+    print(f"\n{method}: optimum on {hits.sum()}/{INSTANCES} instances")
+    if method == "layerwise":
+        assert hits.mean() >= 0.95
+
+
+def test_energy_matches_dense_formula(instances):
+    g = instances[0][1]
+    A = np.asarray(g.to_dense())
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        s = rng.choice([-1.0, 1.0], size=g.num_nodes)
+        frustrated = (s[:, None] * A * s[None, :]) < 0
+        np.testing.assert_allclose(
+            gauge_frustration(g, jnp.asarray(s)), np.abs(A)[frustrated].sum(), rtol=1e-13
+        )
+        assert float(gauge_frustration(g, jnp.asarray(s), weighted=False)) == frustrated.sum()
+        parts = block_frustration(g, g.unflatten(jnp.asarray(s)))
+        assert len(parts) == len(g.blocks)
+        np.testing.assert_allclose(sum(parts), 0.5 * (np.abs(A).sum() - s @ A @ s), rtol=1e-12)
+
+
+def channel_gauge_cnn(seed, signs=None):
+    """A small CNN (conv, residual conv + skip, average pool, dense) with weights `σ_p σ_q |a|`.
+
+    `signs = (σ_in, σ_channels, σ_out)` gives one sign per input channel, per channel of the hidden
+    layers and per output node; `None` keeps random signs. Pooling and skips join equal channels,
+    so their positive edges stay balanced.
+    """
+    rng = np.random.default_rng(seed)
+    mags = [np.abs(rng.normal(size=s)) for s in [(3, 1, 3, 3), (3, 3, 3, 3), (4, 27)]]
+    if signs is None:
+        k1, k2, w = (m * rng.choice([-1, 1], size=m.shape) for m in mags)
+    else:
+        s_in, s_ch, s_out = signs
+        k1 = mags[0] * s_ch[:, None, None, None] * s_in[None, :, None, None]
+        k2 = mags[1] * s_ch[:, None, None, None] * s_ch[None, :, None, None]
+        w = mags[2] * s_out[:, None] * np.repeat(s_ch, 9)[None, :]
+    return SignedGraph.from_layers(
+        [
+            Layer("x", shape=(1, 6, 6)),
+            Layer("h", {"x": Conv2d(k1, (1, 6, 6), padding=1)}),
+            Layer("r", {"h": Conv2d(k2, (3, 6, 6), padding=1), "x": Conv2d(k1, (1, 6, 6), padding=1)}),
+            Layer("s", {"r": Skip((3, 6, 6)), "h": Skip((3, 6, 6))}),
+            Layer("p", {"s": Pool(2, (3, 6, 6), stride=2, mode="avg")}),
+            Layer("y", {"p": Dense(w, in_shape=(3, 3, 3))}),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def balanced_cnn():
+    rng = np.random.default_rng(7)
+    signs = [rng.choice([-1.0, 1.0], size=d) for d in (1, 3, 4)]
+    return channel_gauge_cnn(8, signs)
+
+
+@pytest.mark.parametrize("method", (*HEURISTICS, "exact"))
+def test_balanced_graphs_have_zero_frustration(balanced_cnn, method):
+    rng = np.random.default_rng(9)
+    s = [rng.choice([-1.0, 1.0], size=d) for d in WIDTHS]
+    balanced_dense = SignedGraph.from_weights(
+        [s[i + 1][:, None] * np.abs(w) * s[i][None, :] for i, w in enumerate(random_weights(9))]
+    )
+    for g in (balanced_dense, balanced_cnn):
+        res = frustration(g, method=method, key=jax.random.key(1), max_edges=5000)
+        assert res.value == 0.0 and res.normalized == 0.0
+        A = np.asarray(g.to_dense())
+        s = np.asarray(res.flat_gauge)
+        assert np.all(s[:, None] * A * s[None, :] >= 0), "the gauge found balances every edge"
+
+
+def test_gauge_invariance(instances):
+    """Flipping the signs of a node's edges (A → DAD) is a change of gauge: the frustration is unchanged."""
+    g, opt = instances[0][3], instances[1][3]
+    ws = [np.asarray(b.weight).copy() for b in g.blocks]
+    ws[0][:, 1] *= -1  # flip input node 1 (its out-edges) ...
+    ws[0][2, :] *= -1  # ... and node 2 of layer 1 (its in- and out-edges)
+    ws[1][:, 2] *= -1
+    flipped = SignedGraph.from_weights(ws)
+    assert not np.array_equal(flipped.to_dense(), g.to_dense())
+    np.testing.assert_allclose(frustration(flipped, method="exact").value, opt, rtol=1e-12)
+    # energy level: δ_{DAD}(D s) = δ_A(s) for every gauge, here with channel flips of a conv graph
+    rng = np.random.default_rng(10)
+    signs = [rng.choice([-1.0, 1.0], size=d) for d in (1, 3, 4)]
+    base, gauged = channel_gauge_cnn(11, [np.ones(d) for d in (1, 3, 4)]), channel_gauge_cnn(11, signs)
+    per_node = [signs[0], signs[1], signs[1], signs[1], signs[1], signs[2]]  # x, h, r, s, p, y
+    D = np.concatenate([np.repeat(d, size // len(d)) for d, size in zip(per_node, base.sizes)])
+    # base is all-positive; the gauged graph has the channel signs: A' = D A D
+    np.testing.assert_array_equal(gauged.to_dense(), D[:, None] * base.to_dense() * D[None, :])
+    for _ in range(3):
+        s = rng.choice([-1.0, 1.0], size=base.num_nodes)
+        np.testing.assert_allclose(
+            gauge_frustration(gauged, jnp.asarray(D * s)), gauge_frustration(base, jnp.asarray(s)), rtol=1e-13
+        )
+
+
+def test_exact_beyond_brute_force_bounds_every_heuristic():
+    g = SignedGraph.from_weights(random_weights(12, (5, 7, 7, 5)))  # 24 nodes: past brute force
+    exact = frustration(g, method="exact")
+    assert exact.optimal
+    for method in HEURISTICS:
+        res = frustration(g, method=method, key=jax.random.key(0))
+        assert res.value >= exact.value - 1e-12
+        if method == "layerwise":
+            np.testing.assert_allclose(res.value, exact.value, rtol=1e-12)
+
+
+def test_float32_and_unweighted():
+    g = SignedGraph.from_weights(random_weights(13))
+    res = frustration(g, dtype=jnp.float32)
+    assert res.value.dtype == jnp.float32 and res.gauge[0].dtype == jnp.float32
+    assert res.value == gauge_frustration(g.astype(jnp.float32), res.gauge)
+    res = frustration(g, weighted=False)
+    assert res.total == g.num_edges() and res.value == gauge_frustration(g, res.gauge, weighted=False)
+    assert res.value == brute_force(np.asarray(g.to_dense()), weighted=False)
+
+
+def test_bad_input_gives_clear_errors():
+    g = SignedGraph.from_weights(random_weights(0))
+    with pytest.raises(ValueError, match="method must be one of"):
+        frustration(g, method="tabu")
+    with pytest.raises(ValueError, match="restarts must be a positive integer"):
+        frustration(g, restarts=0)
+    with pytest.raises(ValueError, match="max_edges=10 edges, this one has 40"):
+        frustration(g, method="exact", max_edges=10)
+    with pytest.raises(ValueError, match="anneal_temperatures"):
+        frustration(g, method="anneal", anneal_temperatures=(0.1, 1.0))
+    with pytest.raises(ValueError, match="gauge must be a ±1 vector over all 14 nodes"):
+        gauge_frustration(g, jnp.ones(13))
+    with pytest.raises(ValueError, match="graph must be a SignedGraph"):
+        frustration(np.eye(3))
+    with pytest.raises(ValueError, match="up to 8192"):
+        frustration(SignedGraph.from_weights([np.ones((4100, 4100))]), method="greedy")
+    assert Dense(np.ones((2, 2))).num_edges() == 4

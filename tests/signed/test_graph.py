@@ -1,0 +1,189 @@
+"""SignedGraph blocks: matrix-free A x, Aᵀ y, Σ|a| and edge counts against dense matrices built here."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxflow.linear import DeepLinearNetwork
+from jaxflow.signed import Activation, Conv2d, Dense, Layer, Pool, Route, SignedGraph, Skip
+
+
+def window_pairs(in_hw, out_hw, k, stride, pad, dil):
+    """All ((oy, ox), (u, v), (y, x)): output position, tap, input position inside the image."""
+    for oy, ox, u, v in itertools.product(range(out_hw[0]), range(out_hw[1]), range(k[0]), range(k[1])):
+        y, x = oy * stride[0] - pad[0][0] + u * dil[0], ox * stride[1] - pad[1][0] + v * dil[1]
+        if 0 <= y < in_hw[0] and 0 <= x < in_hw[1]:
+            yield (oy, ox), (u, v), (y, x)
+
+
+def conv_toeplitz(K, in_shape, out_shape, stride, pad, dil, groups):
+    """The Toeplitz matrix of a grouped, strided, padded, dilated cross-correlation, by loops."""
+    c_out, c_in_g = K.shape[:2]
+    (C, H, W), (_, Ho, Wo) = in_shape, out_shape
+    T = np.zeros((c_out * Ho * Wo, C * H * W))
+    for o, ci in itertools.product(range(c_out), range(c_in_g)):
+        c = (o // (c_out // groups)) * c_in_g + ci
+        for (oy, ox), (u, v), (y, x) in window_pairs((H, W), (Ho, Wo), K.shape[2:], stride, pad, dil):
+            T[(o * Ho + oy) * Wo + ox, (c * H + y) * W + x] = K[o, ci, u, v]
+    return T
+
+
+def pool_matrix(in_shape, out_shape, window, stride, pad, dil, weight):
+    """Pooling edges: weight(count of the window's inputs inside the image) from each such input."""
+    (C, H, W), (_, Ho, Wo) = in_shape, out_shape
+    T = np.zeros((C * Ho * Wo, C * H * W))
+    for oy, ox in itertools.product(range(Ho), range(Wo)):
+        inside = [
+            yx for o, _, yx in window_pairs((H, W), (Ho, Wo), window, stride, pad, dil) if o == (oy, ox)
+        ]
+        for c, (y, x) in itertools.product(range(C), inside):
+            T[(c * Ho + oy) * Wo + ox, (c * H + y) * W + x] = weight(len(inside))
+    return T
+
+
+def check_block(block, T, rng):
+    """Every matrix-free operation of `block` agrees with the dense matrix `T`."""
+    x = rng.normal(size=block.in_shape)
+    y = rng.normal(size=block.out_shape)
+    np.testing.assert_allclose(block.to_dense(), T, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.ravel(block.apply(jnp.asarray(x))), T @ x.ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.ravel(block.apply_transpose(jnp.asarray(y))), T.T @ y.ravel(), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(block.abs_sum(), np.abs(T).sum(), rtol=1e-13)
+    assert block.num_edges() == np.count_nonzero(T)
+
+
+# (C_in, H, W), C_out, kernel (kh, kw), stride, padding, dilation, groups: every option, mixed.
+CONV_CASES = [
+    ((2, 6, 5), 3, (3, 3), 1, 0, 1, 1),
+    ((2, 6, 5), 4, (3, 2), 2, 1, 1, 2),
+    ((4, 7, 6), 4, (3, 3), (2, 1), ((1, 2), (0, 1)), (1, 2), 4),  # depthwise, asymmetric padding
+    ((3, 7, 7), 2, (2, 3), (1, 3), (2, 1), 2, 1),
+    ((2, 5, 5), 2, (1, 1), 2, 0, 1, 1),
+]
+
+
+@pytest.mark.parametrize("in_shape, c_out, k, stride, padding, dilation, groups", CONV_CASES)
+def test_conv_matches_toeplitz(in_shape, c_out, k, stride, padding, dilation, groups):
+    rng = np.random.default_rng(0)
+    K = rng.normal(size=(c_out, in_shape[0] // groups, *k))
+    K[0, 0, 0, 0] = 0.0  # a zero weight is not an edge
+    block = Conv2d(K, in_shape, stride, padding, dilation, groups)
+    T = conv_toeplitz(K, in_shape, block.out_shape, block.stride, block.padding, block.dilation, groups)
+    check_block(block, T, rng)
+
+
+@pytest.mark.parametrize(
+    "mode, include_pad, window, stride, padding, dilation",
+    [
+        ("avg", True, 2, None, 0, 1),
+        ("avg", True, 3, 2, 1, 1),
+        ("avg", False, (3, 2), (2, 1), ((1, 0), (1, 1)), 1),
+        ("max", True, 3, 2, 1, 1),
+        ("max", True, 2, 1, 0, 2),
+    ],
+)
+def test_pooling_matches_dense(mode, include_pad, window, stride, padding, dilation):
+    rng = np.random.default_rng(1)
+    block = Pool(window, (2, 6, 5), stride, padding, dilation, mode=mode, count_include_pad=include_pad)
+    kh, kw = block.window
+    weight = {
+        "max": lambda count: 1.0,
+        "avg": (lambda count: 1.0 / (kh * kw)) if include_pad else (lambda count: 1.0 / count),
+    }[mode]
+    T = pool_matrix(
+        block.in_shape, block.out_shape, block.window, block.stride, block.padding, block.dilation, weight
+    )
+    check_block(block, T, rng)
+
+
+def test_skip_and_routes_match_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 3, 4))
+    check_block(Skip((2, 3, 4), weight=0.5), 0.5 * np.eye(24), rng)
+    perm = Route.permute((2, 3, 4), (1, 2, 0))
+    np.testing.assert_array_equal(perm.apply(jnp.asarray(x)), x.transpose(1, 2, 0))
+    check_block(perm, np.eye(24)[np.arange(24).reshape(2, 3, 4).transpose(1, 2, 0).ravel()], rng)
+    reshape = Route.reshape((2, 3, 4), (6, 4))
+    np.testing.assert_array_equal(reshape.apply(jnp.asarray(x)), x.reshape(6, 4))
+    z = rng.normal(size=(1, 3, 4))
+    a, b = Route.concat([(2, 3, 4), (1, 3, 4)], axis=0)
+    np.testing.assert_array_equal(a.apply(jnp.asarray(x)) + b.apply(jnp.asarray(z)), np.concatenate([x, z]))
+    a, b = Route.concat([(2, 3, 4), (2, 3, 1)], axis=2)
+    w = rng.normal(size=(2, 3, 1))
+    np.testing.assert_array_equal(
+        a.apply(jnp.asarray(x)) + b.apply(jnp.asarray(w)), np.concatenate([x, w], 2)
+    )
+    np.testing.assert_array_equal(b.apply_transpose(a.apply(jnp.asarray(x))), np.zeros((2, 3, 1)))
+
+
+@pytest.fixture(scope="module")
+def resnet_like():
+    """Conv → residual sum (conv + skip) → concat → max pool → dense, with a 1×1 projection."""
+    rng = np.random.default_rng(3)
+    c1 = Conv2d(rng.normal(size=(2, 1, 3, 3)), (1, 6, 6), padding=1)
+    c2 = Conv2d(rng.normal(size=(2, 2, 3, 3)), (2, 6, 6), padding=1)
+    proj = Conv2d(rng.normal(size=(2, 1, 1, 1)), (1, 6, 6))
+    cat = Route.concat([(2, 6, 6), (2, 6, 6)])
+    relu = Activation("relu", True)
+    return SignedGraph.from_layers(
+        [
+            Layer("x", shape=(1, 6, 6)),
+            Layer("h", {"x": c1}, activation=relu),
+            Layer("r", {"h": c2, "x": proj}, activation=relu),
+            Layer("s", {"r": Skip((2, 6, 6)), "h": Skip((2, 6, 6))}),
+            Layer("cat", {"h": cat[0], "s": cat[1]}),
+            Layer("p", {"cat": Pool(2, (4, 6, 6), mode="max")}),
+            Layer("y", {"p": Dense(rng.normal(size=(3, 36)), in_shape=(4, 3, 3))}),
+        ]
+    )
+
+
+def test_graph_operations_match_dense(resnet_like):
+    g = resnet_like
+    A = np.asarray(g.to_dense())
+    assert A.shape == (g.num_nodes, g.num_nodes) and g.offsets[-1] == g.num_nodes
+    assert not np.any(np.triu(A)), "edges go from earlier to later layers: A is strictly lower triangular"
+    for (src, dst), block in zip(g.links, g.blocks):
+        block_of_A = A[g.offsets[dst] : g.offsets[dst + 1], g.offsets[src] : g.offsets[src + 1]]
+        np.testing.assert_array_equal(block_of_A, block.to_dense())
+    v = np.random.default_rng(4).normal(size=g.num_nodes)
+    np.testing.assert_allclose(g.flatten(g.matvec(g.unflatten(jnp.asarray(v)))), A @ v, atol=1e-12)
+    np.testing.assert_allclose(g.flatten(g.rmatvec(g.unflatten(jnp.asarray(v)))), A.T @ v, atol=1e-12)
+    np.testing.assert_allclose(g.abs_sum(), np.abs(A).sum(), rtol=1e-13)
+    assert g.num_edges() == np.count_nonzero(A)
+    np.testing.assert_array_equal(g.map_weights(jnp.sign).to_dense(), np.sign(A))
+    assert g.activations[1] == Activation("relu", True) and g.activations[0] == Activation()
+    assert g.astype(jnp.float32).dtype == np.float32
+
+
+def test_from_network_is_the_adjacency(key):
+    net = DeepLinearNetwork.init((3, 4, 2, 3), key, scale=1.0)
+    g = SignedGraph.from_network(net)
+    np.testing.assert_array_equal(g.to_dense(), net.adjacency())
+    assert g.shapes == ((3,), (4,), (2,), (3,)) and g.links == ((0, 1), (1, 2), (2, 3))
+    assert g.num_edges() == net.num_parameters
+
+
+def test_bad_input_gives_clear_errors():
+    rng = np.random.default_rng(5)
+    with pytest.raises(ValueError, match=r"weights\[1\] has shape \(2, 5\) but must take 4 inputs"):
+        SignedGraph.from_weights([rng.normal(size=(4, 3)), rng.normal(size=(2, 5))])
+    with pytest.raises(ValueError, match="groups=2"):
+        Conv2d(rng.normal(size=(3, 1, 3, 3)), (2, 5, 5), groups=2)
+    with pytest.raises(ValueError, match="does not fit"):
+        Conv2d(rng.normal(size=(1, 1, 5, 5)), (1, 3, 3))
+    with pytest.raises(ValueError, match="in_shape must be"):
+        Pool(2, (4, 4))
+    with pytest.raises(ValueError, match="distinct nodes"):
+        Route(np.array([0, 0]), (2,), (3,))
+    dense = Dense(rng.normal(size=(3, 2)))
+    with pytest.raises(ValueError, match="not an earlier layer"):
+        SignedGraph.from_layers([Layer("x", shape=(2,)), Layer("y", {"z": dense})])
+    with pytest.raises(ValueError, match=r"maps \(2,\) -> \(3,\) but joins layer 'x' \(2,\) to 'y' \(4,\)"):
+        SignedGraph.from_layers([Layer("x", shape=(2,)), Layer("y", {"x": dense}, shape=(4,))])
+    with pytest.raises(ValueError, match="needs a shape"):
+        SignedGraph.from_layers([Layer("x")])
