@@ -36,6 +36,20 @@ def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
         assert np.all(np.diff(loss, axis=1) <= 1e-9)  # gradient flow never increases the loss
 
 
+def test_study_of_an_npz_file(tmp_path):
+    rng = np.random.default_rng(0)
+    ws = {"W_1": rng.normal(size=(6, 5)), "W_2": rng.normal(size=(3, 6))}
+    np.savez(tmp_path / "net.npz", **ws, activations=np.array(["Relu", "identity"]))
+    (tmp_path / "study.toml").write_text((CONFIGS / "study_tiny_npz.toml").read_text())
+    assert main(["study", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert result["files"] == list(FILES["model_file"])
+    for name in FILES["model_file"]:
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    mono = result["monotonicity"]
+    assert 0 <= mono["score"] <= 1 and len(mono["active"]["normalized"]) == 3
+
+
 def test_bad_study_config_is_one_clear_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('model_file = "net.npz"\n[model]\nkind = "mlp"\n')

@@ -15,11 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .._checks import check_array, check_positive
 from .._types import Array, Bool, Float, Key, Scalar
 from .frustration import frustration
-from .graph import Block, Shape, SignedGraph
+from .graph import Block, Pool, Shape, SignedGraph
 from .nullmodels import _weight, shuffle_signs
 
 
@@ -191,6 +192,55 @@ def orthant_perturbation_test(
     return PerturbationTest(sizes, *fractions)
 
 
+# ------------------------------------------------------------------ a graph as a function
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "identity": lambda x: x,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,
+}
+
+
+def _max_pool(block: Pool, x: Array) -> Array:
+    pads = ((0, 0), *block.padding)
+    window, stride, dilation = (1, *block.window), (1, *block.stride), (1, *block.dilation)
+    return lax.reduce_window(x, -np.inf, lax.max, window, stride, pads, window_dilation=dilation)
+
+
+class GraphFunction(eqx.Module):
+    """The bias-free network of a `SignedGraph`: layer 0 is the input, layer `j` holds
+    `act_j(Σ_b A_b x_src)` over its incoming blocks (a max-pooling block takes the maximum of its
+    window), and the output is the last layer. Supported activations: `ACTIVATIONS`."""
+
+    graph: SignedGraph
+
+    def __check_init__(self):
+        for name, act in zip(self.graph.names, self.graph.activations):
+            if act.name.lower() not in ACTIVATIONS:
+                raise ValueError(
+                    f"layer {name!r} has activation {act.name!r}, which cannot be evaluated here; "
+                    f"supported: {sorted(ACTIVATIONS)}"
+                )
+
+    def layers(self, x: Float[Array, "*input"]) -> tuple[Array, ...]:
+        """The values of every layer at input `x` (after their activations)."""
+        g = self.graph
+        values = [x.reshape(g.shapes[0])]
+        for j in range(1, g.num_layers):
+            z = jnp.zeros(g.shapes[j], x.dtype)
+            for b in g.incoming(j):
+                block, src = g.blocks[b], values[g.links[b][0]]
+                max_pool = isinstance(block, Pool) and block.mode == "max"
+                z = z + (_max_pool(block, src) if max_pool else block.apply(src))
+            values.append(ACTIVATIONS[g.activations[j].name.lower()](z))
+        return tuple(values)
+
+    def __call__(self, x: Float[Array, "*input"]) -> Array:
+        return self.layers(x)[-1]
+
+
 # ------------------------------------------------------------------ active subnetworks
 
 
@@ -255,14 +305,18 @@ class ActiveSubnetworks(eqx.Module):
 
 def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bool[Array, "*layer"], ...]:
     """Per graph layer, the nodes active at input `x`: for the layers with a ReLU, the units of
-    the matching `Lambda(jax.nn.relu)` of the `eqx.nn.Sequential` `model` (in order) with output
-    `> 0`; every node of the other layers."""
-    outputs, out = [], x
-    for layer in model.layers:
-        out = layer(out)
-        if isinstance(layer, eqx.nn.Lambda) and layer.fn is jax.nn.relu:
-            outputs.append(out > 0)
+    the matching `Lambda(jax.nn.relu)` of the `eqx.nn.Sequential` `model` (in order; or of the
+    `GraphFunction` `model`) with output `> 0`; every node of the other layers."""
     relu_layers = [j for j, a in enumerate(graph.activations) if a.name.lower() == "relu"]
+    if isinstance(model, GraphFunction):
+        values = model.layers(x)
+        outputs = [values[j] > 0 for j in relu_layers]
+    else:
+        outputs, out = [], x
+        for layer in model.layers:
+            out = layer(out)
+            if isinstance(layer, eqx.nn.Lambda) and layer.fn is jax.nn.relu:
+                outputs.append(out > 0)
     if [graph.shapes[j] for j in relu_layers] != [o.shape for o in outputs]:
         raise ValueError(
             f"model's ReLU outputs have shapes {[o.shape for o in outputs]} but the graph's ReLU "
@@ -319,7 +373,10 @@ def _is_weight(x) -> bool:
 
 def with_graph_weights(model, graph: SignedGraph):
     """`model` with the weights of its `Linear`/`Conv` layers, in order, replaced by those of
-    the learned blocks of `graph` (e.g. a `shuffle_signs` null model of `model`'s graph)."""
+    the learned blocks of `graph` (e.g. a `shuffle_signs` null model of `model`'s graph); for a
+    `GraphFunction`, the function of `graph`."""
+    if isinstance(model, GraphFunction):
+        return GraphFunction(graph)
     layers = [x for x in jax.tree.leaves(model, is_leaf=_is_weight) if _is_weight(x)]
     weights = [_weight(b) for b in graph.blocks if b.learned]
     if [x.weight.size for x in layers] != [w.size for w in weights]:

@@ -15,28 +15,29 @@ from tqdm.auto import tqdm
 from .. import plots
 from ..config import StudyConfig
 from ..signed.importers import from_equinox, load_graph
+from ..signed.monotonicity import GraphFunction
 from ..train import train_digits
 from .dln import dln_study as dln_study
 from .network import frustration_vs_null as frustration_vs_null
 from .network import layer_frustration as layer_frustration
 from .network import monotonicity_vs_null as monotonicity_vs_null
 
+NETWORK_FILES = (
+    "study.json",
+    "frustration_null.png",
+    "frustration_layers.png",
+    "monotonicity.png",
+    "active_subnetworks.png",
+)
 FILES = {
-    "model": (
-        "study.json",
-        "frustration_null.png",
-        "frustration_layers.png",
-        "monotonicity.png",
-        "active_subnetworks.png",
-        "training.png",
-    ),
-    "model_file": ("study.json", "frustration_null.png", "frustration_layers.png"),
+    "model": (*NETWORK_FILES, "training.png"),
+    "model_file": NETWORK_FILES,  # without the last two when an activation cannot be evaluated
     "dln": ("study.json", "dln_frustration.png"),
 }
 
 
 def _network_figures(result: dict, out: Path) -> None:
-    fr = result["frustration"]
+    fr, mono = result["frustration"], result.get("monotonicity", {})
     plots.plot_null_histogram(
         fr["null_normalized"],
         fr["normalized"],
@@ -45,6 +46,9 @@ def _network_figures(result: dict, out: Path) -> None:
         xlabel="normalized frustration",
     )
     plots.plot_layer_frustration(result["layers"], out / "frustration_layers.png")
+    if "score" in mono:
+        plots.plot_monotonicity(mono, out / "monotonicity.png")
+        plots.plot_active_subnetworks(mono["active"], fr["normalized"], out / "active_subnetworks.png")
 
 
 def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
@@ -98,8 +102,6 @@ def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
         "training": trace,
     }
     _network_figures(out_json, out)
-    plots.plot_monotonicity(mono, out / "monotonicity.png")
-    plots.plot_active_subnetworks(mono["active"], fr["normalized"], out / "active_subnetworks.png")
     plots.plot_training(trace, out / "training.png")
     return out_json
 
@@ -107,12 +109,23 @@ def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
 def _model_file(config: StudyConfig, out: Path, config_dir: Path, progress: bool) -> dict:
     path = Path(config.model_file)
     graph = load_graph(path if path.is_absolute() else config_dir / path)
-    key = jax.random.key(config.seed)
-    with tqdm(total=1, desc="study", disable=not progress) as bar:
-        nul, fr = frustration_vs_null(graph, config.frustration, key)
+    k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
+    with tqdm(total=2, desc="study", disable=not progress) as bar:
+        nul, fr = frustration_vs_null(graph, config.frustration, k_null)
         layers = layer_frustration(graph, nul)
+        out_json = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
         bar.update()
-    out_json = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
+        try:
+            fn = GraphFunction(graph)
+        except ValueError as e:  # an activation that cannot be evaluated: frustration only
+            out_json["monotonicity"] = {"skipped": str(e)}
+        else:
+            shape = (config.monotonicity.inputs, *graph.shapes[0])
+            inputs = jax.random.uniform(k_inputs, shape, graph.dtype)
+            out_json["monotonicity"] = monotonicity_vs_null(
+                fn, graph, nul.observed.gauge, inputs, config.frustration, config.monotonicity, k_mono
+            )
+        bar.update()
     _network_figures(out_json, out)
     return out_json
 
@@ -135,7 +148,8 @@ def run_study(config: StudyConfig, out, *, config_dir=".", progress: bool = Fals
         result = _model_file(config, out, Path(config_dir), progress)
         source = "model_file"
     result = {"name": config.name, "source": source, "seconds": time.perf_counter() - start, **result}
-    result["files"] = list(FILES[source])
+    skipped = "skipped" in result.get("monotonicity", {})
+    result["files"] = list(FILES[source][:3] if skipped else FILES[source])
     (out / "study.json").write_text(json.dumps(result, indent=1, default=_json_default))
     return result
 

@@ -5,18 +5,20 @@ import numpy as np
 import pytest
 
 from jaxflow.config import ModelConfig, TrainConfig
-from jaxflow.signed import SignedGraph
+from jaxflow.signed import Activation, Dense, Layer, SignedGraph
 from jaxflow.signed.frustration import frustration
 from jaxflow.signed.importers import from_equinox
 from jaxflow.signed.monotonicity import (
+    GraphFunction,
     Orthant,
     active_subnetworks,
     monotonicity_score,
     null_model_monotonicity,
     orthant_perturbation_test,
+    relu_masks,
     restrict,
 )
-from jaxflow.train import train_digits
+from jaxflow.train import make_model, train_digits
 
 WIDTHS = (5, 7, 7, 3)
 
@@ -203,3 +205,26 @@ def test_trained_digits_network_is_more_monotone_than_its_null_models(trained, k
     # the full graph's frustration (same total can only shrink); normalized values stay in [0, ½]
     assert np.all(np.asarray(active.normalized) <= 0.5)
     np.testing.assert_allclose(np.diag(active.agreement), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_graph_function_is_the_bias_free_network(pool, key):
+    model = make_model(ModelConfig(kind="cnn", channels=(3, 2), pool=pool), key)
+    is_layer = lambda x: isinstance(x, (eqx.nn.Linear, eqx.nn.Conv2d))
+    biases = lambda m: [x.bias for x in jax.tree.leaves(m, is_leaf=is_layer) if is_layer(x)]
+    model = eqx.tree_at(biases, model, [jnp.zeros_like(b) for b in biases(model)])
+    graph = from_equinox(model, (1, 8, 8))
+    x = jax.random.uniform(key, (4, 1, 8, 8), jnp.float64)
+    fn = GraphFunction(graph)
+    # the graph's own forward pass against Equinox's layers: the same sums in another order
+    np.testing.assert_allclose(jax.vmap(fn)(x), jax.vmap(model)(x), rtol=1e-12, atol=1e-14)
+    for a, b in zip(relu_masks(fn, graph, x[0]), relu_masks(model, graph, x[0])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_graph_function_refuses_unknown_activations():
+    graph = SignedGraph.from_layers(
+        [Layer("x", shape=(2,)), Layer("y", {"x": Dense(np.eye(2))}, activation=Activation("gelu", False))]
+    )
+    with pytest.raises(ValueError, match="layer 'y' has activation 'gelu'"):
+        GraphFunction(graph)
