@@ -132,20 +132,25 @@ def _lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int) -> L
     v0 = jax.random.normal(key, (P,), theta.dtype)
     Q = Q.at[0].set(v0 / jnp.linalg.norm(v0))
 
-    def orthogonalize(Q, w):  # classical Gram-Schmidt twice ("twice is enough")
-        w = w - Q.T @ (Q @ w)
+    def project_out(Q, w):
         return w - Q.T @ (Q @ w)
+
+    def fresh(Q, j):  # an invariant subspace was found: go on from a random vector, with β = 0
+        v = jax.random.normal(jax.random.fold_in(key, j), (P,), theta.dtype)
+        v = project_out(Q, project_out(Q, v))
+        return v / jnp.linalg.norm(v)
 
     def step(j, carry):
         Q, alpha, beta, breaks = carry
         w = matvec(Q[j])
         a = jnp.vdot(Q[j], w)
-        w = orthogonalize(Q, w)
+        w = w - a * Q[j] - beta[j - 1] * Q[j - 1]  # three-term recurrence (Q[−1] = Q[m] = 0 here)
+        before = jnp.linalg.norm(w)
+        w = project_out(Q, w)  # full reorthogonalization; a second pass on cancellation (Kahan-Parlett)
+        w = jax.lax.cond(jnp.linalg.norm(w) < 0.7 * before, lambda w: project_out(Q, w), lambda w: w, w)
         b = jnp.linalg.norm(w)
-        # invariant subspace found: continue from a fresh random vector, decoupled (β = 0)
         lost = b <= P * jnp.finfo(theta.dtype).eps * (jnp.abs(a) + jnp.max(jnp.abs(alpha)) + beta[j - 1])
-        fresh = orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (P,), theta.dtype))
-        w = jnp.where(lost, fresh / jnp.linalg.norm(fresh), w / jnp.where(lost, 1.0, b))
+        w = jax.lax.cond(lost, lambda w: fresh(Q, j), lambda w: w / b, w)
         return (
             Q.at[j + 1].set(w),
             alpha.at[j].set(a),
