@@ -283,6 +283,13 @@ class _Masked(Block):
 def restrict(graph: SignedGraph, masks: Sequence[Bool[Array, "*layer"]]) -> SignedGraph:
     """The graph restricted to the nodes where `masks` (one boolean array per layer) are true:
     every edge with an end outside is removed (`A ↦ D A D`, `D = diag(mask)`), matrix-free."""
+    shapes = [jnp.shape(m) for m in masks]
+    if len(masks) != graph.num_layers or any(s != t for s, t in zip(shapes, graph.shapes)):
+        raise ValueError(f"masks must hold one array per layer of shapes {graph.shapes}, got {shapes}")
+    if any(jnp.asarray(m).dtype != bool for m in masks):
+        raise ValueError(
+            f"masks must be boolean arrays, got dtypes {[str(jnp.asarray(m).dtype) for m in masks]}"
+        )
     blocks = tuple(
         _Masked(block, jnp.asarray(masks[src]), jnp.asarray(masks[dst]))
         for (src, dst), block in zip(graph.links, graph.blocks)

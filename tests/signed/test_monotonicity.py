@@ -171,6 +171,10 @@ def test_restrict_is_the_masked_dense_matrix(key):
     np.testing.assert_allclose(
         sub.flatten(sub.rmatvec(sub.unflatten(v))), dense.T @ v, rtol=1e-13, atol=1e-13
     )
+    with pytest.raises(ValueError, match="masks must hold one array per layer"):
+        restrict(graph, masks[:-1])
+    with pytest.raises(ValueError, match="masks must be boolean"):
+        restrict(graph, [m.astype(float) for m in masks])
 
 
 # Same model config, restarts and null samples as tests/configs/study_tiny.toml: compiled once.
