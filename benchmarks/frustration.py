@@ -205,7 +205,7 @@ def main() -> None:
     p.add_argument("--part", choices=("resnet18", "mlp_null"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part == "resnet18":
-        print(json.dumps(part_resnet18(32 if args.quick else 224, args.resnet_restarts)))
+        print(json.dumps(part_resnet18(16 if args.quick else 224, args.resnet_restarts)))
         return
     if args.part == "mlp_null":
         widths = (64, 128, 128, 10) if args.quick else (784, 2500, 2500, 784, 10)
@@ -213,7 +213,7 @@ def main() -> None:
         return
 
     flags = ["--quick"] if args.quick else []
-    instances, lo, hi = (4, 200, 400) if args.quick else (100, 200, 2000)
+    instances, lo, hi = (3, 200, 300) if args.quick else (100, 200, 2000)
     print(f"quality: {instances} layered graphs of {lo}-{hi} edges")
     q = quality(instances, lo, hi)
     greedy = q["greedy"]["seconds"]
