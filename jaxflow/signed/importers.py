@@ -98,17 +98,9 @@ def _eqx_layers(m, where: str) -> list[tuple[str, object]]:
     if isinstance(m, eqx.nn.MLP):
         if not isinstance(m.layers, tuple):
             raise ValueError(f"{where}: an MLP with stacked (scan) layers is not supported")
-        out = []
-        for i, linear in enumerate(m.layers):
-            last = i == len(m.layers) - 1
-            out += [(f"{where}.layers[{i}]", linear)]
-            out += [
-                (
-                    f"{where}.{'final_activation' if last else 'activation'}",
-                    m.final_activation if last else m.activation,
-                )
-            ]
-        return out
+        acts = [(f"{where}.activation", m.activation)] * (len(m.layers) - 1)
+        acts += [(f"{where}.final_activation", m.final_activation)]
+        return [x for i, act in enumerate(acts) for x in ((f"{where}.layers[{i}]", m.layers[i]), act)]
     return [(where, m)]
 
 
