@@ -59,6 +59,9 @@ def plot_monotonicity(mono: dict, path) -> Path:
     b.semilogx(p["sizes"], p["reference_coordinate"], "o--", color="C0", label="random orthant (coordinates)")
     b.semilogx(p["sizes"], p["vector"], "s-", color="C1", label="δ ∈ K_in (Δ ∈ K_out)")
     b.semilogx(p["sizes"], p["reference_vector"], "s--", color="C2", label="random orthant (Δ ∈ K_out)")
+    null = np.asarray(p["null_coordinate"])
+    b.errorbar(p["sizes"], null.mean(0), yerr=2 * null.std(0), fmt="^:", color="0.4", capsize=3,
+               label="null networks, own gauge (coordinates, ±2 std)")  # fmt: skip
     b.set(xlabel="‖δ‖", ylabel="fraction agreeing with the order", ylim=(-0.02, 1.02))
     b.set_title("orthant perturbations")
     b.legend(fontsize=7)

@@ -27,6 +27,7 @@ def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
         assert [c["epoch"] for c in result["training"]] == [0, 1, 2]
         assert 0 <= mono["score"] <= 1 and len(mono["null_scores"]) == 3
         assert len(mono["active"]["normalized"]) == 4
+        assert np.shape(mono["perturbation"]["null_coordinate"]) == (3, 2)  # null samples × sizes
         agreement = np.asarray(mono["active"]["agreement"])
         np.testing.assert_allclose(np.diag(agreement), 1.0, rtol=1e-12)  # a gauge agrees with itself
     else:

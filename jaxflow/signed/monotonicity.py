@@ -399,10 +399,13 @@ def with_graph_weights(model, graph: SignedGraph):
 
 class NullMonotonicity(eqx.Module):
     """Jacobian scores of null-model networks, each under its own best gauge (`scores`), and
-    under the network's gauge with random input/output signs (`random_orthants`)."""
+    of the network with random input/output signs (`random_orthants`); `perturbation` (when
+    asked for) is each null network's `PerturbationTest` under its own gauge, fields stacked
+    over samples."""
 
     scores: Float[Array, " samples"]
     random_orthants: Float[Array, " samples"]
+    perturbation: PerturbationTest | None = None
 
     @property
     def mean(self) -> Scalar:
@@ -425,25 +428,35 @@ def null_model_monotonicity(
     *,
     samples: int = 16,
     null_model: str = "block",
+    sizes: Sequence[float] | None = None,
+    perturbations: int = 8,
     **search,
 ) -> NullMonotonicity:
     """Reference distributions for `monotonicity_score(model, …)`: `samples` null-model networks
     (`model` with the weights of `shuffle_signs(graph, key, null_model)`, `graph` being `model`'s
     signed graph), each scored under the best gauge of its own graph (`jaxflow.frustration` with
-    `search`); and `model` itself scored with uniformly random `s_in`, `s_out`."""
+    `search`); and `model` itself scored with uniformly random `s_in`, `s_out`. With `sizes`,
+    each null network also takes `orthant_perturbation_test(…, sizes=sizes,
+    samples=perturbations)`."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
     check_array(inputs, "inputs")
     in_shape = tuple(inputs.shape[1:])
     n_out = graph.sizes[-1]
-    scores, random = [], []
+    scores, random, tests = [], [], []
     for k in jax.random.split(key, samples):
-        k_null, k_gauge, k_in, k_out = jax.random.split(k, 4)
+        k_null, k_gauge, k_in, k_out, k_pert = jax.random.split(k, 5)
         null_graph = shuffle_signs(graph, k_null, null_model)
         gauge = frustration(null_graph, key=k_gauge, **search).gauge
         null = with_graph_weights(model, null_graph)
         scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs).mean)
+        if sizes is not None:
+            test = orthant_perturbation_test(
+                null, gauge[0], gauge[-1], inputs, k_pert, sizes=sizes, samples=perturbations
+            )
+            tests.append(test)
         s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, in_shape), 1.0, -1.0)
         s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (n_out,)), 1.0, -1.0)
         random.append(monotonicity_score(model, s_in, s_out, inputs).mean)
-    return NullMonotonicity(jnp.stack(scores), jnp.stack(random))
+    perturbation = jax.tree.map(lambda *a: jnp.stack(a), *tests) if tests else None
+    return NullMonotonicity(jnp.stack(scores), jnp.stack(random), perturbation)

@@ -100,6 +100,8 @@ def monotonicity_vs_null(
         k_null,
         samples=config.null_samples,
         null_model=frustration_config.null_model,
+        sizes=config.sizes if perturbations else None,
+        perturbations=config.perturbations,
         **search,
     )
     out = {
@@ -128,6 +130,8 @@ def monotonicity_vs_null(
         "vector": _floats(pert.vector),
         "reference_coordinate": _floats(pert.reference_coordinate),
         "reference_vector": _floats(pert.reference_vector),
+        "null_coordinate": np.asarray(null.perturbation.coordinate, float).tolist(),
+        "null_vector": np.asarray(null.perturbation.vector, float).tolist(),
     }
     out["active"] = {
         "normalized": _floats(active.normalized),
