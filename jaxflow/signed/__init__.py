@@ -14,6 +14,10 @@ from .graph import Pool as Pool
 from .graph import Route as Route
 from .graph import SignedGraph as SignedGraph
 from .graph import Skip as Skip
+from .importers import from_equinox as from_equinox
+from .importers import from_npz as from_npz
+from .importers import from_onnx as from_onnx
+from .importers import load_graph as load_graph
 from .monotonicity import ActiveSubnetworks as ActiveSubnetworks
 from .monotonicity import MonotonicityScore as MonotonicityScore
 from .monotonicity import NullMonotonicity as NullMonotonicity
