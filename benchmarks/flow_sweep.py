@@ -134,23 +134,48 @@ def run_scipy(nets):
     return np.array(losses), time.perf_counter() - start
 
 
+def profile(nets, batch: int) -> dict:
+    """Where the time goes: one right-hand side alone and batched (per lane), one loop step."""
+    from jaxflow.linear.flow import _field
+
+    def per_call(f, *a, reps=50):
+        jax.block_until_ready(f(*a))
+        start = time.perf_counter()
+        for _ in range(reps):
+            jax.block_until_ready(f(*a))
+        return (time.perf_counter() - start) / reps
+
+    single = per_call(jax.jit(lambda w: _field(0.0, w, TASK)), nets[0].weights)
+    stacked = jax.tree.map(lambda *w: jnp.stack(w), *[net.weights for net in nets[:batch]])
+    batched = per_call(jax.jit(jax.vmap(lambda w: _field(0.0, w, TASK))), stacked) / batch
+    return {"rhs_us_single": 1e6 * single, "rhs_us_per_lane_batched": 1e6 * batched, "rhs_batch": batch}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="32 trajectories (scipy on 8): a check that it runs")
+    p.add_argument("--quick", action="store_true", help="32 trajectories (scipy on 4): a check that it runs")
     p.add_argument("-n", type=int, default=None, help="trajectories (default 1024, quick 32)")
     p.add_argument("--scipy-n", type=int, default=None, help="trajectories for the scipy loop (default n/16)")
     p.add_argument("--chunk", type=int, default=256, help="jaxflow chunk size")
-    p.add_argument("--batch", type=int, default=32, help="jaxflow lanes vmapped together per device")
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help="lanes vmapped per device, each timed (default 1 8 32; quick 1 8)")  # fmt: skip
     p.add_argument("--solver", default="tsit5", help="jaxflow solver")
     args = p.parse_args()
     n = args.n or (32 if args.quick else 1024)
     n_scipy = args.scipy_n or max(4, n // 16)
     chunk = min(args.chunk, n)
+    batches = args.batches or ([1, 8] if args.quick else [1, 8, 32])
     print(f"{n} trajectories of widths {WIDTHS} on {jax.devices()}")
 
     nets = inits(n)
-    L_jf, steps, s_jf = run_jaxflow(n, "float64", chunk, args.batch, args.solver)
-    L_jf32, _, s_jf32 = run_jaxflow(n, "float32", chunk, args.batch, args.solver)
+    variants = {}
+    for b in batches:
+        L_b, steps, s_b = run_jaxflow(n, "float64", chunk, b, args.solver)
+        variants[b] = (L_b, steps, s_b)
+        print(f"  jaxflow batch {b:<4} {n / s_b:9.1f} trajectories/s")
+    best = min(variants, key=lambda b: variants[b][2])
+    L_jf, steps, s_jf = variants[best]
+    L_jf32, _, s_jf32 = run_jaxflow(n, "float32", chunk, best, args.solver)
     L_loop, s_loop = run_jit_loop(nets)
     L_vmap, s_vmap = run_vmap(nets)
     L_sp, s_sp = run_scipy(nets[:n_scipy])
@@ -161,6 +186,11 @@ def main() -> None:
         "jit_diffeqsolve_loop": n / s_loop,
         "vmap_diffeqsolve": n / s_vmap,
     }
+    prof = profile(nets, max(batches))
+    prof["loop_us_per_step"] = 1e6 * s_loop / float(np.sum(steps))
+    prof["steps_mean"] = float(np.mean(steps))
+    prof["steps_max"] = int(np.max(steps))
+    prof["useful_lane_steps_plain_vmap"] = float(np.mean(steps) / np.max(steps))  # all wait for the slowest
     diffs = {
         "jit_loop": float(np.max(np.abs(L_jf - L_loop))),
         "vmap": float(np.max(np.abs(L_jf - L_vmap))),
@@ -178,10 +208,10 @@ def main() -> None:
         "atol": ATOL,
         "gtol": GTOL,
         "chunk": chunk,
-        "batch": args.batch,
+        "batch": best,
         "solver": args.solver,
-        "steps_mean": float(np.mean(steps)),
-        "steps_max": int(np.max(steps)),
+        "jaxflow_sweep_by_batch": {str(b): n / v[2] for b, v in variants.items()},
+        "profile": prof,
         "trajectories_per_second": rate,
         "speedup_vs_scipy": rate["jaxflow_sweep"] / rate["scipy_solve_ivp_loop"],
         "speedup_vs_best_jax_baseline": rate["jaxflow_sweep"] / best_jax,
@@ -191,6 +221,7 @@ def main() -> None:
     }
     for k, v in rate.items():
         print(f"  {k:<24} {v:9.1f} trajectories/s")
+    print(f"  profile: {prof}")
     print(f"  speedup vs scipy {record['speedup_vs_scipy']:.1f}x, vs best JAX baseline "
           f"{record['speedup_vs_best_jax_baseline']:.1f}x; max final-loss differences {diffs}")  # fmt: skip
     out = Path(__file__).resolve().parent / "results"

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ._types import Array, Float, Int, Key
 from .config import SweepConfig
 from .linear.flow import conservation_drift, end_to_end_loss, solve
-from .linear.landscape import critical_levels, level_index, mode_strengths
+from .linear.landscape import critical_levels, mode_strengths
 from .linear.network import DeepLinearNetwork
 from .linear.task import Task
 from .linear.theory import learning_time
@@ -167,13 +167,23 @@ def _learning_times(ts, strengths, sigma) -> Float[np.ndarray, "C m"]:
     return np.where(above.any(axis=1) & (sigma > 0), t, np.nan)
 
 
+def _nearest_level(losses, levels) -> Int[np.ndarray, " *batch"]:
+    """Index of the level (ascending `levels`) nearest to each loss, by bisection: `O(log k)` memory
+    per loss where a task of rank r has up to `2^r` levels."""
+    if levels.size == 1:
+        return np.zeros(np.shape(losses), int)
+    hi = np.clip(np.searchsorted(levels, losses), 1, levels.size - 1)
+    lo = hi - 1
+    return np.where(np.abs(losses - levels[lo]) <= np.abs(levels[hi] - losses), lo, hi)
+
+
 def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, "C slots"]:
     """Critical levels the loss stays on (within `PLATEAU_TOL` of the smallest level gap) for at
     least `dwell = 1/μ_1`, in order of visit, NaN-padded. `1/μ_1` is the flow's fastest time scale (the
     largest escape rate from a two-layer saddle): passing through a level is quicker, a plateau
     lasts `~ log(1/s0)/μ` longer."""
     gap = np.diff(levels).min() if levels.size > 1 else max(abs(levels[0]), 1.0)
-    idx = np.asarray(level_index(losses, levels))
+    idx = _nearest_level(losses, levels)
     label = np.where(np.abs(losses - levels[idx]) <= PLATEAU_TOL * gap, idx, -1)
     out = np.full((losses.shape[0], slots), np.nan)
     for n, row in enumerate(label):
@@ -252,7 +262,7 @@ class _Architecture:
         strengths = out.pop("strengths").astype(float)
         final = strengths[:, -1, :]
         out["index"] = indices
-        out["critical_value"] = self.levels[np.asarray(level_index(out["final_loss"], self.levels))]
+        out["critical_value"] = self.levels[_nearest_level(out["final_loss"], self.levels)]
         out["learnt"] = final > self.sigma / 2
         out["learning_times"] = _learning_times(self.ts.astype(float), strengths, self.sigma)
         out["visited"] = _visited(
