@@ -200,7 +200,11 @@ def classify_critical_point(
     is `network_class`. With `verify=True` the flow runs from `θ + step · d` and `verified`
     says whether the loss fell below the critical value by half the gap to the next lower one.
     """
+    if not isinstance(net, DeepLinearNetwork):
+        raise ValueError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
     check_task_widths(task, net.widths, "net.widths")
+    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
+        raise ValueError(f"probes must be a positive integer, got {probes!r}")
     step = check_positive(step, "step")
     scale = 1.0 + float(jnp.linalg.norm(task.sigma_yx))
     gtol = 1e-8 * scale if gtol is None else check_positive(gtol, "gtol", allow_zero=True)

@@ -235,3 +235,17 @@ def test_non_whitened_classification_matches_the_whitened_task():
             if c.subset in ((), (0,))
             else "strict_saddle"
         )
+
+
+def test_bad_inputs_name_the_argument():
+    net = critical_point(DIAG31, (2, 2, 2), ())
+    with pytest.raises(ValueError, match="net must be a DeepLinearNetwork"):
+        classify_critical_point(net.weights, DIAG31)
+    with pytest.raises(ValueError, match="net.widths"):
+        classify_critical_point(net, RANK4)
+    with pytest.raises(ValueError, match="probes must be a positive integer"):
+        classify_critical_point(net, DIAG31, probes=0)
+    with pytest.raises(ValueError, match="step must be finite and > 0"):
+        classify_critical_point(net, DIAG31, step=-0.1)
+    with pytest.raises(ValueError, match="whitened task"):
+        mode_rays(Task.from_data(jnp.eye(2), jnp.eye(2)), (2, 2, 2), ())
