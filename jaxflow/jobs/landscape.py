@@ -58,6 +58,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(args) -> None:
+    """Run `jaxflow landscape` for `args.config`, writing to `args.out`."""
     jax.config.update("jax_enable_x64", True)  # float64 for Hessians (DESIGN)
     config = load_config(args.config, LandscapeConfig)
     out = Path(args.out) if args.out else Path("results") / Path(args.config).stem

@@ -116,10 +116,12 @@ class LanczosResult(eqx.Module):
 
     @property
     def smallest(self) -> Float[Array, ""]:
+        """The smallest Ritz value (an upper bound on the smallest eigenvalue)."""
         return self.ritz_values[0]
 
     @property
     def largest(self) -> Float[Array, ""]:
+        """The largest Ritz value (a lower bound on the largest eigenvalue)."""
         return self.ritz_values[-1]
 
 

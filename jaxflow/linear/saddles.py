@@ -84,14 +84,17 @@ class CriticalPointReport:
 
     @property
     def unstable_dim(self) -> int:
+        """`n_neg`: directions the linearised flow leaves along."""
         return self.inertia[0]
 
     @property
     def centre_dim(self) -> int:
+        """`n_zero`: directions the linearisation does not decide (higher orders do)."""
         return self.inertia[1]
 
     @property
     def stable_dim(self) -> int:
+        """`n_pos`: directions the linearised flow returns along."""
         return self.inertia[2]
 
 
