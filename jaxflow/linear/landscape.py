@@ -355,8 +355,9 @@ def act(weights: Sequence[Float[Array, "a b"]], T: Sequence[Float[Array, "d d"]]
 def apply_symmetry(net: DeepLinearNetwork, T: Sequence[Float[Array, "d d"]]) -> DeepLinearNetwork:
     """The hidden-node symmetry `W_i ↦ T_i W_i T_{i−1}^{−1}`, `T = (T_1, …, T_{h−1})` invertible.
 
-    It keeps the end-to-end map, hence the loss; orthogonal `T_i` also keep `‖∇L‖`, the Hessian
-    spectrum, the conserved `C_i` and the flow.
+    It keeps the end-to-end map, hence the loss, and criticality (`∇L(T·θ) = T^{−ᵀ}∇L(θ)`);
+    orthogonal `T_i` also keep `‖∇L‖`, the Hessian spectrum and the flow, and conjugate the
+    conserved blocks, `C_i ↦ T_i C_i T_iᵀ`.
     """
     widths = net.widths
     T = tuple(T)
@@ -376,7 +377,8 @@ def random_symmetry(key: Key, widths: Sequence[int], group: str = "orthogonal", 
     """A random group element `(T_1, …, T_{h−1})`.
 
     `"orthogonal"`: Haar-distributed `O(d_i)`; `"gl"`: `T_i = Q diag(e^{scale·z}) Q'` with Haar
-    `Q, Q'` and standard Gaussian `z` (invertible, condition number `e^{scale·(max z − min z)}`).
+    `Q, Q'` and standard Gaussian `z` (invertible, condition number `e^{scale·(max z − min z)}`);
+    `scale` is unused for the orthogonal group.
     """
     return _random_element(key, check_widths(widths), *_check_group(group, scale))
 
