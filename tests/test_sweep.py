@@ -33,8 +33,22 @@ SCRIPT = textwrap.dedent(
     from jaxflow.config import SweepConfig, parse
     from jaxflow.sweep import FIELDS, sweep
     table, out, dest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-    r = sweep(parse(SweepConfig, table), out=out or None)
-    np.savez(dest, devices=jax.device_count(), **{k: getattr(r, k) for k in FIELDS})
+    config = parse(SweepConfig, table)
+    r = sweep(config, out=out or None)
+    # The compiled chunk program: which collectives does it hold (none: devices never wait)?
+    from jax.sharding import Mesh
+    from jaxflow.linear.task import Task
+    from jaxflow.sweep import _Architecture, _run_chunk
+    w = config.network.architectures[0]
+    arch = _Architecture(config, w, Task.from_spectrum(config.task.singular_values, w[0], w[-1]),
+                         Mesh(np.array(jax.devices()), ("lanes",)))
+    lowered = _run_chunk.lower(np.zeros(arch.lanes, np.int32), jax.random.wrap_key_data(arch.key),
+                               arch.task, arch.ts, arch.tols, spec=arch.spec, mesh=arch.mesh,
+                               batch=arch.batch)
+    text = lowered.compile().as_text()
+    ops = ["all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter"]
+    np.savez(dest, devices=jax.device_count(), collectives=[op for op in ops if op in text] + [""],
+             **{k: getattr(r, k) for k in FIELDS})
     """
 )
 
@@ -72,6 +86,7 @@ def test_four_devices_match_one(reference, tmp_path):
     assert proc.returncode == 0, err.decode()[-2000:]
     with np.load(tmp_path / "four.npz") as four:
         assert int(four["devices"]) == 4
+        assert list(four["collectives"]) == [""], four["collectives"]  # no collective in the loop
         for k in FIELDS:
             np.testing.assert_array_equal(four[k], getattr(reference, k), err_msg=k)
 
