@@ -40,5 +40,7 @@ from .signed import frustration as frustration
 from .signed import gauge_frustration as gauge_frustration
 from .signed import monotonicity_score as monotonicity_score
 from .signed import null_model_frustration as null_model_frustration
+from .sweep import SweepResult as SweepResult
+from .sweep import sweep as sweep
 
 __version__ = "0.1.0"
