@@ -177,7 +177,7 @@ class StudyFrustrationConfig:
     method: Literal["layerwise", "anneal", "greedy", "exact"] = "layerwise"
     restarts: int = 32
     null_samples: int = 64
-    null_model: str = "block"
+    null_model: Literal["block", "kernel", "global", "flip"] = "block"
 
     def __post_init__(self):
         if self.restarts < 1:
