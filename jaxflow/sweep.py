@@ -299,18 +299,21 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
     folder = _prepare(Path(out), config) if out is not None else None
     runs = [_Architecture(config, w, task, mesh) for w in archs]
     todo = [(a, c, idx) for a, run in enumerate(runs) for c, idx in enumerate(run.chunks())]
+    paths = [None if folder is None else folder / f"a{a:02d}-c{c:05d}.npz" for a, c, _ in todo]
+    # Decided once, before any writing, so that all processes run the same chunks together.
+    done = [p is not None and p.exists() for p in paths]
     writer = folder is not None and jax.process_index() == 0
     rows = []
-    with tqdm(total=len(todo), desc="sweep chunks", unit="chunk", disable=not progress) as bar:
-        for a, c, idx in todo:
-            path = folder / f"a{a:02d}-c{c:05d}.npz" if folder is not None else None
-            if path is not None and path.exists():
+    bar = tqdm(total=len(todo), initial=sum(done), desc="sweep chunks", unit="chunk", disable=not progress)
+    with bar:
+        for (a, _, idx), path, saved in zip(todo, paths, done):
+            if saved:
                 with np.load(path) as f:
-                    chunk = {k: f[k] for k in FIELDS}
-            else:
-                chunk = runs[a].run(idx)
-                if writer:
-                    _write_npz(path, {k: chunk[k] for k in FIELDS})
+                    rows.append((a, {k: f[k] for k in FIELDS}))
+                continue
+            chunk = runs[a].run(idx)
+            if writer:
+                _write_npz(path, {k: chunk[k] for k in FIELDS})
             rows.append((a, chunk))
             bar.update()
     return _assemble(runs, archs, rows)
@@ -328,10 +331,12 @@ def _prepare(out: Path, config: SweepConfig) -> Path:
                 "choose another folder or delete it"
             )
     elif jax.process_index() == 0:
-        (out / "chunks").mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         manifest.write_text(
             json.dumps({"config_hash": digest, "config": dataclasses.asdict(config)}, indent=1)
         )
+    if jax.process_index() == 0:
+        (out / "chunks").mkdir(parents=True, exist_ok=True)
     return out / "chunks"
 
 
