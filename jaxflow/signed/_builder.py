@@ -72,8 +72,7 @@ class GraphBuilder:
     # ------------------------------------------------------------------ layers and views
 
     def _new_layer(self, name: str, shape: Shape, inputs: dict[int, Block]) -> View:
-        taken = {d.name for d in self.layers}
-        unique = next(n for n in (name, *(f"{name}_{k}" for k in range(1, len(taken) + 2))) if n not in taken)
+        unique = _unique(name, {d.name for d in self.layers})
         self.layers.append(_Draft(unique, tuple(int(s) for s in shape), dict(inputs)))
         size = math.prod(shape)
         self.starts.append(self.starts[-1] + size)
@@ -313,9 +312,11 @@ class GraphBuilder:
                 )
         order = [j for j in range(len(self.layers)) if j not in heads]
         drafts = {j: self.layers[j] for j in order}
-        drafts[-1] = (
-            self.layers[heads[0]] if len(heads) == 1 else _stack([self.layers[j] for j in heads], self.dtype)
-        )
+        if len(heads) == 1:
+            drafts[-1] = self.layers[heads[0]]
+        else:
+            name = _unique("output", {d.name for d in drafts.values()})
+            drafts[-1] = _stack([self.layers[j] for j in heads], name, self.dtype)
         name = {j: drafts[j].name for j in drafts}
         return SignedGraph.from_layers(
             [
@@ -323,6 +324,11 @@ class GraphBuilder:
                 for d in (drafts[j] for j in (*order, -1))
             ]
         )
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name_k` with the smallest `k` not in `taken`."""
+    return next(n for n in (name, *(f"{name}_{k}" for k in range(1, len(taken) + 2))) if n not in taken)
 
 
 # ---------------------------------------------------------------------- block algebra
@@ -401,7 +407,7 @@ def _scale_block(block: Block, factor: np.ndarray) -> Block:
     return Dense(np.asarray(dense.weight) * per_node.reshape(-1, 1), block.in_shape, block.out_shape)
 
 
-def _stack(drafts: Sequence[_Draft], dtype) -> _Draft:
+def _stack(drafts: Sequence[_Draft], name: str, dtype) -> _Draft:
     """Output layers stacked into one: along axis 0 when their other axes agree, else flattened."""
     rest = {d.shape[1:] for d in drafts}
     flat = len(rest) != 1
@@ -438,4 +444,4 @@ def _stack(drafts: Sequence[_Draft], dtype) -> _Draft:
         if len(acts) == 1
         else Activation("+".join(a.name for a in acts), all(a.monotone for a in acts))
     )
-    return _Draft("output", shape, inputs, activation)
+    return _Draft(name, shape, inputs, activation)
