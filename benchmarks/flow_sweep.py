@@ -4,7 +4,8 @@ Widths (16, 32, 32, 32, 16), Σ_yx = diag(linspace(2, 1, 16)), Gaussian init of 
 keys `fold_in(key(0), i)` everywhere), rtol = atol = 1e-6, run until ‖∇L‖ < 1e-3 (the gradient's
 noise floor at these tolerances is ~1e-4; the loss is then ~1e-8 from the minimum 0):
 
-1. `jaxflow.sweep` (sorted by difficulty, chunked, vmapped per device, shard_map over devices);
+1. `jaxflow.sweep` (sorted by difficulty, chunked, vmapped per device, shard_map over devices; on
+   CPU one device per core, as the `jaxflow sweep` command sets up);
 2. a loop of `scipy.integrate.solve_ivp` (RK45, NumPy right-hand side, terminal event);
 3. a Python loop over one jitted `diffrax.diffeqsolve` (Tsit5);
 4. a plain `jax.jit(jax.vmap(diffeqsolve))` over all initializations.
@@ -22,12 +23,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import jax
 
+# jaxflow's sweep runs lanes on every device; on CPU those are the cores (as `jaxflow sweep` sets up).
+# The baselines are the plain calls, on the default device.
+jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -208,6 +213,7 @@ def main() -> None:
         "atol": ATOL,
         "gtol": GTOL,
         "chunk": chunk,
+        "devices": [str(d) for d in jax.devices()],
         "batch": best,
         "solver": args.solver,
         "jaxflow_sweep_by_batch": {str(b): n / v[2] for b, v in variants.items()},

@@ -5,7 +5,10 @@ Initialization `i` of architecture `a` uses the key `fold_in(key(seed), i)`, and
 own adaptive solve, so a trajectory's numbers depend neither on the chunk it lands in nor on the
 number of devices. Devices never synchronize inside a solve: each runs its lanes to completion
 (`shard_map` with `check_vma=False`; no collectives in the loop). Multi-host: call
-`jax.distributed.initialize()` first; every process computes its share, process 0 writes.
+`jax.distributed.initialize()` first; every process computes its share, process 0 writes. On CPU,
+a solve of small matrices uses one core: expose the cores as devices
+(`jax.config.update("jax_num_cpu_devices", os.cpu_count())` right after `import jax`; the
+`jaxflow sweep` command does) to run lanes on all of them.
 """
 
 from __future__ import annotations
@@ -253,12 +256,15 @@ class _Architecture:
     def run(self, indices: np.ndarray) -> dict:
         """Run the inits `indices`, reduced to the per-trajectory `FIELDS`."""
         sharding = NamedSharding(self.mesh, P("lanes"))
-        padded = self._padded(indices)
+        # Deal the (difficulty-sorted) lanes round-robin, so every device gets easy and hard ones.
+        deal = np.arange(self.lanes).reshape(-1, self.mesh.size).T.ravel()
+        padded = self._padded(indices)[deal]
         lanes = jax.make_array_from_callback(padded.shape, sharding, lambda s: padded[s])
         with jax.default_matmul_precision("highest"):
             out = _run_chunk(lanes, jax.random.wrap_key_data(self.key), self.task, self.ts, self.tols,
                              spec=self.spec, mesh=self.mesh, batch=self.batch)  # fmt: skip
-        out = {k: np.asarray(v)[: indices.size] for k, v in _to_host(out).items()}
+        undeal = np.argsort(deal)
+        out = {k: np.asarray(v)[undeal][: indices.size] for k, v in _to_host(out).items()}
         strengths = out.pop("strengths").astype(float)
         final = strengths[:, -1, :]
         out["index"] = indices

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -71,7 +72,17 @@ def summary(result, config: SweepConfig, seconds: float) -> dict:
     }
 
 
+def _cores_as_devices() -> None:
+    """On CPU, one device per core: `sweep` shards lanes over devices, and a solve of small matrices
+    uses one core. Possible only before JAX's first computation (kept as is otherwise)."""
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:  # backends already initialized (e.g. called in-process after other JAX work)
+        pass
+
+
 def main(args) -> None:
+    _cores_as_devices()
     jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); flow.dtype may ask float32
     config = load_config(args.config, SweepConfig)
     out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
