@@ -4,8 +4,18 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
+import jaxflow.jobs.sweep
 from jaxflow.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _keep_devices(monkeypatch):
+    # The command makes one CPU device per core before JAX starts; inside the test process that
+    # would change the devices every later test sees.
+    monkeypatch.setattr(jaxflow.jobs.sweep, "_cores_as_devices", lambda: None)
+
 
 # Same shapes as tests/test_sweep.py's config, so the compiled sweep is reused in one process.
 TOML = """
