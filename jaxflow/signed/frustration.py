@@ -21,6 +21,7 @@ import scipy.sparse
 from jax import lax
 from jaxtyping import Bool
 
+from .._checks import check_positive
 from .._types import Array, Float, Int, Key, Scalar
 from .graph import SignedGraph
 
@@ -35,6 +36,7 @@ class SearchSettings(NamedTuple):
     method: str = "layerwise"
     restarts: int = 64
     max_iterations: int = 1000
+    tol: float = 0.0
     anneal_steps: int = 200
     anneal_temperatures: tuple[float, float] = (2.0, 0.02)
     batch_size: int | None = None
@@ -161,26 +163,30 @@ def _layer_field(graph: SignedGraph, s: Sequence[Array], j: int) -> Array:
     return h
 
 
-def _descend(graph: SignedGraph, s: tuple[Array, ...], max_sweeps: int):
-    """Block-coordinate descent: each layer in turn takes `s_j = sign(h_j)` until a sweep changes nothing.
+def _descend(graph: SignedGraph, s: tuple[Array, ...], max_sweeps: int, tol: float):
+    """Block-coordinate descent: each layer in turn takes `s_j = sign(h_j)`, sweep after sweep.
 
-    A restart at its fixed point is left unchanged by further sweeps, so the batch simply runs
-    until no restart changes.
+    Flipping the nodes of a layer against their fields lowers `δ` by `Σ_flipped |h_i|`; sweeps stop
+    when no restart gains more than `tol · Σ|a|` in a sweep (with `tol = 0`: when nothing changes).
+    A restart at its fixed point is left unchanged by further sweeps, so the batch runs together.
     """
+    threshold = tol * graph.abs_sum()
 
     def sweep(state):
         s, sweeps, _ = state
-        s, changed = list(s), jnp.array(False)
+        s, gain = list(s), jnp.zeros(s[0].shape[0], s[0].dtype)
         for j in range(graph.num_layers):
             h = _layer_field(graph, s, j)
             new = jnp.where(h > 0, 1, jnp.where(h < 0, -1, s[j])).astype(s[j].dtype)
-            changed = changed | jnp.any(new != s[j])
+            gain = gain + _sum_rest(jnp.where(new != s[j], jnp.abs(h), 0))
             s[j] = new
-        return tuple(s), sweeps + 1, changed
+        return tuple(s), sweeps + 1, gain
 
-    state = (s, jnp.array(0), jnp.array(True))
-    s, sweeps, changed = lax.while_loop(lambda st: st[2] & (st[1] < max_sweeps), sweep, state)
-    return s, sweeps, ~changed
+    state = (s, jnp.array(0), jnp.full(s[0].shape[0], jnp.inf, s[0].dtype))
+    s, sweeps, gain = lax.while_loop(
+        lambda st: jnp.any(st[2] > threshold) & (st[1] < max_sweeps), sweep, state
+    )
+    return s, sweeps, jnp.all(gain == 0)
 
 
 def _anneal(graph: SignedGraph, s: tuple[Array, ...], key: Key, betas: Float[Array, " steps"]):
@@ -227,7 +233,7 @@ def _node_scale(graph: SignedGraph) -> Scalar:
 @eqx.filter_jit
 def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
     """Run `restarts` searches, `batch_size` at a time; returns gauges, energies, iterations, convergence."""
-    method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size = settings
+    method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size = settings
     batch = min(batch_size or restarts, restarts)
     chunks = -(-restarts // batch)
     dtype = graph.dtype
@@ -250,7 +256,7 @@ def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
                 t0, t1 = anneal_temperatures
                 temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, anneal_steps, dtype=dtype)
                 s = _anneal(graph, tuple(s), k_anneal, 1 / (temps * _node_scale(graph)))
-            s, its, ok = _descend(graph, tuple(s), max_iterations)
+            s, its, ok = _descend(graph, tuple(s), max_iterations, tol)
             its = its + (anneal_steps if method == "anneal" else 0)
         return s, _quadratic_energy(graph, s), its, ok
 
@@ -308,6 +314,7 @@ def frustration(
     restarts: int = 64,
     weighted: bool = True,
     max_iterations: int | None = None,
+    tol: float = 0.0,
     anneal_steps: int = 200,
     anneal_temperatures: tuple[float, float] = (2.0, 0.02),
     batch_size: int | None = None,
@@ -324,13 +331,18 @@ def frustration(
     the mean node strength, then `"layerwise"` descent); `"greedy"` (the published heuristic: flip the
     node whose row-plus-column sum `s_i h_i` is most negative until none is; dense, up to
     8192 nodes); `"exact"` (integer program solved by HiGHS, graphs up to `max_edges` edges).
-    Heuristic values are upper bounds. `batch_size` chunks the restarts to bound memory; `dtype`
-    (e.g. `jnp.float32`) casts the weights first; `time_limit` (seconds) caps `"exact"`.
+    Heuristic values are upper bounds.
+
+    Effort: `max_iterations` caps sweeps (flips for `"greedy"`); `tol > 0` stops the sweeps once a
+    sweep lowers `δ` by at most `tol · Σ|a|` in every restart (for huge graphs, whose long tail of
+    tiny improvements costs many sweeps; `converged` is then false). `batch_size` runs the restarts
+    that many at a time to bound memory; `dtype` (e.g. `jnp.float32`) casts the weights first;
+    `time_limit` (seconds) caps `"exact"`, whose `lower_bound` then shows the remaining gap.
     """
     if not isinstance(graph, SignedGraph):
         raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     settings = _settings(
-        graph, method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size
+        graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size
     )
     if dtype is not None:
         graph = graph.astype(dtype)
@@ -372,7 +384,7 @@ def frustration(
 # ------------------------------------------------------------------ validation
 
 
-def _settings(graph, method, restarts, max_iterations, anneal_steps, anneal_temperatures, batch_size):
+def _settings(graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
@@ -386,6 +398,7 @@ def _settings(graph, method, restarts, max_iterations, anneal_steps, anneal_temp
         method,
         _count(restarts, "restarts"),
         _count(max_iterations, "max_iterations"),
+        check_positive(tol, "tol", allow_zero=True),
         _count(anneal_steps, "anneal_steps"),
         _temperatures(anneal_temperatures),
         None if batch_size is None else _count(batch_size, "batch_size"),

@@ -121,7 +121,7 @@ class Conv2d(Block):
 
     `kernel` has shape `(C_out, C_in/groups, kh, kw)`; `padding` is `p`, `(p_h, p_w)` or
     `((top, bottom), (left, right))`. The implied Toeplitz matrix is never built: `apply` is
-    `lax.conv_general_dilated`, `apply_transpose` its linear transpose.
+    `lax.conv_general_dilated`, `apply_transpose` the transposed convolution.
     """
 
     kernel: Float[Array, "c_out c_in_per_group kh kw"]
@@ -155,18 +155,26 @@ class Conv2d(Block):
         out_hw = _window_out_size(in_shape[1:], (kh, kw), self.stride, self.padding, self.dilation)
         self.out_shape = (c_out, *out_hw)
 
+    # Both directions run as channels-last convolutions with HWIO kernels: XLA:CPU has a fast path
+    # for that layout only, and inside loops it keeps the layout it is given (NCHW there is ~30×
+    # slower). The transpose is written out rather than left to autodiff for the same reason.
+
     def apply(self, x):
-        y = lax.conv_general_dilated(
-            x[None],
-            self.kernel,
-            window_strides=self.stride,
-            padding=self.padding,
-            rhs_dilation=self.dilation,
-            feature_group_count=self.groups,
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            precision=_HIGHEST,
-        )
-        return y[0]
+        kernel = self.kernel.transpose(2, 3, 1, 0)  # (kh, kw, C_in/groups, C_out)
+        return _conv_hwc(x, kernel, self.stride, self.padding, (1, 1), self.dilation, self.groups)
+
+    def apply_transpose(self, y):
+        """`A_bᵀ y`: the convolution of `y` dilated by the stride with the flipped kernel."""
+        g, (c_out, c_in_g, kh, kw) = self.groups, self.kernel.shape
+        kernel = jnp.flip(self.kernel, (2, 3)).reshape(g, c_out // g, c_in_g, kh, kw)
+        kernel = kernel.transpose(3, 4, 1, 0, 2).reshape(kh, kw, c_out // g, g * c_in_g)
+        padding = []
+        for a, k in enumerate((kh, kw)):
+            span = self.dilation[a] * (k - 1)
+            (lo, hi), size = self.padding[a], self.in_shape[1 + a]
+            unused = (size + lo + hi - span - 1) % self.stride[a]  # inputs past the last window
+            padding.append((span - lo, span - hi + unused))
+        return _conv_hwc(y, kernel, (1, 1), tuple(padding), self.stride, self.dilation, g)
 
     def _tap_uses(self) -> np.ndarray:
         """`(kh, kw)`: how many output positions each kernel tap lands inside the input."""
@@ -567,6 +575,22 @@ class SignedGraph(eqx.Module):
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _conv_hwc(x, kernel, stride, padding, lhs_dilation, rhs_dilation, groups):
+    """Convolve one `(C, H, W)` array with an HWIO kernel, computing in channels-last layout."""
+    y = lax.conv_general_dilated(
+        x.transpose(1, 2, 0)[None],
+        kernel,
+        window_strides=stride,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        feature_group_count=groups,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=_HIGHEST,
+    )
+    return y[0].transpose(2, 0, 1)
 
 
 def _dtype(tree) -> np.dtype:

@@ -61,6 +61,11 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    return _shuffle(graph, key, model)
+
+
+@eqx.filter_jit
+def _shuffle(graph: SignedGraph, key: Key, model: str) -> SignedGraph:
     which = _learned(graph)
     ws = [_weight(graph.blocks[b]) for b in which]
     keys = jax.random.split(key, max(len(ws), 1))
@@ -123,7 +128,7 @@ class NullModelResult(eqx.Module):
 def _null_blocks(graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int):
     def one(key):
         k_shuffle, k_search = jax.random.split(key)
-        target = _signed(shuffle_signs(graph, k_shuffle, model), weighted)
+        target = _signed(_shuffle(graph, k_shuffle, model), weighted)
         gauges, values, _, _ = _search(target, k_search, settings)
         best = jnp.argmin(values)
         return jnp.stack(_block_energies(target, tuple(g[best] for g in gauges)))

@@ -63,6 +63,7 @@ CONV_CASES = [
     ((4, 7, 6), 4, (3, 3), (2, 1), ((1, 2), (0, 1)), (1, 2), 4),  # depthwise, asymmetric padding
     ((3, 7, 7), 2, (2, 3), (1, 3), (2, 1), 2, 1),
     ((2, 5, 5), 2, (1, 1), 2, 0, 1, 1),
+    ((2, 5, 6), 2, (1, 2), 2, 1, 1, 1),  # padding wider than the kernel: edges skip the padded rim
 ]
 
 
