@@ -40,24 +40,20 @@ def residual(W: Float[Array, "d_h d_0"], task: Task) -> Float[Array, "d_h d_0"]:
 def vector_field(net: DeepLinearNetwork, task: Task) -> DeepLinearNetwork:
     """`−∇L` blockwise: `−∂L/∂W_i = (W_h⋯W_{i+1})ᵀ (Σ_yx − W Σ_xx) (W_{i−1}⋯W_1)ᵀ`.
 
-    Prefix and suffix products make this `O(h)` matrix products.
+    Forward prefix products `P_i = W_i ⋯ W_1`, then the residual is carried back through
+    `B_h = R`, `B_{i−1} = W_iᵀ B_i`, and `−∂L/∂W_i = B_i P_{i−1}ᵀ`: `3(h−1)` matrix products.
     """
     ws = net.weights
-    h = len(ws)
     prefix = [ws[0]]  # prefix[i] = W_{i+1} ⋯ W_1
-    for w in ws[1:]:
+    for w in ws[1:-1]:
         prefix.append(w @ prefix[-1])
-    suffix = [None] * h  # suffix[i] = W_h ⋯ W_{i+2}, the product after layer i+1
-    acc = None
-    for i in range(h - 1, -1, -1):
-        suffix[i] = acc
-        acc = ws[i] if acc is None else acc @ ws[i]
-    R = residual(prefix[-1], task)
+    back = residual(ws[-1] @ prefix[-1] if len(ws) > 1 else ws[0], task)
     grads = []
-    for i in range(h):
-        g = R if suffix[i] is None else suffix[i].T @ R
-        grads.append(g if i == 0 else g @ prefix[i - 1].T)
-    return DeepLinearNetwork(tuple(grads))
+    for i in range(len(ws) - 1, 0, -1):
+        grads.append(back @ prefix[i - 1].T)
+        back = ws[i].T @ back
+    grads.append(back)
+    return DeepLinearNetwork(tuple(reversed(grads)))
 
 
 def _power(A, k: int):
