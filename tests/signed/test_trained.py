@@ -1,5 +1,14 @@
 """Networks trained here on digits are less frustrated than their sign-shuffled null models; their
-initializations are not. The numbers are printed (`pytest -s`) and put in every assertion message."""
+initializations are not. The numbers are printed (`pytest -s`) and put in every assertion message.
+
+Measured (training seeds 0, 1, 2; null seed 1; 32 block-null samples, 16 layerwise restarts): the
+MLP's z-score goes from (1.4, 0.2, −0.4) at initialization to (−24, −18, −17) trained, for every
+seed. The CNN's goes from (0.6, 0.9, 0.2) to (−2.7, −0.2, 0.1): below its null for seed 0 only, and
+the same with the per-kernel null or annealing, or a hidden dense layer. Its first convolution
+(one input channel, each weight used 64 times) makes the null spread wide, and its pooling edges
+are not shuffled. So the CNN case is an expected failure (not strict): it runs, prints its
+numbers, and does not claim an effect that a different seed would not show.
+"""
 
 import jax
 import pytest
@@ -25,7 +34,12 @@ def _summary(nul) -> str:
     )
 
 
-@pytest.fixture(scope="module", params=sorted(MODELS))
+CNN_NOT_ROBUST = pytest.mark.xfail(
+    strict=False, reason="small digits CNN: below its null for some training seeds only (see module doc)"
+)
+
+
+@pytest.fixture(scope="module", params=["mlp", pytest.param("cnn", marks=CNN_NOT_ROBUST)])
 def trained(request):
     config = MODELS[request.param]
     result, _ = train_digits(config, TRAIN)
@@ -46,12 +60,12 @@ def test_trained_network_is_less_frustrated_than_its_null_models(trained):
     last, (init, final), report = trained
     assert last.test_accuracy > 0.9, report
     assert float(final.observed.value) < float(final.mean), report
-    # well below the null (measured: MLP z ≈ −20, CNN z ≈ −2.7 with these seeds); not so at init
-    assert float(final.zscore()) < -2, report
+    # well below the null: measured MLP z = −24, −18, −17 over three training seeds
+    assert float(final.zscore()) < -5, report
 
 
 def test_initialization_is_not_less_frustrated_than_its_null_models(trained):
     _, (init, final), report = trained
-    # the initial weights' signs are exchangeable, as the block null model's (measured z ≈ 0.2, 0.6)
-    assert abs(float(init.zscore())) < 2, report
-    assert float(final.zscore()) < float(init.zscore()) - 2, report
+    # the initial weights' signs are exchangeable, as the block null model's (|z| <= 1.4 measured)
+    assert abs(float(init.zscore())) < 3, report
+    assert float(final.zscore()) < float(init.zscore()) - 5, report
