@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jaxtyping import Bool
 
 from .._types import Array, Float, Key, Scalar
 from .frustration import (
@@ -21,11 +22,7 @@ from .frustration import (
 from .graph import Block, SignedGraph
 
 MODELS = ("block", "kernel", "global", "flip")
-
-
-def _signs(w: Array) -> Array:
-    """`−1` for negative weights, `+1` otherwise (a zero weight stays zero whatever its sign)."""
-    return jnp.where(w < 0, -1, 1).astype(w.dtype)
+CHUNK_WEIGHTS = 2**20  # default chunk: as many samples as hold this many shuffled weights
 
 
 def _learned(graph: SignedGraph) -> list[int]:
@@ -64,31 +61,47 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     return _shuffle(graph, key, model)
 
 
+def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
+    """A uniformly random set of as many positions as `negative` marks: the `k` smallest of `n`
+    random 32-bit keys, found by bisection on the key value (32 counting passes, no sort; the
+    rare keys equal to the threshold go by position)."""
+    u = jax.random.bits(key, negative.shape, jnp.uint32)
+    k = jnp.sum(negative)
+
+    def halve(_, bounds):  # invariant: the k-th smallest key lies in [lo, hi]
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        enough = jnp.sum(u <= mid) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    t, _ = lax.fori_loop(0, 32, halve, (jnp.uint32(0), jnp.uint32(2**32 - 1)))
+    below, at = u < t, u == t
+    return below | (at & (jnp.cumsum(at) <= k - jnp.sum(below)))
+
+
 @eqx.filter_jit
 def _shuffle(graph: SignedGraph, key: Key, model: str) -> SignedGraph:
     which = _learned(graph)
     ws = [_weight(graph.blocks[b]) for b in which]
     keys = jax.random.split(key, max(len(ws), 1))
     if model == "global":
-        flat = jnp.concatenate([_signs(w).ravel() for w in ws]) if ws else jnp.zeros(0)
-        flat = jax.random.permutation(keys[0], flat)
+        flat = _choose(keys[0], jnp.concatenate([(w < 0).ravel() for w in ws]))
         cuts = np.cumsum([w.size for w in ws])[:-1]
-        signs = [s.reshape(w.shape) for s, w in zip(jnp.split(flat, cuts), ws)]
+        negative = [m.reshape(w.shape) for m, w in zip(jnp.split(flat, cuts), ws)]
     elif model == "block":
-        signs = [jax.random.permutation(k, _signs(w).ravel()).reshape(w.shape) for k, w in zip(keys, ws)]
+        negative = [_choose(k, (w < 0).ravel()).reshape(w.shape) for k, w in zip(keys, ws)]
     elif model == "kernel":
-        signs = [
-            jax.random.permutation(k, _signs(w).reshape(w.shape[0], -1), axis=1, independent=True).reshape(
+        negative = [
+            jax.vmap(_choose)(jax.random.split(k, w.shape[0]), (w < 0).reshape(w.shape[0], -1)).reshape(
                 w.shape
             )
             for k, w in zip(keys, ws)
         ]
     else:
-        signs = [
-            _signs(-jax.random.bernoulli(k, jnp.mean(w < 0), w.shape).astype(w.dtype))
-            for k, w in zip(keys, ws)
-        ]
-    return _set_weights(graph, which, [jnp.abs(w) * s for w, s in zip(ws, signs)])
+        negative = [jax.random.bernoulli(k, jnp.mean(w < 0), w.shape) for k, w in zip(keys, ws)]
+    return _set_weights(
+        graph, which, [jnp.where(m, -1, 1).astype(w.dtype) * jnp.abs(w) for w, m in zip(ws, negative)]
+    )
 
 
 class NullModelResult(eqx.Module):
@@ -149,14 +162,18 @@ def null_model_frustration(
 
     `options` (`method`, `restarts`, `weighted`, `dtype`, …) go to `frustration`, and every sample
     is searched with exactly the graph's own settings and effort. Samples are vmapped in chunks of
-    `chunk_size` (default: all at once) to bound memory; `method="exact"` solves them in turn.
+    `chunk_size` (default: as many as hold 2^20 shuffled weights together, at least one) to bound
+    memory; `method="exact"` solves them in turn.
     """
     if not isinstance(graph, SignedGraph):
         raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     samples = _count(samples, "samples")
-    chunk_size = samples if chunk_size is None else _count(chunk_size, "chunk_size")
+    if chunk_size is None:  # vectorise small graphs; one at a time once samples are big (memory-bound)
+        weights = sum(_weight(graph.blocks[b]).size for b in _learned(graph))
+        chunk_size = max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
+    chunk_size = _count(chunk_size, "chunk_size")
     k_obs, k_null = jax.random.split(key)
     observed = frustration(graph, key=k_obs, **options)
     graph = graph.astype(observed.value.dtype)

@@ -66,6 +66,18 @@ def test_shuffles_keep_magnitudes_in_place_and_the_negative_counts(cnn, model, k
             assert eqx.tree_equal(null.blocks[b], block)
 
 
+def test_block_shuffle_is_uniform_over_sign_arrangements(key):
+    """2 negative signs among 6 weights: all 15 arrangements equally likely (chi-square, 14 dof)."""
+    g = SignedGraph.from_weights([np.array([[-1.0, 2.0, 3.0], [4.0, -5.0, 6.0]])])
+    n = 3000
+    signs = jax.vmap(lambda k: shuffle_signs(g, k).blocks[0].weight < 0)(jax.random.split(key, n))
+    codes = np.asarray(signs).reshape(n, 6) @ (2 ** np.arange(6))
+    assert np.all(np.asarray(signs).reshape(n, 6).sum(axis=1) == 2)
+    counts = np.bincount(codes, minlength=64)[[c for c in range(64) if bin(c).count("1") == 2]]
+    chi2 = np.sum((counts - n / 15) ** 2 / (n / 15))
+    assert chi2 < 36.1  # the 0.999 quantile of chi-square with 14 degrees of freedom
+
+
 def test_flip_model_matches_the_negative_fraction(key):
     w = np.where(np.arange(4000).reshape(40, 100) % 4 == 0, -1.0, 2.0)  # a quarter negative
     g = SignedGraph.from_weights([w])
