@@ -594,8 +594,9 @@ def _conv_hwc(x, kernel, stride, padding, lhs_dilation, rhs_dilation, groups):
 
 
 def _dtype(tree) -> np.dtype:
-    """The common dtype of a pytree's floating-point leaves (works on tracers too)."""
-    return np.result_type(*(x.dtype for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))))
+    """The common dtype of a pytree's floating-point leaves (works on tracers; default float if none)."""
+    dtypes = [x.dtype for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return np.result_type(*dtypes) if dtypes else np.dtype(jnp.result_type(float))
 
 
 def _positive_int(v, name: str) -> int:

@@ -188,3 +188,5 @@ def test_bad_input_gives_clear_errors():
         SignedGraph.from_layers([Layer("x", shape=(2,)), Layer("y", {"x": dense}, shape=(4,))])
     with pytest.raises(ValueError, match="needs a shape"):
         SignedGraph.from_layers([Layer("x")])
+    lonely = SignedGraph.from_layers([Layer("x", shape=(3,))])  # no blocks: no edges, default dtype
+    assert lonely.abs_sum() == 0 and lonely.num_edges() == 0 and lonely.dtype == jnp.result_type(float)
