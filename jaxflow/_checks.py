@@ -74,3 +74,13 @@ def check_task_widths(task, widths: Sequence[int], name: str = "widths") -> tupl
             f"{name} {widths} map {widths[0]} -> {widths[-1]} but the task maps {task.d_in} -> {task.d_out}"
         )
     return widths
+
+
+def check_key(key, name: str = "key"):
+    """A JAX PRNG key: `jax.random.key(seed)` (or a legacy `jax.random.PRNGKey(seed)`)."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and key.shape == ()
+    legacy = dtype == np.uint32 and getattr(key, "shape", None) == (2,)
+    if not (typed or legacy):
+        raise ValueError(f"{name} must be one JAX PRNG key, e.g. jax.random.key(0); got {key!r}")
+    return key

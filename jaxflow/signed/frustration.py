@@ -21,7 +21,7 @@ import scipy.sparse
 from jax import lax
 from jaxtyping import Bool
 
-from .._checks import check_positive
+from .._checks import check_key, check_positive
 from .._types import Array, Float, Int, Key, Scalar
 from .graph import SignedGraph
 
@@ -361,7 +361,7 @@ def frustration(
         restart_values, lower = value[None], jnp.asarray(min(bound, float(value)), graph.dtype)
         iterations, converged = jnp.array(its), jnp.array(ok)
     else:
-        key = jax.random.key(0) if key is None else key
+        key = jax.random.key(0) if key is None else check_key(key)
         gauges, restart_values, iterations, converged = _search(target, key, settings)
         best = jnp.argmin(restart_values)
         gauge = tuple(g[best] for g in gauges)

@@ -9,6 +9,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Bool
 
+from .._checks import check_key
 from .._types import Array, Float, Key, Scalar
 from .frustration import (
     FrustrationResult,
@@ -58,7 +59,7 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    return _shuffle(graph, key, model)
+    return _shuffle(graph, check_key(key), model)
 
 
 def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
@@ -169,6 +170,7 @@ def null_model_frustration(
         raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    check_key(key)
     samples = _count(samples, "samples")
     if chunk_size is None:  # vectorise small graphs; one at a time once samples are big (memory-bound)
         weights = sum(_weight(graph.blocks[b]).size for b in _learned(graph))

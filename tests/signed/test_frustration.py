@@ -200,6 +200,8 @@ def test_bad_input_gives_clear_errors():
         frustration(g, method="anneal", anneal_temperatures=(0.1, 1.0))
     with pytest.raises(ValueError, match="gauge must be a ±1 vector over all 14 nodes"):
         gauge_frustration(g, jnp.ones(13))
+    with pytest.raises(ValueError, match="key must be one JAX PRNG key"):
+        frustration(g, key=jax.random.split(jax.random.key(0)))
     with pytest.raises(ValueError, match="graph must be a SignedGraph"):
         frustration(np.eye(3))
     with pytest.raises(ValueError, match="up to 8192"):

@@ -137,3 +137,5 @@ def test_bad_input_gives_clear_errors(balanced, key):
         null_model_frustration(balanced, key, samples=0)
     with pytest.raises(ValueError, match="model must be one of"):
         shuffle_signs(balanced, key, "swap")
+    with pytest.raises(ValueError, match="key must be one JAX PRNG key"):
+        null_model_frustration(balanced, 0)
