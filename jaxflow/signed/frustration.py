@@ -287,7 +287,7 @@ def _exact(graph: SignedGraph, time_limit: float | None):
         np.inf,
     )
     lb = np.zeros(n + m)
-    lb[0] = 1.0 if n else 0.0
+    lb[0] = 1.0  # every layer has a node, so node 0 exists
     options = {"mip_rel_gap": 0.0} | ({} if time_limit is None else {"time_limit": float(time_limit)})
     res = scipy.optimize.milp(
         np.concatenate([np.zeros(n), np.abs(a)]),
