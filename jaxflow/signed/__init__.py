@@ -1,35 +1,45 @@
 """Signed graphs of networks: matrix-free blocks, frustration estimators, null models."""
 
-from .frustration import FrustrationResult as FrustrationResult
-from .frustration import SearchSettings as SearchSettings
-from .frustration import block_frustration as block_frustration
-from .frustration import frustration as frustration
-from .frustration import gauge_frustration as gauge_frustration
-from .graph import Activation as Activation
-from .graph import Block as Block
-from .graph import Conv2d as Conv2d
-from .graph import Dense as Dense
-from .graph import Layer as Layer
-from .graph import Pool as Pool
-from .graph import Route as Route
-from .graph import SignedGraph as SignedGraph
-from .graph import Skip as Skip
-from .importers import from_equinox as from_equinox
-from .importers import from_npz as from_npz
-from .importers import from_onnx as from_onnx
-from .importers import load_graph as load_graph
-from .monotonicity import ActiveSubnetworks as ActiveSubnetworks
-from .monotonicity import MonotonicityScore as MonotonicityScore
-from .monotonicity import NullMonotonicity as NullMonotonicity
-from .monotonicity import Orthant as Orthant
-from .monotonicity import PerturbationTest as PerturbationTest
-from .monotonicity import active_subnetworks as active_subnetworks
-from .monotonicity import monotonicity_score as monotonicity_score
-from .monotonicity import null_model_monotonicity as null_model_monotonicity
-from .monotonicity import orthant_perturbation_test as orthant_perturbation_test
-from .monotonicity import relu_masks as relu_masks
-from .monotonicity import restrict as restrict
-from .monotonicity import with_graph_weights as with_graph_weights
-from .nullmodels import NullModelResult as NullModelResult
-from .nullmodels import null_model_frustration as null_model_frustration
-from .nullmodels import shuffle_signs as shuffle_signs
+from .frustration import (
+    FrustrationResult as FrustrationResult,
+    SearchSettings as SearchSettings,
+    block_frustration as block_frustration,
+    frustration as frustration,
+    gauge_frustration as gauge_frustration,
+)
+from .graph import (
+    Activation as Activation,
+    Block as Block,
+    Conv2d as Conv2d,
+    Dense as Dense,
+    Layer as Layer,
+    Pool as Pool,
+    Route as Route,
+    SignedGraph as SignedGraph,
+    Skip as Skip,
+)
+from .importers import (
+    from_equinox as from_equinox,
+    from_npz as from_npz,
+    from_onnx as from_onnx,
+    load_graph as load_graph,
+)
+from .monotonicity import (
+    ActiveSubnetworks as ActiveSubnetworks,
+    MonotonicityScore as MonotonicityScore,
+    NullMonotonicity as NullMonotonicity,
+    Orthant as Orthant,
+    PerturbationTest as PerturbationTest,
+    active_subnetworks as active_subnetworks,
+    monotonicity_score as monotonicity_score,
+    null_model_monotonicity as null_model_monotonicity,
+    orthant_perturbation_test as orthant_perturbation_test,
+    relu_masks as relu_masks,
+    restrict as restrict,
+    with_graph_weights as with_graph_weights,
+)
+from .nullmodels import (
+    NullModelResult as NullModelResult,
+    null_model_frustration as null_model_frustration,
+    shuffle_signs as shuffle_signs,
+)

@@ -18,9 +18,11 @@ from ..signed.importers import from_equinox, load_graph
 from ..signed.monotonicity import GraphFunction
 from ..train import train_digits
 from .dln import dln_study as dln_study
-from .network import frustration_vs_null as frustration_vs_null
-from .network import layer_frustration as layer_frustration
-from .network import monotonicity_vs_null as monotonicity_vs_null
+from .network import (
+    frustration_vs_null as frustration_vs_null,
+    layer_frustration as layer_frustration,
+    monotonicity_vs_null as monotonicity_vs_null,
+)
 
 NETWORK_FILES = (
     "study.json",
