@@ -7,7 +7,8 @@ noise floor at these tolerances is ~1e-4; the loss is then ~1e-8 from the minimu
 1. `jaxflow.sweep` (sorted by difficulty, chunked, vmapped per device, shard_map over devices; on
    CPU one device per core, as the `jaxflow sweep` command sets up);
 2. a loop of `scipy.integrate.solve_ivp` (RK45, NumPy right-hand side, terminal event);
-3. a Python loop over one jitted `diffrax.diffeqsolve` (Tsit5);
+3. a Python loop over one jitted `diffrax.diffeqsolve` written plainly (the tuple of weights as
+   the state, Tsit5, Diffrax's default PID controller; the same right-hand side and stop event);
 4. a plain `jax.jit(jax.vmap(diffeqsolve))` over all initializations.
 
 Compile time is excluded (each JAX method is warmed up on the same shapes). Prints trajectories/s
@@ -28,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import diffrax
 import jax
 
 # jaxflow's sweep runs lanes on every device; on CPU those are the cores (as `jaxflow sweep` sets up).
@@ -43,7 +45,7 @@ from _machine import machine_info  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task  # noqa: E402
 from jaxflow.config import SweepConfig, parse  # noqa: E402
-from jaxflow.linear.flow import loss, solve  # noqa: E402
+from jaxflow.linear.flow import gradient_norm, loss, vector_field  # noqa: E402
 from jaxflow.sweep import sweep  # noqa: E402
 
 WIDTHS = (16, 32, 32, 32, 16)
@@ -83,9 +85,16 @@ TOLS = tuple(jnp.asarray(v) for v in (T1, RTOL, ATOL, GTOL))
 
 
 def one(weights, tols):
+    """The plain baseline: one `diffrax.diffeqsolve` as a user writes it (weights as the state,
+    Tsit5, a default PID controller, the same right-hand side and stop event as jaxflow)."""
     t1, rtol, atol, gtol = tols
-    sol = solve(DeepLinearNetwork(weights), TASK, t1, rtol=rtol, atol=atol, gtol=gtol, max_steps=MAX_STEPS,
-                throw=False)  # fmt: skip
+    field = lambda t, ws, task: vector_field(DeepLinearNetwork(ws), task).weights
+    stop = lambda t, ws, task, **kw: gradient_norm(ws, task) < gtol
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t1, None, weights, TASK,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        event=diffrax.Event(stop), max_steps=MAX_STEPS, throw=False,
+    )  # fmt: skip
     return loss(DeepLinearNetwork(tuple(w[-1] for w in sol.ys)), TASK)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import diffrax
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -103,6 +104,24 @@ def gradient_norm(weights, task: Task) -> Scalar:
     return jnp.sqrt(sum(jnp.vdot(g, g) for g in _field(None, weights, task)))
 
 
+_SAVE_Y = diffrax.SubSaveAt(t1=True).fn  # Diffrax's default: save the state
+_is_sub = lambda x: isinstance(x, diffrax.SubSaveAt)
+
+
+def _reading_weights(saveat: diffrax.SaveAt, unravel) -> diffrax.SaveAt:
+    """`saveat` with every custom `fn` given the weights instead of the flat state."""
+
+    def wrap(sub: diffrax.SubSaveAt) -> diffrax.SubSaveAt:
+        if sub.fn is _SAVE_Y:  # plain saves stay plain (BacksolveAdjoint needs them); see `solve`
+            return sub
+        fn = sub.fn
+        return diffrax.SubSaveAt(
+            t0=sub.t0, t1=sub.t1, ts=sub.ts, steps=sub.steps, fn=lambda t, y, args: fn(t, unravel(y), args)
+        )
+
+    return diffrax.SaveAt(subs=jax.tree.map(wrap, saveat.subs, is_leaf=_is_sub))
+
+
 def solve(
     net: DeepLinearNetwork,
     task: Task,
@@ -120,22 +139,31 @@ def solve(
 ):
     """Integrate `dW_i/dt = −∂L/∂W_i` from `net` over `[0, t1]` with Diffrax.
 
-    The state is the tuple of weights. `gtol` (optional) stops at the first time with
-    `‖∇L‖ < gtol` through a Diffrax event. Returns the raw `diffrax.Solution`. Pass `rtol`,
-    `atol`, `t1`, `gtol` as arrays to avoid retracing when they change.
+    `gtol` (optional) stops at the first time with `‖∇L‖ < gtol` through a Diffrax event.
+    Returns the raw `diffrax.Solution`, whose saved values (`saveat`'s `fn`s, default the
+    weights) are functions of the tuple of weights. Pass `rtol`, `atol`, `t1`, `gtol` as arrays
+    to avoid retracing when they change.
     """
+    # The solver sees one flat vector: its per-step arithmetic is then a few fused loops, not a
+    # few per weight matrix (the difference is ~30% of a step on CPU for small networks).
+    y0, unravel = jax.flatten_util.ravel_pytree(net.weights)
+
+    def field(t, y, task):
+        return jax.flatten_util.ravel_pytree(_field(t, unravel(y), task))[0]
+
     event = None
     if gtol is not None:
-        event = diffrax.Event(lambda t, y, args, **kw: gradient_norm(y, args) < gtol)
-    return diffrax.diffeqsolve(
-        diffrax.ODETerm(_field),
+        event = diffrax.Event(lambda t, y, args, **kw: gradient_norm(unravel(y), args) < gtol)
+    saveat = _reading_weights(diffrax.SaveAt(t1=True) if saveat is None else saveat, unravel)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
         diffrax.Tsit5() if solver is None else solver,
         t0=0.0,
         t1=t1,
         dt0=dt0,
-        y0=net.weights,
+        y0=y0,
         args=task,
-        saveat=diffrax.SaveAt(t1=True) if saveat is None else saveat,
+        saveat=saveat,
         # A PI controller (Diffrax's advice for stiff problems): the flow's steps sit at the
         # explicit stability limit once modes are learnt, and PI rejects ~2.5x fewer of them.
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3),
@@ -144,6 +172,8 @@ def solve(
         max_steps=max_steps,
         throw=throw,
     )
+    weights = lambda sub, ys: jax.vmap(unravel)(ys) if sub.fn is _SAVE_Y else ys
+    return eqx.tree_at(lambda s: s.ys, sol, jax.tree.map(weights, saveat.subs, sol.ys, is_leaf=_is_sub))
 
 
 def conservation_drift(net: DeepLinearNetwork, initial: DeepLinearNetwork) -> Scalar:
