@@ -58,9 +58,9 @@ def quality(instances: int, lo: int, hi: int, time_limit: float) -> dict:
 
     rng = np.random.default_rng(0)
     shapes = _shapes(min(10, instances), rng, lo, hi)
-    gaps = {m: [] for m in METHODS}
+    values = {m: [] for m in (*METHODS, "exact")}
     seconds = {m: [] for m in (*METHODS, "exact")}
-    warm, unproven = set(), 0
+    warm, proven = set(), []
     for i in range(instances):
         widths = shapes[i % len(shapes)]
         ws = [rng.normal(size=(b, a)) for a, b in zip(widths, widths[1:])]
@@ -68,7 +68,8 @@ def quality(instances: int, lo: int, hi: int, time_limit: float) -> dict:
         t = time.perf_counter()
         exact = frustration(graph, method="exact", time_limit=time_limit)
         seconds["exact"].append(time.perf_counter() - t)
-        opt, unproven = float(exact.value), unproven + (not exact.optimal)
+        values["exact"].append(float(exact.value))
+        proven.append(bool(exact.optimal))
         for m in METHODS:
             key = jax.random.key(i)
             if (m, widths) not in warm:  # compile once per shape, outside the timing
@@ -77,20 +78,23 @@ def quality(instances: int, lo: int, hi: int, time_limit: float) -> dict:
             t = time.perf_counter()
             res = jax.block_until_ready(frustration(graph, method=m, key=key))
             seconds[m].append(time.perf_counter() - t)
-            gaps[m].append((float(res.value) - opt) / max(opt, 1e-12))
-        print(f"  instance {i + 1}/{instances}: {graph.num_edges()} edges, optimum {opt:.4f}", end="\r")
+            values[m].append(float(res.value))
+        print(f"  instance {i + 1}/{instances}: {graph.num_edges()} edges", end="\r")
     print()
+    # The reference is the proven optimum where HiGHS proved it within the time limit, else the best
+    # value any method found (an upper bound on the optimum, so gaps are then lower bounds).
+    best = np.min([values[m] for m in values], axis=0)
     out = {}
     for m in (*METHODS, "exact"):
-        g = np.asarray(gaps.get(m, [0.0] * instances))
+        g = (np.asarray(values[m]) - best) / np.maximum(best, 1e-12)
         out[m] = {
             "mean_gap": float(g.mean()),
             "worst_gap": float(g.max()),
             "within_1pct": float(np.mean(g <= 0.01)),
-            "optimal": float(np.mean(g <= 1e-9)),
+            "best_known": float(np.mean(g <= 1e-9)),
             "seconds": float(np.mean(seconds[m])),
         }
-    out["exact"]["unproven"] = unproven  # instances where HiGHS hit the time limit: gaps vs its best
+    out["exact"]["proven_optimal"] = int(np.sum(proven))  # the rest hit the time limit
     return out
 
 
@@ -225,12 +229,12 @@ def main() -> None:
     print(f"quality: {instances} layered graphs of {lo}-{hi} edges")
     q = quality(instances, lo, hi, min(args.exact_time_limit, 20.0) if args.quick else args.exact_time_limit)
     greedy = q["greedy"]["seconds"]
-    head = ("method", "mean gap", "worst gap", "<=1%", "optimal", "seconds", "vs greedy")
+    head = ("method", "mean gap", "worst gap", "<=1%", "best", "seconds", "vs greedy")
     print("{:<10} {:>9} {:>10} {:>6} {:>8} {:>9} {:>10}".format(*head))
     for m, r in q.items():
         print(
             f"{m:<10} {100 * r['mean_gap']:8.3f}% {100 * r['worst_gap']:9.3f}% "
-            f"{100 * r['within_1pct']:5.0f}% {100 * r['optimal']:7.0f}% {r['seconds']:9.4f} "
+            f"{100 * r['within_1pct']:5.0f}% {100 * r['best_known']:7.0f}% {r['seconds']:9.4f} "
             f"{r['seconds'] / greedy:9.2f}x"
         )
     print("scale: ResNet-18-shaped graph, layerwise (float32)")
