@@ -4,6 +4,7 @@ Flows share the widths `(2, 3, 3)` (depth 2) and `(2, 3, 3, 3)` (depth 3), 21 sa
 compiled solves are reused across tests.
 """
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -174,6 +175,24 @@ def test_stop_at_convergence_reaches_least_squares_and_holds_after_the_stop():
     assert 0 < int(jnp.sum(traj.reached)) < SAVES
     np.testing.assert_array_equal(traj.losses[~traj.reached], loss(traj.final, task))
     np.testing.assert_allclose(traj.ts, np.linspace(0, 500.0, SAVES))
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Heun()], ids=["fsal", "not-fsal"])
+def test_stop_event_fires_at_the_first_step_end_below_gtol(solver, teacher_task):
+    """The event reads `g` carried in the state (the FSAL stage, or a field evaluation for other
+    solvers); it must stop where an independent `‖∇L‖` of the saved step ends first drops below."""
+    net = DeepLinearNetwork.init(W2, jax.random.key(5), "gaussian", scale=0.5)
+    args = dict(solver=solver, rtol=jnp.asarray(1e-6), atol=jnp.asarray(1e-6), max_steps=4096)
+    every = diffrax.SaveAt(steps=True, fn=lambda t, w, task: flow_module.gradient_norm(w, task))
+    free = flow_module.solve(net, teacher_task, jnp.asarray(40.0), saveat=every, **args)
+    norms, ts = np.asarray(free.ys), np.asarray(free.ts)
+    gtol = float(np.quantile(norms[np.isfinite(ts)], 0.3))  # crossed somewhere mid-run
+    first = int(np.argmax(norms < gtol))
+    stopped = flow_module.solve(net, teacher_task, jnp.asarray(40.0), gtol=jnp.asarray(gtol), **args)
+    assert float(stopped.ts[-1]) == ts[first]  # same steps up to the stop, bitwise
+    np.testing.assert_allclose(
+        flow_module.gradient_norm(tuple(w[-1] for w in stopped.ys), teacher_task), norms[first], rtol=1e-12
+    )
 
 
 def test_failed_run_is_reported_not_raised_with_throw_false(teacher_task, key):
