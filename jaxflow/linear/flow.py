@@ -109,10 +109,15 @@ _SAVE_Y = diffrax.SubSaveAt(t1=True).fn  # Diffrax's default: save the state
 _is_sub = lambda x: isinstance(x, diffrax.SubSaveAt)
 
 
-class _GradNormTracking(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
-    """Steps the state `(w, g)` with `solver` (whose field leaves `g` alone) and sets `g = ‖∇L(w₁)‖`
-    at each step's end, so a stop test at `gtol` reads it for free: an explicit FSAL Runge–Kutta
-    solver (Tsit5, Dopri5, …) has already evaluated `−∇L(w₁)` as its last stage."""
+class _FlowStepper(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
+    """Steps the state `(w, g)` with `solver` (the field leaves `g` alone) and sets `g = ‖∇L(w₁)‖` at
+    each step's end, so a stop test at `gtol` reads a number instead of evaluating the field again.
+
+    An explicit FSAL Runge–Kutta solver (Tsit5, Dopri5, Dopri8, Bosh3) is stepped here from its
+    Butcher tableau with the stages unrolled: one fused program per step instead of Diffrax's loop
+    over stages (~30% less time per step for small networks on CPU); its last stage is `−∇L(w₁)`,
+    carried to the next step. Any other solver takes its own step, plus one field evaluation for `g`.
+    """
 
     solver: diffrax.AbstractSolver
 
@@ -128,6 +133,10 @@ class _GradNormTracking(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedS
     def scan_kind(self):  # read by Diffrax's forward-mode adjoints
         return getattr(self.solver, "scan_kind", None)
 
+    @property
+    def _unrolled(self) -> bool:
+        return isinstance(self.solver, diffrax.AbstractERK) and self.solver.tableau.fsal
+
     def order(self, terms):
         return self.solver.order(terms)
 
@@ -135,13 +144,28 @@ class _GradNormTracking(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedS
         return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
+        if self._unrolled:
+            return terms.vf(t0, y0, args)[0]
         return self.solver.init(terms, t0, t1, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        y1, error, dense, state, result = self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
-        fsal = isinstance(self.solver, diffrax.AbstractERK) and self.solver.tableau.fsal
-        f1 = state[1][0] if fsal else terms.vf(t1, y1, args)[0]
-        return (y1[0], jnp.linalg.norm(f1)), error, dense, state, result
+        norm = lambda f: jnp.linalg.norm(jax.lax.stop_gradient(f))  # a diagnostic, not differentiated
+        if not self._unrolled:
+            y1, error, dense, state, result = self.solver.step(
+                terms, t0, t1, y0, args, solver_state, made_jump
+            )
+            return (y1[0], norm(terms.vf(t1, y1, args)[0])), error, dense, state, result
+        # `made_jump` never holds: the flow is autonomous and `solve` sets no jump times.
+        tableau, (w0, g0), dt = self.solver.tableau, y0, t1 - t0
+        fs = [solver_state]
+        for a, c in zip(tableau.a_lower, tableau.c):
+            w = w0 + dt * sum(float(a_j) * f for a_j, f in zip(a, fs) if a_j != 0)
+            fs.append(terms.vf(t0 + c * dt, (w, g0), args)[0])
+        # FSAL: the last stage point is the solution `w₁` and its stage is the field there.
+        error = dt * sum(float(b) * f for b, f in zip(tableau.b_error, fs) if b != 0)
+        k = (dt * jnp.stack(fs), jnp.zeros((len(fs),), g0.dtype))  # stage increments, as Diffrax's
+        dense = dict(y0=y0, y1=(w, g0), k=k)
+        return (w, norm(fs[-1])), (error, jnp.zeros_like(g0)), dense, fs[-1], diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return self.solver.func(terms, t0, y0, args)
@@ -185,17 +209,21 @@ def solve(
     """
     # The solver sees one flat vector `w` (its per-step arithmetic is then a few fused loops, not a
     # few per weight matrix: ~30% of a step on CPU for small networks) and a scalar `g`, which
-    # `_GradNormTracking` keeps at `‖∇L(w)‖` when there is a stop test (saving one field evaluation
-    # of the 7 a Tsit5 step would make).
+    # `_FlowStepper` keeps at `‖∇L(w)‖` (saving the stop test one field evaluation of the 7 a Tsit5
+    # step would make).
     w0, unravel = jax.flatten_util.ravel_pytree(net.weights)
 
     def field(t, y, task):
         return jax.flatten_util.ravel_pytree(_field(t, unravel(y[0]), task))[0], jnp.zeros_like(y[1])
 
     solver = diffrax.Tsit5() if solver is None else solver
-    event, g0 = None, jnp.zeros((), w0.dtype)
+    g0, event = gradient_norm(net.weights, task), None
+    if isinstance(adjoint, diffrax.BacksolveAdjoint):  # it steps an augmented state with `solver`
+        if gtol is not None:
+            raise ValueError("gtol (a stop event) cannot be combined with diffrax.BacksolveAdjoint")
+    else:
+        solver = _FlowStepper(solver)
     if gtol is not None:
-        solver, g0 = _GradNormTracking(solver), gradient_norm(net.weights, task)
         event = diffrax.Event(lambda t, y, args, **kw: y[1] < gtol)
     saveat = _reading_weights(diffrax.SaveAt(t1=True) if saveat is None else saveat, unravel)
     sol = diffrax.diffeqsolve(

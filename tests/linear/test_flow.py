@@ -195,6 +195,23 @@ def test_stop_event_fires_at_the_first_step_end_below_gtol(solver, teacher_task)
     )
 
 
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8(), diffrax.Bosh3()])
+def test_unrolled_stages_step_like_diffrax(solver, teacher_task):
+    """`solve` steps FSAL Runge–Kutta solvers itself (stages unrolled); Diffrax steps them under
+    `BacksolveAdjoint`. Same steps, same dense output at the save times, to rounding. (`dt0` keeps
+    the first error estimate above rounding, where the two sums' rounding would steer the steps.)"""
+    net = DeepLinearNetwork.init(W2, jax.random.key(6), "gaussian", scale=0.5)
+    ts = jnp.linspace(0.0, 6.0, 7)
+    run = lambda **kw: flow_module.solve(
+        net, teacher_task, jnp.asarray(6.0), solver=solver, rtol=jnp.asarray(1e-8), atol=jnp.asarray(1e-8),
+        saveat=diffrax.SaveAt(ts=ts), dt0=jnp.asarray(0.2), **kw
+    )  # fmt: skip
+    ours, theirs = run(), run(adjoint=diffrax.BacksolveAdjoint())
+    assert int(ours.stats["num_steps"]) == int(theirs.stats["num_steps"])
+    for a, b in zip(ours.ys, theirs.ys):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
 def test_failed_run_is_reported_not_raised_with_throw_false(teacher_task, key):
     net = DeepLinearNetwork.init(W2, key, "gaussian", scale=0.5)
     traj = gradient_flow(net, teacher_task, T1, saveat=SAVES, max_steps=4, throw=False)
