@@ -28,6 +28,7 @@ from .graph import SignedGraph
 METHODS = ("greedy", "layerwise", "anneal", "exact")
 GREEDY_MAX_NODES = 8192  # the greedy baseline keeps the dense n×n field matrix A + Aᵀ
 EXACT_MAX_EDGES = 5000
+EXACT_TOLERANCE = 1e-9  # relative to Σ|a|: values this close to the bound count as proven optimal
 
 
 class SearchSettings(NamedTuple):
@@ -78,7 +79,7 @@ class FrustrationResult(eqx.Module):
     @property
     def optimal(self) -> bool:
         """Whether `value` is proven optimal (`lower_bound` reaches it, up to rounding)."""
-        return bool(self.value - self.lower_bound <= 1e-9 * jnp.maximum(self.total, 1.0))
+        return bool(self.value - self.lower_bound <= EXACT_TOLERANCE * jnp.maximum(self.total, 1.0))
 
     @property
     def flat_gauge(self) -> Float[Array, " n"]:
@@ -265,12 +266,14 @@ def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
     return gauges, values.reshape(-1)[:restarts], jnp.max(its), jnp.all(ok)
 
 
-def _exact(graph: SignedGraph, time_limit: float | None):
+def _exact(graph: SignedGraph, time_limit: float | None, incumbent: np.ndarray, cutoff: float):
     """Minimise `Σ |a_e| f_e` over `u ∈ {0,1}^n`, `f_e ∈ [0,1]` (`s = 2u − 1`) with HiGHS.
 
     Edge `q → p` with `a > 0` is frustrated iff `u_p ≠ u_q`: `f ≥ u_p − u_q`, `f ≥ u_q − u_p`; with
-    `a < 0` iff `u_p = u_q`: `f ≥ u_p + u_q − 1`, `f ≥ 1 − u_p − u_q`. Node 0 is fixed to `u = 1`
-    (the gauges `s` and `−s` have equal energy).
+    `a < 0` iff `u_p = u_q`: `f ≥ u_p + u_q − 1`, `f ≥ 1 − u_p − u_q`. Node 0 takes its sign in
+    `incumbent` (the gauges `s` and `−s` have equal energy), and `Σ |a_e| f_e <= cutoff` (just below
+    the incumbent's energy) prunes every branch that cannot beat the incumbent: an infeasible
+    program proves the incumbent optimal. Returns the gauge, the proven bound, nodes, proof.
     """
     A = np.asarray(graph.to_dense(), np.float64)
     p, q = np.nonzero(A)
@@ -281,26 +284,34 @@ def _exact(graph: SignedGraph, time_limit: float | None):
     cols = np.tile(np.stack([n + np.arange(m), p, q], 1), (1, 2)).reshape(-1)
     vals = np.stack([one, -one, sgn, one, one, -sgn], 1).reshape(-1)
     rows = np.repeat(np.arange(2 * m), 3)
-    cons = scipy.optimize.LinearConstraint(
-        scipy.sparse.csr_array((vals, (rows, cols)), shape=(2 * m, n + m)),
-        np.stack([-neg, neg], 1).reshape(-1),
-        np.inf,
-    )
-    lb = np.zeros(n + m)
-    lb[0] = 1.0  # every layer has a node, so node 0 exists
+    objective = np.concatenate([np.zeros(n), np.abs(a)])
+    cons = [
+        scipy.optimize.LinearConstraint(
+            scipy.sparse.csr_array((vals, (rows, cols)), shape=(2 * m, n + m)),
+            np.stack([-neg, neg], 1).reshape(-1),
+            np.inf,
+        ),
+        scipy.optimize.LinearConstraint(objective[None], -np.inf, cutoff),
+    ]
+    lb, ub = np.zeros(n + m), np.ones(n + m)
+    lb[0] = ub[0] = float(incumbent[0] > 0)  # every layer has a node, so node 0 exists
     options = {"mip_rel_gap": 0.0} | ({} if time_limit is None else {"time_limit": float(time_limit)})
     res = scipy.optimize.milp(
-        np.concatenate([np.zeros(n), np.abs(a)]),
+        objective,
         integrality=np.concatenate([np.ones(n), np.zeros(m)]),
-        bounds=scipy.optimize.Bounds(lb, np.ones(n + m)),
+        bounds=scipy.optimize.Bounds(lb, ub),
         constraints=cons,
         options=options,
     )
-    if res.x is None:
-        raise RuntimeError(f'method="exact": HiGHS found no gauge ({res.message})')
-    s = np.where(res.x[:n] > 0.5, 1.0, -1.0)
-    bound = res.mip_dual_bound if getattr(res, "mip_dual_bound", None) is not None else res.fun
-    return s, max(float(bound), 0.0), int(getattr(res, "mip_node_count", 0) or 0), res.status == 0
+    nodes = int(getattr(res, "mip_node_count", 0) or 0)
+    if res.status == 2:  # nothing below the cutoff: the incumbent is optimal
+        return incumbent, cutoff, nodes, True
+    if res.status not in (0, 1):
+        raise RuntimeError(f'method="exact": HiGHS failed ({res.message})')
+    bound = getattr(res, "mip_dual_bound", None)
+    bound = 0.0 if bound is None or not np.isfinite(bound) else max(float(bound), 0.0)
+    s = incumbent if res.x is None else np.where(res.x[:n] > 0.5, 1.0, -1.0)
+    return s, min(bound, cutoff), nodes, res.status == 0
 
 
 # ------------------------------------------------------------------ public API
@@ -330,7 +341,8 @@ def frustration(
     layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in units of
     the mean node strength, then `"layerwise"` descent); `"greedy"` (the published heuristic: flip the
     node whose row-plus-column sum `s_i h_i` is most negative until none is; dense, up to
-    8192 nodes); `"exact"` (integer program solved by HiGHS, graphs up to `max_edges` edges).
+    8192 nodes); `"exact"` (integer program solved by HiGHS, graphs up to `max_edges` edges,
+    searching only below the best `"anneal"` gauge, run first with the same effort settings).
     Heuristic values are upper bounds.
 
     Effort: `restarts` defaults to `default_restarts(graph, method)`; `max_iterations` caps sweeps
@@ -342,13 +354,13 @@ def frustration(
     """
     if not isinstance(graph, SignedGraph):
         raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
-    settings = _settings(
-        graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size
-    )
+    effort = (restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size)
+    settings = _settings(graph, method, *effort)
     if dtype is not None:
         graph = graph.astype(dtype)
     target = _signed(graph, weighted)
     total = target.abs_sum()
+    key = jax.random.key(0) if key is None else check_key(key)
     if method == "exact":
         edges = graph.num_edges()
         if edges > max_edges:
@@ -356,13 +368,16 @@ def frustration(
                 f'method="exact" solves graphs of up to max_edges={max_edges} edges, this one has {edges}; '
                 'use method="layerwise" or "anneal" (upper bounds), or raise max_edges'
             )
-        s, bound, its, ok = _exact(target, time_limit)
+        # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it.
+        gauges, values, _, _ = _search(target, key, _settings(graph, "anneal", *effort))
+        incumbent = np.concatenate([np.ravel(g[jnp.argmin(values)]) for g in gauges])
+        cutoff = float(jnp.min(values)) - 0.5 * EXACT_TOLERANCE * max(float(total), 1.0)
+        s, bound, its, ok = _exact(target, time_limit, incumbent, cutoff)
         gauge = graph.unflatten(jnp.asarray(s, graph.dtype))
         value = gauge_frustration(graph, gauge, weighted=weighted)
         restart_values, lower = value[None], jnp.asarray(min(bound, float(value)), graph.dtype)
         iterations, converged = jnp.array(its), jnp.array(ok)
     else:
-        key = jax.random.key(0) if key is None else check_key(key)
         gauges, restart_values, iterations, converged = _search(target, key, settings)
         best = jnp.argmin(restart_values)
         gauge = tuple(g[best] for g in gauges)
