@@ -160,7 +160,7 @@ class _FlowStepper(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver
         fs = [solver_state]
         for a, c in zip(tableau.a_lower, tableau.c):
             w = w0 + dt * sum(float(a_j) * f for a_j, f in zip(a, fs) if a_j != 0)
-            fs.append(terms.vf(t0 + c * dt, (w, g0), args)[0])
+            fs.append(terms.vf(t0 + float(c) * dt, (w, g0), args)[0])
         # FSAL: the last stage point is the solution `w₁` and its stage is the field there.
         error = dt * sum(float(b) * f for b, f in zip(tableau.b_error, fs) if b != 0)
         k = (dt * jnp.stack(fs), jnp.zeros((len(fs),), g0.dtype))  # stage increments, as Diffrax's

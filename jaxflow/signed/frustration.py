@@ -16,13 +16,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
-import scipy.sparse
 from jax import lax
 from jaxtyping import Bool
 
 from .._checks import check_key, check_positive
 from .._types import Array, Float, Int, Key, Scalar
+from ._exact import ENUMERATION_MAX_WORK, enumerate_cover, enumeration_work, independent_set, milp_gauge
 from .graph import SignedGraph
 
 METHODS = ("greedy", "layerwise", "anneal", "exact")
@@ -47,12 +46,13 @@ class FrustrationResult(eqx.Module):
     """The best gauge found and its frustration.
 
     `value = δ(gauge)` (recomputed from the gauge, so always an upper bound on the frustration);
-    `lower_bound` is a proven lower bound (0 for the heuristics, the solver's dual bound for
-    `"exact"`); `normalized = value / total` with `total = Σ|a|` (weighted) or the number of edges.
-    `restart_values` holds `δ` of every restart's final gauge (as `½(Σ|a| − sᵀAs)`); `iterations`
-    counts sweeps (`"layerwise"`, `"anneal"`), flips (`"greedy"`) or branch-and-bound nodes
-    (`"exact"`); `converged` says whether every restart reached a local optimum (or the solver
-    proved optimality).
+    `lower_bound` is a proven lower bound (0 for the heuristics; for `"exact"` the value itself
+    after an enumeration, else HiGHS' dual bound); `normalized = value / total` with
+    `total = Σ|a|` (weighted) or the number of edges. `restart_values` holds `δ` of every
+    restart's final gauge (as `½(Σ|a| − sᵀAs)`); `iterations` counts sweeps (`"layerwise"`,
+    `"anneal"`), flips (`"greedy"`), gauges enumerated or branch-and-bound nodes (`"exact"`);
+    `converged` says whether every restart reached a local optimum (or the solver proved
+    optimality).
     """
 
     value: Scalar
@@ -266,54 +266,6 @@ def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
     return gauges, values.reshape(-1)[:restarts], jnp.max(its), jnp.all(ok)
 
 
-def _exact(graph: SignedGraph, time_limit: float | None, incumbent: np.ndarray, cutoff: float):
-    """Minimise `Σ |a_e| f_e` over `u ∈ {0,1}^n`, `f_e ∈ [0,1]` (`s = 2u − 1`) with HiGHS.
-
-    Edge `q → p` with `a > 0` is frustrated iff `u_p ≠ u_q`: `f ≥ u_p − u_q`, `f ≥ u_q − u_p`; with
-    `a < 0` iff `u_p = u_q`: `f ≥ u_p + u_q − 1`, `f ≥ 1 − u_p − u_q`. Node 0 takes its sign in
-    `incumbent` (the gauges `s` and `−s` have equal energy), and `Σ |a_e| f_e <= cutoff` (just below
-    the incumbent's energy) prunes every branch that cannot beat the incumbent: an infeasible
-    program proves the incumbent optimal. Returns the gauge, the proven bound, nodes, proof.
-    """
-    A = np.asarray(graph.to_dense(), np.float64)
-    p, q = np.nonzero(A)
-    a, n, m = A[p, q], A.shape[0], p.size
-    neg = (a < 0).astype(np.float64)
-    sgn, one = 1.0 - 2.0 * neg, np.ones(m)
-    # per edge e, with σ = sign(a): row 2e: f − u_p + σu_q >= −[a<0]; row 2e+1: f + u_p − σu_q >= [a<0]
-    cols = np.tile(np.stack([n + np.arange(m), p, q], 1), (1, 2)).reshape(-1)
-    vals = np.stack([one, -one, sgn, one, one, -sgn], 1).reshape(-1)
-    rows = np.repeat(np.arange(2 * m), 3)
-    objective = np.concatenate([np.zeros(n), np.abs(a)])
-    cons = [
-        scipy.optimize.LinearConstraint(
-            scipy.sparse.csr_array((vals, (rows, cols)), shape=(2 * m, n + m)),
-            np.stack([-neg, neg], 1).reshape(-1),
-            np.inf,
-        ),
-        scipy.optimize.LinearConstraint(objective[None], -np.inf, cutoff),
-    ]
-    lb, ub = np.zeros(n + m), np.ones(n + m)
-    lb[0] = ub[0] = float(incumbent[0] > 0)  # every layer has a node, so node 0 exists
-    options = {"mip_rel_gap": 0.0} | ({} if time_limit is None else {"time_limit": float(time_limit)})
-    res = scipy.optimize.milp(
-        objective,
-        integrality=np.concatenate([np.ones(n), np.zeros(m)]),
-        bounds=scipy.optimize.Bounds(lb, ub),
-        constraints=cons,
-        options=options,
-    )
-    nodes = int(getattr(res, "mip_node_count", 0) or 0)
-    if res.status == 2:  # nothing below the cutoff: the incumbent is optimal
-        return incumbent, cutoff, nodes, True
-    if res.status not in (0, 1):
-        raise RuntimeError(f'method="exact": HiGHS failed ({res.message})')
-    bound = getattr(res, "mip_dual_bound", None)
-    bound = 0.0 if bound is None or not np.isfinite(bound) else max(float(bound), 0.0)
-    s = incumbent if res.x is None else np.where(res.x[:n] > 0.5, 1.0, -1.0)
-    return s, min(bound, cutoff), nodes, res.status == 0
-
-
 # ------------------------------------------------------------------ public API
 
 
@@ -341,8 +293,9 @@ def frustration(
     layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in units of
     the mean node strength, then `"layerwise"` descent); `"greedy"` (the published heuristic: flip the
     node whose row-plus-column sum `s_i h_i` is most negative until none is; dense, up to
-    8192 nodes); `"exact"` (integer program solved by HiGHS, graphs up to `max_edges` edges,
-    searching only below the best `"anneal"` gauge, run first with the same effort settings).
+    8192 nodes); `"exact"` (graphs up to `max_edges` edges: every gauge of a vertex cover `S` when
+    `2^{|S|−1}·n <= 2^36`, the other nodes set to their best sign, else an integer
+    program solved by HiGHS below the best `"anneal"` gauge, run first with the same effort).
     Heuristic values are upper bounds.
 
     Effort: `restarts` defaults to `default_restarts(graph, method)`; `max_iterations` caps sweeps
@@ -350,7 +303,7 @@ def frustration(
     sweep lowers `δ` by at most `tol · Σ|a|` in every restart (for huge graphs, whose long tail of
     tiny improvements costs many sweeps; `converged` is then false). `batch_size` runs the restarts
     that many at a time to bound memory; `dtype` (e.g. `jnp.float32`) casts the weights first;
-    `time_limit` (seconds) caps `"exact"`, whose `lower_bound` then shows the remaining gap.
+    `time_limit` (seconds) caps HiGHS, whose `lower_bound` then shows the remaining gap.
     """
     if not isinstance(graph, SignedGraph):
         raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
@@ -368,11 +321,16 @@ def frustration(
                 f'method="exact" solves graphs of up to max_edges={max_edges} edges, this one has {edges}; '
                 'use method="layerwise" or "anneal" (upper bounds), or raise max_edges'
             )
-        # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it.
-        gauges, values, _, _ = _search(target, key, _settings(graph, "anneal", *effort))
-        incumbent = np.concatenate([np.ravel(g[jnp.argmin(values)]) for g in gauges])
-        cutoff = float(jnp.min(values)) - 0.5 * EXACT_TOLERANCE * max(float(total), 1.0)
-        s, bound, its, ok = _exact(target, time_limit, incumbent, cutoff)
+        A = np.asarray(target.to_dense(), np.float64)
+        T = independent_set(A)
+        if enumeration_work(T) <= ENUMERATION_MAX_WORK:
+            s, bound, its = enumerate_cover(A, T)
+            ok = True
+        else:  # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it
+            gauges, values, _, _ = _search(target, key, _settings(graph, "anneal", *effort))
+            incumbent = np.concatenate([np.ravel(g[jnp.argmin(values)]) for g in gauges])
+            cutoff = float(jnp.min(values)) - 0.5 * EXACT_TOLERANCE * max(float(total), 1.0)
+            s, bound, its, ok = milp_gauge(A, time_limit, incumbent, cutoff)
         gauge = graph.unflatten(jnp.asarray(s, graph.dtype))
         value = gauge_frustration(graph, gauge, weighted=weighted)
         restart_values, lower = value[None], jnp.asarray(min(bound, float(value)), graph.dtype)
