@@ -10,13 +10,18 @@ from .frustration import (
 from .graph import (
     Activation as Activation,
     Block as Block,
+    Broadcast as Broadcast,
+    ChannelRoute as ChannelRoute,
+    ChannelScale as ChannelScale,
     Conv2d as Conv2d,
+    ConvTranspose2d as ConvTranspose2d,
     Dense as Dense,
     Layer as Layer,
     Pool as Pool,
     Route as Route,
     SignedGraph as SignedGraph,
     Skip as Skip,
+    Sparse as Sparse,
 )
 from .importers import (
     from_equinox as from_equinox,

@@ -5,8 +5,10 @@ nodes are numbered in C order, layer after layer, as in the DESIGN block convent
 weight of the edge `q → p`. A *block* is the part of `A` between one source layer and one later
 destination layer. A layer's value is the **sum** of its incoming blocks' outputs (a residual sum is
 a layer fed by a conv block and a `Skip`); a **concatenation** is a layer fed by `Route` blocks that
-place each input's nodes in their slice of the output (`Route.concat`). Every block acts on vectors
-without building its matrix: `apply(x) = A_b x`, `apply_transpose(y) = A_bᵀ y`.
+place each input's nodes in their slice of the output (`Route.concat`, or per channel
+`ChannelRoute`). Fixed (not learned) structure also includes `Broadcast` (a channel gate reaching
+every position of its channel) and `Sparse` (interpolation, gathered sums). Every block acts on
+vectors without building its matrix: `apply(x) = A_b x`, `apply_transpose(y) = A_bᵀ y`.
 """
 
 from __future__ import annotations
@@ -370,6 +372,215 @@ class Route(Block):
         return int(self.index.shape[0]) if float(self.weight) != 0 else 0
 
 
+class ChannelRoute(Block):
+    """Per-channel edges into channels of another layer: `out[dst[k]] = scale[k] · x[src[k]]`.
+
+    Channels are axis 0 of layers of shapes `(C_in, *rest)` and `(C_out, *rest)`; `dst` is
+    injective. A channel concatenation is one `ChannelRoute` per input (`dst` a slice of the
+    output's channels, `scale` 1): `apply` writes a slice and `apply_transpose` reads it, O(size)
+    work where a 1×1 convolution would take O(C_out·C_in) per position. The channel numbers are
+    array leaves, so routes of equal shapes share compiled code. Structure, not learned (see
+    `ChannelScale`).
+    """
+
+    scale: Float[Array, " k"]
+    src: Int[Array, " k"]
+    dst: Int[Array, " k"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+    is_slice: bool = eqx.field(static=True)  # src = 0..C_in−1 into consecutive dst
+
+    def __init__(self, src, dst, in_shape: Shape, out_shape: Shape, scale=1.0, dtype=None):
+        self.in_shape = _shape(in_shape, None, "in_shape")
+        self.out_shape = _shape(out_shape, None, "out_shape")
+        src, dst = (np.ravel(v).astype(np.int64) for v in (src, dst))
+        if self.in_shape[1:] != self.out_shape[1:]:
+            raise ValueError(
+                f"{type(self).__name__} layers must agree after the channel axis, got {self.in_shape} "
+                f"and {self.out_shape}"
+            )
+        if src.shape != dst.shape or np.unique(dst).size != dst.size:
+            raise ValueError(f"src and dst must have equal lengths and distinct dst, got {src} and {dst}")
+        if src.size and (
+            min(src.min(), dst.min()) < 0 or src.max() >= self.in_shape[0] or dst.max() >= self.out_shape[0]
+        ):
+            raise ValueError(
+                f"channels out of range: src in 0..{self.in_shape[0] - 1}, dst in 0..{self.out_shape[0] - 1}"
+            )
+        self.is_slice = bool(
+            src.size and np.array_equal(src, np.arange(self.in_shape[0])) and np.all(np.diff(dst) == 1)
+        )
+        self.src, self.dst = jnp.asarray(src), jnp.asarray(dst)
+        self.scale = jnp.broadcast_to(jnp.asarray(scale, dtype or jnp.result_type(float)), src.shape)
+
+    def _per_channel(self, v):
+        return v * self.scale.reshape(-1, *(1,) * (len(self.in_shape) - 1))
+
+    def _corner(self):
+        return (self.dst[0], *(0,) * (len(self.in_shape) - 1))
+
+    def apply(self, x):
+        if self.is_slice:
+            return lax.dynamic_update_slice(
+                jnp.zeros(self.out_shape, x.dtype), self._per_channel(x), self._corner()
+            )
+        y = jnp.zeros(self.out_shape, x.dtype)
+        return y.at[self.dst].set(self._per_channel(x[self.src]))
+
+    def apply_transpose(self, y):
+        if self.is_slice:
+            return self._per_channel(lax.dynamic_slice(y, self._corner(), self.in_shape))
+        x = jnp.zeros(self.in_shape, y.dtype)
+        return x.at[self.src].add(self._per_channel(y[self.dst]))
+
+    def abs_sum(self):
+        return jnp.sum(jnp.abs(self.scale)) * math.prod(self.in_shape[1:])
+
+    def num_edges(self):
+        return int(np.count_nonzero(np.asarray(self.scale))) * math.prod(self.in_shape[1:])
+
+
+class ChannelScale(ChannelRoute):
+    """A `ChannelRoute` whose per-channel weights are learned: a BatchNormalization (or another
+    per-channel scale) folded into channel-routing edges. Null models shuffle `scale`."""
+
+    learned: ClassVar[bool] = True
+
+
+class Broadcast(Block):
+    """Edges of weight `weight` (default 1) from each source node to every node it broadcasts to.
+
+    The source layer, reshaped to `via` (same size, the rank of `out_shape`, each axis 1 or equal to
+    `out_shape`'s), is broadcast to `out_shape`: a channel gate `(C,)` or `(C, 1, 1)` reaches all
+    `H·W` nodes of its channel (`via = (C, 1, 1)`). Structure, not learned.
+    """
+
+    weight: Float[Array, ""]
+    via: Shape = eqx.field(static=True)
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+
+    def __init__(self, in_shape: Shape, out_shape: Shape, via: Shape | None = None, weight=1.0, dtype=None):
+        self.in_shape = _shape(in_shape, None, "in_shape")
+        self.out_shape = _shape(out_shape, None, "out_shape")
+        rank = len(self.out_shape)
+        via = (1,) * (rank - len(self.in_shape)) + self.in_shape if via is None else _shape(via, None, "via")
+        fits = len(via) == rank and all(v in (1, o) for v, o in zip(via, self.out_shape))
+        if not fits or math.prod(via) != math.prod(self.in_shape):
+            raise ValueError(f"Broadcast: {self.in_shape} (as {via}) does not broadcast to {self.out_shape}")
+        self.via = via
+        self.weight = jnp.asarray(weight, dtype or jnp.result_type(float))
+
+    def apply(self, x):
+        return jnp.broadcast_to(x.reshape(self.via) * self.weight, self.out_shape)
+
+    def apply_transpose(self, y):
+        axes = tuple(a for a, (v, o) in enumerate(zip(self.via, self.out_shape)) if v == 1 and o > 1)
+        return (jnp.sum(y, axis=axes, keepdims=True) * self.weight).reshape(self.in_shape)
+
+    def abs_sum(self):
+        return jnp.abs(self.weight) * math.prod(self.out_shape)
+
+    def num_edges(self):
+        return math.prod(self.out_shape) if float(self.weight) != 0 else 0
+
+
+class Sparse(Block):
+    """Edges `cols[k] → rows[k]` of weight `weight[k]` (node numbers within the flattened layers).
+
+    A fixed linear map with few edges per node: an interpolation (`Resize`), a sum over gathered
+    positions (adaptive pooling written as gathers). Duplicate pairs are summed. Structure, not
+    learned.
+    """
+
+    weight: Float[Array, " nnz"]
+    rows: Int[Array, " nnz"]
+    cols: Int[Array, " nnz"]
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+
+    def __init__(self, rows, cols, weight, in_shape: Shape, out_shape: Shape, dtype=None):
+        self.in_shape = _shape(in_shape, None, "in_shape")
+        self.out_shape = _shape(out_shape, None, "out_shape")
+        n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+        rows, cols = np.ravel(rows).astype(np.int64), np.ravel(cols).astype(np.int64)
+        weight = np.broadcast_to(np.asarray(weight), rows.shape)
+        if rows.shape != cols.shape or (rows.size and (rows.min() < 0 or rows.max() >= n_out)):
+            raise ValueError(f"Sparse rows must be {rows.size} node numbers in 0..{n_out - 1}")
+        if rows.size and (cols.min() < 0 or cols.max() >= n_in):
+            raise ValueError(f"Sparse cols must be {rows.size} node numbers in 0..{n_in - 1}")
+        pairs, inverse = np.unique(rows * n_in + cols, return_inverse=True)
+        summed = np.zeros(pairs.shape, np.result_type(weight.dtype, np.float32))
+        np.add.at(summed, inverse, weight)
+        self.rows, self.cols = jnp.asarray(pairs // n_in), jnp.asarray(pairs % n_in)
+        self.weight = jnp.asarray(summed, dtype or jnp.result_type(float))
+
+    def apply(self, x):
+        y = (
+            jnp.zeros(math.prod(self.out_shape), x.dtype)
+            .at[self.rows]
+            .add(self.weight * x.ravel()[self.cols])
+        )
+        return y.reshape(self.out_shape)
+
+    def apply_transpose(self, y):
+        x = jnp.zeros(math.prod(self.in_shape), y.dtype).at[self.cols].add(self.weight * y.ravel()[self.rows])
+        return x.reshape(self.in_shape)
+
+    def abs_sum(self):
+        return jnp.sum(jnp.abs(self.weight))
+
+    def num_edges(self):
+        return int(np.count_nonzero(np.asarray(self.weight)))
+
+
+class ConvTranspose2d(Block):
+    """A 2-D transposed convolution (ONNX `ConvTranspose`): the transpose `A_convᵀ` of the `Conv2d`
+    `conv` from this block's output layer to its input layer (same kernel, stride, padding,
+    dilation and groups; `kernel` of shape `(C_in, C_out/groups, kh, kw)`). `output_padding`
+    adds output rows and columns that no window of `conv` reads."""
+
+    conv: Conv2d
+    in_shape: Shape = eqx.field(static=True)
+    out_shape: Shape = eqx.field(static=True)
+    learned: ClassVar[bool] = True
+
+    def __init__(self, kernel, in_shape: Shape, stride=1, padding=0, dilation=1, groups: int = 1,
+                 output_padding=0):  # fmt: skip
+        kernel = check_array(kernel, "kernel", ndim=4)
+        in_shape = _shape(in_shape, None, "in_shape")
+        if len(in_shape) != 3 or kernel.shape[0] != in_shape[0]:
+            raise ValueError(
+                f"ConvTranspose2d needs a (C_in, H, W) input with C_in = kernel.shape[0], got in_shape "
+                f"{in_shape} and kernel shape {kernel.shape}"
+            )
+        stride, dilation, padding = _pair(stride, "stride"), _pair(dilation, "dilation"), _padding(padding)
+        extra = (output_padding,) * 2 if isinstance(output_padding, (int, np.integer)) else output_padding
+        out_hw = tuple(
+            (in_shape[1 + a] - 1) * stride[a] - sum(padding[a]) + dilation[a] * (kernel.shape[2 + a] - 1) + 1
+            + int(extra[a])
+            for a in range(2)
+        )  # fmt: skip
+        if min(out_hw) < 1:
+            raise ValueError(f"ConvTranspose2d output size {out_hw} is not positive")
+        conv = Conv2d(kernel, (kernel.shape[1] * groups, *out_hw), stride, padding, dilation, groups)
+        if conv.out_shape != in_shape:
+            raise ValueError(f"output_padding {tuple(extra)} must be smaller than the stride {stride}")
+        self.conv, self.in_shape, self.out_shape = conv, in_shape, conv.in_shape
+
+    def apply(self, x):
+        return self.conv.apply_transpose(x)
+
+    def apply_transpose(self, y):
+        return self.conv.apply(y)
+
+    def abs_sum(self):
+        return self.conv.abs_sum()
+
+    def num_edges(self):
+        return self.conv.num_edges()
+
+
 class Layer(NamedTuple):
     """One layer in a spec for `SignedGraph.from_layers`.
 
@@ -476,11 +687,12 @@ class SignedGraph(eqx.Module):
         return cls.from_weights(network.weights)
 
     @classmethod
-    def from_onnx(cls, path, *, dtype=None) -> SignedGraph:
-        """The graph of an ONNX model file (`jaxflow[onnx]` extra); see `importers.from_onnx`."""
+    def from_onnx(cls, path, *, input_shape=None, dtype=None) -> SignedGraph:
+        """The graph of an ONNX model file (`jaxflow[onnx]` extra); `input_shape` (with the batch
+        axis, e.g. `(1, 3, 224, 224)`) fixes dynamic input dimensions; see `importers.from_onnx`."""
         from .importers import from_onnx
 
-        return from_onnx(path, dtype=dtype)
+        return from_onnx(path, dtype=dtype, input_shape=input_shape)
 
     @classmethod
     def from_equinox(cls, model, input_shape=None, *, dtype=None) -> SignedGraph:

@@ -7,7 +7,21 @@ import numpy as np
 import pytest
 
 from jaxflow.linear import DeepLinearNetwork
-from jaxflow.signed import Activation, Conv2d, Dense, Layer, Pool, Route, SignedGraph, Skip
+from jaxflow.signed import (
+    Activation,
+    Broadcast,
+    ChannelRoute,
+    ChannelScale,
+    Conv2d,
+    ConvTranspose2d,
+    Dense,
+    Layer,
+    Pool,
+    Route,
+    SignedGraph,
+    Skip,
+    Sparse,
+)
 
 
 def window_pairs(in_hw, out_hw, k, stride, pad, dil):
@@ -119,6 +133,57 @@ def test_skip_and_routes_match_numpy():
         a.apply(jnp.asarray(x)) + b.apply(jnp.asarray(w)), np.concatenate([x, w], 2)
     )
     np.testing.assert_array_equal(b.apply_transpose(a.apply(jnp.asarray(x))), np.zeros((2, 3, 1)))
+
+
+@pytest.mark.parametrize(
+    "in_shape, c_out, k, stride, padding, dilation, groups, output_padding",
+    [
+        ((3, 4, 5), 2, (3, 3), 2, 1, 1, 1, 1),
+        ((4, 3, 3), 4, (2, 3), (2, 1), ((0, 1), (1, 0)), (1, 2), 2, 0),
+    ],
+)
+def test_conv_transpose_is_the_transposed_toeplitz(in_shape, c_out, k, stride, padding, dilation, groups,
+                                                   output_padding):  # fmt: skip
+    rng = np.random.default_rng(7)
+    K = rng.normal(size=(in_shape[0], c_out // groups, *k))
+    block = ConvTranspose2d(K, in_shape, stride, padding, dilation, groups, output_padding)
+    conv = block.conv
+    T = conv_toeplitz(K, block.out_shape, in_shape, conv.stride, conv.padding, conv.dilation, groups)
+    check_block(block, T.T, rng)
+    assert ConvTranspose2d.learned
+
+
+def test_channel_routes_broadcast_and_sparse_match_dense():
+    rng = np.random.default_rng(6)
+    # x (2, 3, 4) into channels 1, 2 of a (4, 3, 4) layer (a concatenation slice), scaled per channel
+    T = np.zeros((4, 12, 2, 12))
+    T[1, :, 0, :], T[2, :, 1, :] = 0.5 * np.eye(12), -2.0 * np.eye(12)
+    check_block(ChannelRoute([0, 1], [1, 2], (2, 3, 4), (4, 3, 4), scale=[0.5, -2.0]), T.reshape(48, 24), rng)
+    # any selection: source channel 2 read twice, output channel 2 empty
+    T = np.zeros((4, 2, 3, 2))
+    T[3, :, 2, :], T[0, :, 0, :], T[1, :, 2, :] = np.eye(2), 2 * np.eye(2), -np.eye(2)
+    check_block(
+        ChannelScale([2, 0, 2], [3, 0, 1], (3, 2), (4, 2), scale=[1.0, 2.0, -1.0]), T.reshape(8, 6), rng
+    )
+    assert ChannelScale.learned and not ChannelRoute.learned
+    # a gate (3,) reaching every node of its channel in (3, 2, 2)
+    check_block(Broadcast((3,), (3, 2, 2), via=(3, 1, 1)), np.kron(np.eye(3), np.ones((4, 1))), rng)
+    check_block(Broadcast((2, 1), (3, 2, 4)), np.tile(np.kron(np.eye(2), np.ones((4, 1))), (3, 1)), rng)
+    # duplicate pairs are summed; a zero weight is not an edge
+    T = np.zeros((3, 4))
+    T[0, 1], T[2, 0] = 0.5, 3.0
+    check_block(Sparse([0, 2, 2, 1], [1, 0, 0, 3], [0.5, 1.0, 2.0, 0.0], (4,), (3,)), T, rng)
+    assert not any(b.learned for b in (Broadcast((1,), (2,)), Sparse([0], [0], 1.0, (1,), (1,))))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        Broadcast((3,), (2, 2))
+    with pytest.raises(ValueError, match="distinct dst"):
+        ChannelRoute([0, 1], [0, 0], (2,), (2,))
+    with pytest.raises(ValueError, match="must agree after the channel axis"):
+        ChannelRoute([0], [0], (1, 2), (1, 3))
+    with pytest.raises(ValueError, match="rows must be"):
+        Sparse([3], [0], 1.0, (1,), (3,))
+    with pytest.raises(ValueError, match="smaller than the stride"):
+        ConvTranspose2d(np.ones((1, 1, 3, 3)), (1, 3, 3), stride=2, output_padding=2)
 
 
 @pytest.fixture(scope="module")
