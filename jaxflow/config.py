@@ -36,6 +36,9 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         arms = [a for a in args if a is not type(None)]
         if len(arms) == 1:  # `X | None`: report the error inside X
             return _check(value, arms[0], key)
+        tables = [a for a in arms if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(tables) == 1:  # `str | Table`: a table is the table's
+            return _check(value, tables[0], key)
         for arm in (a for a in args if a is not type(None)):
             try:
                 return _check(value, arm, key)
@@ -80,6 +83,10 @@ def _check(value: Any, tp: Any, key: str) -> Any:
 
 
 def _name(tp) -> str:
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_name(a) for a in get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return f"a table {{{', '.join(f.name for f in dataclasses.fields(tp))}}}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -122,6 +129,29 @@ def load_toml(path: str | Path) -> dict:
 def load_config(path: str | Path, cls: type[T]) -> T:
     """`parse(cls, load_toml(path))`."""
     return parse(cls, load_toml(path))
+
+
+def check_input_shape(shape, key: str = "input_shape") -> tuple[int, ...]:
+    """A model's full input shape, batch axis first (e.g. `(1, 3, 224, 224)`): two or more
+    positive integers."""
+    shape = tuple(shape)
+    if len(shape) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        fail(key, f"must be the full input shape, batch axis first (e.g. [1, 3, 224, 224]): two or "
+                  f"more positive integers, got {list(shape)}")  # fmt: skip
+    return shape
+
+
+def parse_input_shape(text: str, option: str = "--input-shape") -> tuple[int, ...]:
+    """`"1,3,224,224"` → `(1, 3, 224, 224)` (spaces and enclosing brackets allowed); anything else
+    raises `ConfigError` naming `option`."""
+    body = text.strip().strip("()[]").strip()
+    parts = [p.strip() for p in body.split(",")] if body else []
+    if len(parts) < 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"{option} must be the full input shape as comma-separated positive integers, batch axis "
+            f"first (e.g. 1,3,224,224), got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,16 +220,18 @@ class StudyFrustrationConfig:
 class StudyMonotonicityConfig:
     """Near-monotonicity in a study: scores on `inputs` test inputs, `perturbations` orthant
     perturbations per input and norm in `sizes`, `null_samples` sign-shuffled networks, and the
-    active subnetworks of `active_inputs` inputs."""
+    active subnetworks of `active_inputs` inputs. Jacobian rows and perturbed evaluations are
+    batched to about `memory_mb` MiB of working memory (`monotonicity_score`'s `memory_budget`)."""
 
     inputs: int = 256
     sizes: tuple[float, ...] = (0.01, 0.1, 1.0)
     perturbations: int = 8
     null_samples: int = 16
     active_inputs: int = 16
+    memory_mb: int = 512
 
     def __post_init__(self):
-        for name in ("inputs", "perturbations", "active_inputs"):
+        for name in ("inputs", "perturbations", "active_inputs", "memory_mb"):
             if getattr(self, name) < 1:
                 fail(name, f"must be a positive integer, got {getattr(self, name)}")
         if self.null_samples < 2:
@@ -243,7 +275,8 @@ class StudyConfig:
     """`jaxflow study`: frustration and near-monotonicity of one network against null models.
 
     Exactly one source: `model` (a digits classifier trained here with `train`, followed along
-    its checkpoints), `model_file` (an ONNX or npz file, relative to the config file) or `dln`
+    its checkpoints), `model_file` (an ONNX or npz file, relative to the config file; with
+    `input_shape`, the full input shape for a model whose input has dynamic dimensions) or `dln`
     (deep linear networks along the gradient flow)."""
 
     name: str = "study"
@@ -251,6 +284,7 @@ class StudyConfig:
     model: ModelConfig | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     model_file: str | None = None
+    input_shape: tuple[int, ...] | None = None
     dln: StudyDLNConfig | None = None
     frustration: StudyFrustrationConfig = dataclasses.field(default_factory=StudyFrustrationConfig)
     monotonicity: StudyMonotonicityConfig = dataclasses.field(default_factory=StudyMonotonicityConfig)
@@ -262,15 +296,73 @@ class StudyConfig:
                 "model",
                 f"a study needs exactly one of [model], model_file or [dln], got {sources or 'none'}",
             )
+        if self.input_shape is not None:
+            if self.model_file is None:
+                fail("input_shape", "is only allowed with model_file (the shape of that model's input)")
+            check_input_shape(self.input_shape)
+
+
+def onnx_shape(path, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """`shape` for an ONNX file; None for other files (an npz model's shapes are its arrays')."""
+    return shape if str(path).lower().endswith(".onnx") else None
+
+
+@dataclasses.dataclass(frozen=True)
+class FrustrationModel:
+    """One model of a study across models: its `file` (relative to the config file), its full
+    `input_shape` (default: the config's `input_shape`, else the file's own) and the `name` it
+    has in the table (default: the file's stem)."""
+
+    file: str
+    input_shape: tuple[int, ...] | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        if not self.file:
+            fail("file", "must name a model file (.onnx or .npz)")
+        if self.input_shape is not None:
+            check_input_shape(self.input_shape)
+        if self.name is not None and not self.name.strip():
+            fail("name", "must not be empty")
 
 
 @dataclasses.dataclass(frozen=True)
 class FrustrationConfig(StudyFrustrationConfig):
-    """`jaxflow frustration MODEL_FILE`: the search and null models of `StudyFrustrationConfig`,
-    seeded by `seed`; `per_layer` adds each trained block's frustration against its own null."""
+    """`jaxflow frustration MODEL_FILE...`: the search and null models of `StudyFrustrationConfig`,
+    seeded by `seed`; `per_layer` adds each trained block's frustration against its own null.
+    `models` (paths, or tables `{file, input_shape, name}`) lists the models of a study across
+    models when none is given on the command line; `input_shape` is every model's full input
+    shape unless its entry has its own."""
 
     seed: int = 0
     per_layer: bool = True
+    models: tuple[str | FrustrationModel, ...] = ()
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.input_shape is not None:
+            check_input_shape(self.input_shape)
+        for i, m in enumerate(self.models):
+            if isinstance(m, str) and not m:
+                fail(f"models[{i}]", "must name a model file (.onnx or .npz)")
+
+    def model_entries(
+        self, config_dir=".", input_shape: tuple[int, ...] | None = None
+    ) -> list[FrustrationModel]:
+        """`models` as `FrustrationModel`s, paths anchored at `config_dir` unless absolute. An
+        ONNX entry without its own `input_shape` gets the config's; `input_shape` (the command
+        line's) overrides both for every ONNX entry (npz files have fixed shapes)."""
+        out = []
+        for m in self.models:
+            m = FrustrationModel(m) if isinstance(m, str) else m
+            path = Path(m.file)
+            path = path if path.is_absolute() else Path(config_dir) / path
+            shape = m.input_shape or self.input_shape
+            if input_shape is not None:
+                shape = input_shape
+            out.append(FrustrationModel(str(path), onnx_shape(path, shape), m.name))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,18 +3,21 @@ saves it to `path`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -30,17 +33,144 @@ def plot_null_histogram(null, value: float, path, *, title: str, xlabel: str) ->
     return _save(fig, path)
 
 
+def _short(name: str, width: int) -> str:
+    """`name` cut to `width` characters, the cut marked by an ellipsis."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _zscores(rows, value="normalized") -> np.ndarray:
+    out = []
+    for r in rows:
+        z = r.get("zscore")
+        if z is None and r.get("null_std"):
+            z = (r[value] - r["null_mean"]) / r["null_std"]
+        out.append(np.nan if z is None else float(z))
+    return np.asarray(out, float)
+
+
+def _z_colors(z: np.ndarray) -> list[str]:
+    return ["C3" if v < -2 else "C0" if v > 2 else "0.55" for v in np.nan_to_num(z)]
+
+
+def _distinct_parts(names: list[str]) -> list[str]:
+    """`names` without the `/`-separated leading and trailing parts they all share (exporters'
+    names such as `/layer1/layer1.0/relu/Relu_output_0` differ in the middle)."""
+    if len(set(names)) < 2:
+        return names
+    prefix = os.path.commonprefix(names)
+    suffix = os.path.commonprefix([m[::-1] for m in names])[::-1]
+    head = prefix.rfind("/") + 1  # cut at a path separator, not inside a part
+    tail = len(suffix) - suffix.find("/") if "/" in suffix else 0
+    cut = [m[head : len(m) - tail] for m in names]
+    return [c.strip("/._-") or m for c, m in zip(cut, names)]
+
+
+LABELLED_LAYERS = 12  # up to this many blocks the x axis also names each block's destination
+
+
 def plot_layer_frustration(layers: list[dict], path) -> Path:
-    """Per trained block: normalized frustration and the null mean ± 2 std."""
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(layers) + 2), 3.8))
-    x = np.arange(len(layers))
+    """Per trained block, by its number `index` (1, 2, … in graph order; the names are in
+    `frustration_layers.csv`): above, the normalized frustration against the null mean ± 2 std;
+    below, its z-score. Up to `LABELLED_LAYERS` blocks the ticks also carry a short name."""
+    n = len(layers)
+    x = np.array([lay.get("index", i + 1) for i, lay in enumerate(layers)])
+    value = np.array([lay["normalized"] for lay in layers])
     mean = np.array([lay["null_mean"] for lay in layers])
     std = np.array([lay["null_std"] for lay in layers])
-    ax.errorbar(x, mean, yerr=2 * std, fmt="o", color="0.4", capsize=4, label="null mean ± 2 std")
-    ax.plot(x, [lay["normalized"] for lay in layers], "D", color="C3", label="network")
-    ax.set_xticks(x, [f"{lay['source']}\n→ {lay['destination']}" for lay in layers], fontsize=7)
-    ax.set(ylabel="normalized frustration", title="frustration per layer")
-    ax.legend()
+    z = _zscores(layers)
+    few = n <= LABELLED_LAYERS
+    fig, (a, b) = plt.subplots(
+        2, 1, figsize=(min(14.0, max(6.0, 4.0 + 0.05 * n)), 5.6), sharex=True,
+        gridspec_kw={"height_ratios": (2.2, 1.0)},
+    )  # fmt: skip
+    if few:
+        a.errorbar(x, mean, yerr=2 * std, fmt="o", color="0.45", capsize=4, label="null mean ± 2 std")
+    else:
+        a.fill_between(x, mean - 2 * std, mean + 2 * std, color="0.85", step="mid", label="null mean ± 2 std")
+        a.plot(x, mean, "-", color="0.45", lw=0.8, drawstyle="steps-mid")
+    ms = 6 if n <= 40 else 3 if n <= 120 else 2
+    a.plot(x, value, "D" if few else "o-", color="C3", ms=ms, lw=0.8, label="network")
+    a.set(ylabel="normalized frustration", title=f"frustration per trained block ({n} blocks)")
+    a.legend(fontsize=8, loc="best")
+    b.bar(x, np.nan_to_num(z), width=0.8 if n <= 120 else 1.0, color=_z_colors(z))
+    b.axhline(0, color="0.3", lw=0.6)
+    for level in (-2, 2):
+        b.axhline(level, color="0.5", lw=0.6, ls=":")
+    b.set(ylabel="z-score")
+    if few:
+        names = _distinct_parts([lay["destination"] for lay in layers])
+        b.set_xticks(
+            x, [f"{i}: {_short(m, 16)}" for i, m in zip(x, names)], fontsize=7, rotation=30, ha="right"
+        )
+    else:
+        b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=min(n, 20)))
+    b.set_xlabel("trained block (index; names in frustration_layers.csv)")
+    if n:
+        b.set_xlim(x.min() - 0.7, x.max() + 0.7)
+    return _save(fig, path)
+
+
+def plot_models(rows: list[dict], path, *, title: str = "frustration vs null models") -> Path:
+    """A study across models, one row per model (in the given order, top to bottom). Left: the
+    normalized frustration of the network (red diamond) over its own null models (grey dots, one per
+    sample, and their quartile box). Right: the z-score `(value − null mean) / null std` (red
+    below −2, blue above 2), with the empirical p-value written beside it. A model that failed
+    keeps its row, marked as such."""
+    n = len(rows)
+    size = 9 if n <= 12 else 8 if n <= 24 else 7
+    width = max(24, min(40, max((len(r["model"]) for r in rows), default=0)))
+    fig, (a, b) = plt.subplots(
+        1, 2, figsize=(11.5, 1.8 + 0.34 * max(n, 3)), sharey=True, layout="constrained",
+        gridspec_kw={"width_ratios": (3.0, 1.5)},
+    )  # fmt: skip
+    y = np.arange(n)
+    ok = [i for i, r in enumerate(rows) if not r.get("error")]
+    rng = np.random.default_rng(0)
+    for i in ok:
+        null = np.asarray(rows[i]["null_normalized"], float)
+        if null.size:
+            jitter = rng.uniform(-0.18, 0.18, null.size)
+            label = "null models (dots: samples; box: quartiles; whiskers: range)" if i == ok[0] else None
+            a.plot(null, i + jitter, ".", color="0.55", ms=3, alpha=0.6, zorder=1, label=label)
+            grey = {"color": "0.3"}
+            a.boxplot(null, positions=[i], orientation="horizontal", widths=0.55, showfliers=False,
+                      whis=(0, 100), patch_artist=True, manage_ticks=False, zorder=2,
+                      boxprops={"facecolor": "none", "edgecolor": "0.3"},
+                      medianprops=grey, whiskerprops=grey, capprops=grey)  # fmt: skip
+    a.plot([rows[i]["normalized"] for i in ok], ok, "D", color="C3", ms=6 if n <= 30 else 4, zorder=3,
+           label="network")  # fmt: skip
+    z = _zscores([rows[i] for i in ok])
+    b.axvspan(-2, 2, color="0.92", zorder=0)
+    b.axvline(0, color="0.3", lw=0.6)
+    b.hlines(ok, 0, np.nan_to_num(z), color=_z_colors(z), lw=2)
+    b.scatter(z, ok, c=_z_colors(z), s=22 if n <= 30 else 12, zorder=3)
+    finite = z[np.isfinite(z)]
+    lo, hi = (min(finite.min(), -3.0), max(finite.max(), 3.0)) if finite.size else (-3.0, 3.0)
+    b.set_xlim(lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
+    texts = ["failed"] * n
+    for i, v in zip(ok, z):
+        p = rows[i].get("pvalue")
+        texts[i] = (
+            "z n/a" if not np.isfinite(v) else f"z = {v:.1f}" + (f", p = {p:.2g}" if p is not None else "")
+        )
+    right = b.twinx()  # the values, as tick labels on the right (laid out with the figure)
+    right.set_yticks(y, texts, fontsize=size - 1, color="0.25")
+    right.tick_params(axis="y", length=0)
+    for i, r in enumerate(rows):
+        if r.get("error"):
+            a.text(0.01, i, "failed: " + _short(r["error"], 70), transform=a.get_yaxis_transform(),
+                   va="center", fontsize=size - 1, color="C3", style="italic")  # fmt: skip
+    a.set_yticks(y, [_short(r["model"], width) for r in rows], fontsize=size)
+    a.set_ylim(n - 0.5, -0.5)
+    right.set_ylim(n - 0.5, -0.5)
+    a.set_xlabel("normalized frustration δ / Σ|a|")
+    b.set_xlabel("z-score vs null")
+    a.grid(axis="x", color="0.9", lw=0.6)
+    for ax in (a, b):  # a faint line along each row, to read across the two panels
+        ax.hlines(y, 0, 1, transform=ax.get_yaxis_transform(), color="0.94", lw=0.6, zorder=0)
+    if ok:
+        a.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

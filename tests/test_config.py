@@ -68,3 +68,67 @@ def test_file_errors(tmp_path):
     (tmp_path / "bad.toml").write_text("[flow\nt1 = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml", SweepConfig)
+
+
+def test_frustration_models_list(tmp_path):
+    from jaxflow.config import FrustrationConfig, FrustrationModel
+
+    table = {
+        "input_shape": [1, 3, 8, 8],
+        "models": ["a.onnx", "/abs/b.npz", {"file": "c.onnx", "input_shape": [1, 3, 4, 4], "name": "C"}],
+    }
+    config = parse(FrustrationConfig, table)
+    assert config.model_entries(tmp_path) == [
+        FrustrationModel(str(tmp_path / "a.onnx"), (1, 3, 8, 8)),
+        FrustrationModel("/abs/b.npz", None),  # an npz model's shapes are its arrays'; onnx only
+        FrustrationModel(str(tmp_path / "c.onnx"), (1, 3, 4, 4), "C"),
+    ]
+    assert parse(FrustrationConfig, {}).models == ()
+    assert [m.input_shape for m in config.model_entries(tmp_path, (1, 3, 2, 2))] == [
+        (1, 3, 2, 2),
+        None,
+        (1, 3, 2, 2),
+    ]
+
+
+BAD_SHAPES = [
+    ({"models": [{"file": "a.onnx", "shape": [1, 3]}]}, "models[0].shape", "unknown key"),
+    ({"models": [{"input_shape": [1, 3]}]}, "models[0].file", "missing"),
+    (
+        {"models": [{"file": "a.onnx", "input_shape": [1, 0, 8]}]},
+        "models[0].input_shape",
+        "positive integers",
+    ),
+    ({"models": [3]}, "models[0]", "expected str or a table {file, input_shape, name}"),
+    ({"models": [""]}, "models[0]", "must name a model file"),
+    ({"input_shape": [3]}, "input_shape", "two or more positive integers"),
+    ({"input_shape": "1,3,8,8"}, "input_shape", "must be a list"),
+]
+
+
+@pytest.mark.parametrize("table, key, words", BAD_SHAPES, ids=[b[1] + ":" + b[2] for b in BAD_SHAPES])
+def test_bad_frustration_models_name_the_key(table, key, words):
+    from jaxflow.config import FrustrationConfig
+
+    with pytest.raises(ConfigError) as e:
+        parse(FrustrationConfig, table)
+    assert f"'{key}'" in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_study_input_shape_and_the_option():
+    from jaxflow.config import StudyConfig, parse_input_shape
+
+    assert parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1, 3, 8, 8]}).input_shape == (
+        1,
+        3,
+        8,
+        8,
+    )
+    with pytest.raises(ConfigError, match="'input_shape': is only allowed with model_file"):
+        parse(StudyConfig, {"dln": {}, "input_shape": [1, 3]})
+    with pytest.raises(ConfigError, match="'input_shape': must be the full input shape"):
+        parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1, -3]})
+    assert parse_input_shape("1,3,224,224") == parse_input_shape(" (1, 3, 224, 224) ") == (1, 3, 224, 224)
+    for text in ("1,3,x", "224", "", "1,,3", "1.5,3", "1,3,0"):
+        with pytest.raises(ConfigError, match="--input-shape must be the full input shape"):
+            parse_input_shape(text)

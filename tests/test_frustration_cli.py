@@ -94,3 +94,160 @@ def test_cli_errors_are_one_line(npz_model, tmp_path, capsys):
     bad.write_text("sample = 3\n")
     assert main(["frustration", str(path), "--config", str(bad)]) == 2
     assert "config key 'sample': unknown key" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a study across models
+
+SMALL = 'method = "layerwise"\nrestarts = 4\nnull_samples = 3\nseed = 1\n'
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """Two working models of one shape (compiled once) and a broken file, beside a config."""
+    folder = tmp_path_factory.mktemp("zoo")
+    rng = np.random.default_rng(9)
+    for name in ("deep", "other"):
+        ws = [rng.normal(size=(6, 4)), rng.normal(size=(6, 6)), rng.normal(size=(2, 6))]
+        acts = np.array(["Relu", "Relu", "identity"])
+        np.savez(folder / f"{name}.npz", W_1=ws[0], W_2=ws[1], W_3=ws[2], activations=acts)
+    (folder / "broken.onnx").write_bytes(b"this is not an ONNX file")
+    (folder / "c.toml").write_text(SMALL)
+    return folder
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_models_table_figure_and_failure(zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    models = [str(zoo / n) for n in ("deep.npz", "broken.onnx", "other.npz")]
+    status = main(["frustration", *models, "--config", str(zoo / "c.toml"), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2  # a model failed: documented exit status, after every other model ran
+    assert "1 of 3 models failed" in captured.err and "Traceback" not in captured.err
+    table = json.loads((out / "models.json").read_text())
+    rows = {r["model"]: r for r in table["models"]}
+    assert list(rows) == ["deep", "broken", "other"] and table["failed"] == 1
+    assert "broken.onnx" in rows["broken"]["error"]  # the importer's message, naming the file
+    assert rows["broken"]["normalized"] is None and not (out / "broken").exists()
+    for name in ("deep", "other"):
+        r = rows[name]
+        assert r["error"] == "" and r["null_samples"] == 3 and len(r["null_normalized"]) == 3
+        # each model's own results, as the single-model command writes them
+        own = json.loads((out / name / "frustration.json").read_text())
+        fr = own["frustration"]
+        assert (r["normalized"], r["null_mean"], r["null_std"], r["zscore"], r["pvalue"]) == (
+            fr["normalized"], fr["null_mean"], fr["null_std"], fr["zscore"], fr["pvalue"]
+        )  # fmt: skip
+        assert (r["nodes"], r["edges"], r["layers"]) == (
+            own["num_nodes"],
+            own["num_edges"],
+            own["num_layers"],
+        )
+        for f in ("frustration_null.png", "frustration_layers.png", "frustration_layers.csv"):
+            assert (out / name / f).stat().st_size > 0, f
+    assert rows["deep"]["edges"] == 6 * 4 + 6 * 6 + 2 * 6
+    # CSV: the same numbers exactly; Markdown: the same numbers rounded
+    csv_rows = _read_csv(out / "models.csv")
+    assert [c["model"] for c in csv_rows] == ["deep", "broken", "other"]
+    numeric = ("normalized", "null_mean", "null_std", "zscore", "pvalue", "seconds")
+    for c in csv_rows:
+        r = rows[c["model"]]
+        assert c["error"] == r["error"]
+        for k in numeric:
+            assert (c[k] == "" and r[k] is None) or float(c[k]) == r[k], k
+        for k in ("nodes", "edges", "restarts", "null_samples"):
+            assert (c[k] == "" and r[k] is None) or int(c[k]) == r[k], k
+    md = (out / "models.md").read_text().splitlines()
+    assert md[0].startswith("| model |") and len(md) == 2 + 3
+    for line in md[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        r = rows[cells[0]]
+        if r["error"]:
+            assert cells[-1] == r["error"] and cells[4] == ""
+            continue
+        assert float(cells[4]) == pytest.approx(r["normalized"], abs=5e-5)
+        mean, std = cells[5].split("±")
+        assert float(mean) == pytest.approx(r["null_mean"], abs=5e-5)
+        assert float(std) == pytest.approx(r["null_std"], abs=5e-5)
+        assert float(cells[6]) == pytest.approx(r["zscore"], abs=5e-3)
+        assert int(cells[3].replace(",", "")) == r["edges"]
+    assert (out / "models.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| deep |" in captured.out
+
+    # the single-model command on one of them gives the same numbers as its row
+    single = tmp_path / "single"
+    assert main(["frustration", models[0], "--config", str(zoo / "c.toml"), "--out", str(single)]) == 0
+    alone = json.loads((single / "frustration.json").read_text())["frustration"]
+    assert alone["normalized"] == rows["deep"]["normalized"] and alone["zscore"] == rows["deep"]["zscore"]
+    layer_rows = _read_csv(single / "frustration_layers.csv")
+    # one row per learned block (the three weight matrices), numbered as on the plot's x axis
+    assert [int(c["index"]) for c in layer_rows] == [1, 2, 3]
+    assert [(c["source"], c["destination"]) for c in layer_rows] == [
+        ("input", "layer1"), ("layer1", "layer2"), ("layer2", "layer3")
+    ]  # fmt: skip
+    layers = json.loads((single / "frustration.json").read_text())["layers"]
+    for c, lay in zip(layer_rows, layers):
+        for k in ("normalized", "null_mean", "null_std", "zscore"):
+            assert float(c[k]) == lay[k], k
+
+
+def test_models_from_config_relative_paths(zoo, tmp_path, capsys):
+    config = zoo / "list.toml"
+    config.write_text(SMALL + 'models = ["deep.npz", {file = "other.npz", name = "three layers"}]\n')
+    out = tmp_path / "out"
+    assert main(["frustration", "--config", str(config), "--out", str(out)]) == 0
+    capsys.readouterr()
+    rows = _read_csv(out / "models.csv")
+    assert [r["model"] for r in rows] == ["deep", "three layers"] and all(r["error"] == "" for r in rows)
+    assert (out / "three_layers" / "frustration.json").exists()  # the folder name is made path-safe
+    # the same file twice gets two names; without models anywhere the command says so
+    assert main(["frustration", str(zoo / "deep.npz"), str(zoo / "deep.npz"), "--config", str(zoo / "c.toml"),
+                 "--out", str(tmp_path / "twice")]) == 0  # fmt: skip
+    assert [r["model"] for r in _read_csv(tmp_path / "twice" / "models.csv")] == ["deep", "deep-2"]
+    capsys.readouterr()
+    assert main(["frustration", "--config", str(zoo / "c.toml")]) == 2
+    assert "no model given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["1,3,x,8", "3", "1,0,8,8", "", "1;3;8;8", "-1,3"])
+def test_bad_input_shape_is_one_line(npz_model, tmp_path, text, capsys):
+    path, _ = npz_model
+    assert main(["frustration", str(path), f"--input-shape={text}", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--input-shape must be the full input shape" in err, err
+
+
+def test_input_shape_reaches_the_importer(zoo, tmp_path, monkeypatch, capsys):
+    import jaxflow.study.models as models
+
+    seen = []
+
+    def spy(path, **kwargs):  # records what the importer is asked for, then fails the model
+        seen.append(kwargs.get("input_shape"))
+        raise ValueError(f"{path}: stop here")
+
+    monkeypatch.setattr(models, "load_graph", spy)
+    config = zoo / "shaped.toml"  # (the spy needs no files)
+    config.write_text(
+        SMALL
+        + 'input_shape = [1, 3]\nmodels = ["x.onnx", {file = "y.onnx", input_shape = [1, 4]}, "z.npz"]\n'
+    )
+    assert main(["frustration", "--config", str(config), "--out", str(tmp_path / "a")]) == 2
+    assert seen == [(1, 3), (1, 4), None]  # an npz model's shapes are fixed by its arrays
+    seen.clear()  # the command line's shape applies to every ONNX model
+    assert (
+        main(["frustration", "--config", str(config), "--out", str(tmp_path / "b"), "--input-shape", "1, 5"])
+        == 2
+    )
+    assert seen == [(1, 5), (1, 5), None]
+    seen.clear()  # one model: the shape given, or none (the importer then reads the file's own)
+    path = str(zoo / "m.onnx")
+    assert main(["frustration", path, "--out", str(tmp_path / "c"), "--input-shape", "[1,4]"]) == 2
+    assert main(["frustration", path, "--out", str(tmp_path / "c")]) == 2
+    assert seen == [(1, 4), None]
+    assert "stop here" in capsys.readouterr().err

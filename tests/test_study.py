@@ -57,3 +57,51 @@ def test_bad_study_config_is_one_clear_line(tmp_path, capsys):
     assert main(["study", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "exactly one of [model], model_file or [dln]" in err and "Traceback" not in err
+
+
+def test_layer_table_has_one_row_per_learned_block(tmp_path):
+    import csv
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "net.npz", W_1=rng.normal(size=(6, 5)), W_2=rng.normal(size=(3, 6)),
+             activations=np.array(["Relu", "identity"]))  # fmt: skip
+    (tmp_path / "study.toml").write_text((CONFIGS / "study_tiny_npz.toml").read_text())
+    assert main(["study", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")]) == 0
+    layers = json.loads((tmp_path / "out" / "study.json").read_text())["layers"]
+    with open(tmp_path / "out" / "frustration_layers.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == [1, 2] == [lay["index"] for lay in layers]
+    assert [(r["source"], r["destination"]) for r in rows] == [("input", "layer1"), ("layer1", "layer2")]
+    for r, lay in zip(rows, layers):
+        assert float(r["zscore"]) == pytest.approx((lay["normalized"] - lay["null_mean"]) / lay["null_std"])
+
+
+def test_study_input_shape(tmp_path, monkeypatch, capsys):
+    import jaxflow.study.models as models
+
+    seen = []
+
+    def spy(path, **kwargs):  # records the shape the importer is asked for, then stops the study
+        seen.append(kwargs.get("input_shape"))
+        raise ValueError(f"{path}: stop here")
+
+    monkeypatch.setattr(models, "load_graph", spy)
+    config = tmp_path / "study.toml"
+    config.write_text('model_file = "net.onnx"\ninput_shape = [1, 3, 16, 16]\n')
+    assert main(["study", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert main(["study", str(config), "--out", str(tmp_path / "out"), "--input-shape", "1,3,32,32"]) == 2
+    assert seen == [(1, 3, 16, 16), (1, 3, 32, 32)]
+    assert "stop here" in capsys.readouterr().err
+    for args, words in [
+        (["--input-shape", "1,3,a"], "--input-shape must be the full input shape"),
+        (["--input-shape=-1,3"], "--input-shape must be the full input shape"),
+    ]:
+        assert main(["study", str(config), "--out", str(tmp_path / "out"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and words in err, err
+    dln = CONFIGS / "study_tiny_dln.toml"
+    assert main(["study", str(dln), "--out", str(tmp_path / "out"), "--input-shape", "1,3"]) == 2
+    assert "--input-shape is the input shape of a model_file" in capsys.readouterr().err
+    config.write_text("input_shape = [1, 3]\n[dln]\n")
+    assert main(["study", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "'input_shape': is only allowed with model_file" in capsys.readouterr().err

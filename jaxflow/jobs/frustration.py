@@ -1,20 +1,18 @@
-"""`jaxflow frustration MODEL_FILE [--config C] [--out DIR]`: the frustration of a model's signed graph
-against sign-shuffled null models, overall and per trained layer, as JSON and plots."""
+"""`jaxflow frustration MODEL_FILE... [--config C] [--out DIR] [--input-shape 1,3,H,W]`: the
+frustration of a model's signed graph against sign-shuffled null models, overall and per trained
+layer, as JSON, CSV and plots; with several models (or a config's `models` list), a study across
+models: one table and one figure comparing them, each model's own results in `out/<name>/`."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
+import sys
 from pathlib import Path
 
 import jax
 from tqdm.auto import tqdm
 
-from .. import plots
-from ..config import FrustrationConfig, load_config
-from ..signed.importers import load_graph
-from ..study.network import frustration_vs_null, layer_frustration
+from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
+from ..study.models import compare_models, markdown_table, model_frustration, write_model_result
 
 
 def _line(name: str, s: dict) -> str:
@@ -25,58 +23,77 @@ def _line(name: str, s: dict) -> str:
     )
 
 
-def main(args) -> None:
+def _entries(args, config: FrustrationConfig, input_shape) -> tuple[list[FrustrationModel], bool]:
+    """The models to run and whether this is a study across models (two or more models on the
+    command line, or the config's `models` list); `--input-shape` overrides every other shape of
+    an ONNX model (an npz model's shapes are fixed by its arrays)."""
+    if args.model:
+        shape = input_shape or config.input_shape
+        return [FrustrationModel(m, onnx_shape(m, shape)) for m in args.model], len(args.model) > 1
+    if not config.models:
+        raise ValueError(
+            "no model given: name one or more model files, or list them as models = [...] in --config"
+        )
+    return config.model_entries(Path(args.config).parent, input_shape), True
+
+
+def main(args) -> int:
     jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN)
     config = load_config(args.config, FrustrationConfig) if args.config else FrustrationConfig()
-    model = Path(args.model)
-    out = Path(args.out) if args.out else Path("results") / f"frustration-{model.stem}"
-    start = time.perf_counter()
-    with tqdm(total=3, desc="reading the model") as bar:
-        graph = load_graph(model)
-        edges = graph.num_edges()
-        bar.write(f"{model}: {graph.num_layers} layers, {graph.num_nodes} nodes, {edges} edges")
-        bar.update()
-        bar.set_description(f"network and {config.null_samples} null models")
-        nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed))
-        bar.update()
-        bar.set_description("per layer")
-        layers = layer_frustration(graph, nul) if config.per_layer else []
-        for lay in layers:
-            spread = lay["null_std"]
-            lay["zscore"] = (lay["normalized"] - lay["null_mean"]) / spread if spread > 0 else float("nan")
-        bar.update()
-    seconds = time.perf_counter() - start
+    input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    entries, across = _entries(args, config, input_shape)
+    if across:
+        return _across(args, config, entries)
+    _single(args, config, entries[0])
+    return 0
 
+
+def _single(args, config: FrustrationConfig, entry: FrustrationModel) -> None:
+    model = Path(entry.file)
+    out = Path(args.out) if args.out else Path("results") / f"frustration-{model.stem}"
+    with tqdm(total=3, desc="reading the model") as bar:
+        stages = iter(range(3))
+
+        def status(stage: str) -> None:
+            if next(stages):
+                bar.update()
+            bar.set_description(stage)
+
+        result = model_frustration(model, config, input_shape=entry.input_shape, status=status)
+        bar.update()
+    overall, layers = result["frustration"], result["layers"]
+    print(f"{model}: {result['num_layers']} layers, {result['num_nodes']} nodes, {result['num_edges']} edges")
     c = config
-    print(f"method {c.method!r}, {c.restarts} restarts, {c.null_samples} {c.null_model!r} null models")
+    print(
+        f"method {c.method!r}, {result['restarts']} restarts, {c.null_samples} {c.null_model!r} null models"
+    )
     print(f"{'':<32} {'frustration':>9}   null mean ± std")
     print(_line("overall (normalized)", overall))
     for lay in layers:
-        print(_line(f"  {lay['source']} -> {lay['destination']}"[:32], lay))
+        print(_line(f"  {lay['index']:>3} {lay['source']} -> {lay['destination']}"[:32], lay))
     if layers:
         print("(per layer: a trained block's frustrated share δ_b / Σ_b|a| under the best gauges)")
-
-    out.mkdir(parents=True, exist_ok=True)
-    result = {
-        "model": str(model),
-        "num_layers": graph.num_layers,
-        "num_nodes": graph.num_nodes,
-        "num_edges": edges,
-        "config": dataclasses.asdict(config),
-        "frustration": overall,
-        "layers": layers,
-        "seconds": seconds,
-    }
-    files = [out / "frustration.json", out / "frustration_null.png"]
-    files[0].write_text(json.dumps(result, indent=2))
-    plots.plot_null_histogram(
-        overall["null_normalized"],
-        overall["normalized"],
-        files[1],
-        title=f"{model.name}: frustration vs null models (z = {overall['zscore']:.2f})",
-        xlabel="normalized frustration",
-    )
-    if layers:
-        files.append(plots.plot_layer_frustration(layers, out / "frustration_layers.png"))
-    for f in files:
+    for f in write_model_result(result, out):
         print(f"  {f}")
+
+
+def _across(args, config: FrustrationConfig, entries: list[FrustrationModel]) -> int:
+    if args.out:
+        out = Path(args.out)
+    elif args.model:
+        out = Path("results") / "frustration-models"
+    else:
+        out = Path("results") / f"frustration-{Path(args.config).stem}"
+    table = compare_models(entries, config, out, progress=True, log=print)
+    print()
+    print(markdown_table(table["models"]), end="")
+    for f in table["files"]:
+        print(f"  {f}")
+    failed = table["failed"]
+    if failed:
+        print(
+            f"jaxflow frustration: {failed} of {len(entries)} models failed (see the error column)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0

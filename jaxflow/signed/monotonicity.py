@@ -9,10 +9,13 @@ every Jacobian `J(x)` (`S = diag(s)`). The scores below measure how far from thi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.extend as jex
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -103,6 +106,9 @@ def _check_problem(fn, s_in, s_out, inputs):
     return inputs, s_in.astype(inputs.dtype), s_out.astype(inputs.dtype)
 
 
+MEMORY_BUDGET = 2**29  # bytes of working memory for one batch of Jacobian rows or perturbed evaluations
+
+
 def _batched(f, xs, batch_size):
     n = jax.tree.leaves(xs)[0].shape[0]
     if batch_size is None or n <= batch_size:
@@ -110,15 +116,112 @@ def _batched(f, xs, batch_size):
     return jax.lax.map(f, xs, batch_size=batch_size)
 
 
+def _sub_jaxprs(params) -> list:
+    subs = []
+    for p in params.values():
+        for sub in p if isinstance(p, (tuple, list)) else (p,):
+            if isinstance(sub, jex.core.ClosedJaxpr):
+                subs.append(sub.jaxpr)
+            elif isinstance(sub, jex.core.Jaxpr):
+                subs.append(sub)
+    return subs
+
+
+def _dependent_size(jaxpr, dependent: Sequence[bool]) -> tuple[int, list[bool]]:
+    """Elements of the intermediates of `jaxpr` that depend on the invars marked `dependent`
+    (weights reshaped once are not counted; they are not carried per tangent), and which outvars
+    depend on them."""
+    dep = {v for v, d in zip(jaxpr.invars, dependent) if d}
+    size = 0
+    for eqn in jaxpr.eqns:
+        ins = [not isinstance(v, jex.core.Literal) and v in dep for v in eqn.invars]
+        if not any(ins):
+            continue
+        outs = [True] * len(eqn.outvars)
+        for sub in _sub_jaxprs(eqn.params):
+            if len(sub.invars) == len(ins):  # a call (pjit, custom_jvp, ...): follow the arguments
+                inner, outs = _dependent_size(sub, ins)
+            else:  # a loop or a branch: everything inside counts
+                inner, _ = _dependent_size(sub, [True] * len(sub.invars))
+            size += inner
+        for v, d in zip(eqn.outvars, outs):
+            if d:
+                dep.add(v)
+                size += math.prod(getattr(v.aval, "shape", ()))
+    return size, [not isinstance(v, jex.core.Literal) and v in dep for v in jaxpr.outvars]
+
+
+def forward_size(fn, x: jax.ShapeDtypeStruct) -> int:
+    """Number of array elements that one evaluation of `fn` at an input like `x` computes from
+    `x` (every intermediate of its jaxpr that depends on `x`, nested ones included; a bound on
+    what a tangent or cotangent carried through `fn`, or a linearization, holds)."""
+    closed = jax.make_jaxpr(fn)(x)
+    return max(1, _dependent_size(closed.jaxpr, [True] * len(closed.jaxpr.invars))[0])
+
+
+class JacobianPlan(NamedTuple):
+    """How `monotonicity_score` walks the Jacobians: `reverse` (rows `s_out,k J_k` by `vjp`, when
+    there are no more outputs than inputs) or forward (columns by `jvp`), `chunk` rows/columns
+    at a time, `batch` inputs vmapped together; `forward` is `forward_size(fn)`."""
+
+    reverse: bool
+    chunk: int
+    batch: int
+    forward: int
+
+
+def jacobian_plan(
+    fn, x: jax.ShapeDtypeStruct, n_out: int, n_inputs: int, *, memory_budget: int, batch_size: int | None
+) -> JacobianPlan:
+    """Chunk and batch sizes so that one batch holds about `memory_budget` bytes: a chunk of `c`
+    (co)tangents costs `c · (F + n_in + n_out)` elements at one input (`F = forward_size(fn)`:
+    the (co)tangents through the network, the rows or columns, the basis vectors), plus `F` for
+    the linearization; `c` is as large as fits (all of them when they fit), then as many inputs
+    as fit are vmapped (at most `batch_size`, at least one)."""
+    n_in = math.prod(x.shape)
+    item = np.dtype(x.dtype).itemsize
+    size = forward_size(fn, x)
+    reverse = n_out <= n_in
+    n_dir = n_out if reverse else n_in
+    per_tangent = item * (size + n_in + n_out)
+    chunk = int(min(n_dir, max(1, memory_budget // per_tangent)))
+    per_input = item * size + chunk * per_tangent
+    cap = n_inputs if batch_size is None else min(batch_size, n_inputs)
+    batch = int(min(cap, max(1, memory_budget // per_input)))
+    return JacobianPlan(reverse, chunk, batch, size)
+
+
 @eqx.filter_jit
-def _jacobian_scores(fn, s_in, s_out, inputs, batch_size):
+def _jacobian_scores(fn, s_in, s_out, inputs, reverse: bool, chunk: int, batch: int):
+    shape = inputs.shape[1:]
+    n_in, n_out = s_in.size, s_out.size
+    n_dir = n_out if reverse else n_in
+    chunks = -(-n_dir // chunk)
+    flat = lambda x: fn(x.reshape(shape)).reshape(-1)
+
     def one(x):
-        J = jax.jacfwd(fn)(x).reshape(s_out.size, s_in.size)
-        agree = jnp.sum(jnp.maximum(0.0, s_out[:, None] * J * s_in[None, :]))
-        mass = jnp.sum(jnp.abs(J))
+        x = x.reshape(-1)
+        if reverse:  # rows s_out,k J_k = vjp(s_out,k e_k); then × s_in
+            _, pull = jax.vjp(flat, x)
+            basis_signs, other_signs, n = s_out, s_in, n_out
+            apply = lambda v: pull(v)[0]
+        else:  # columns J_:,i s_in,i = jvp(s_in,i e_i); then × s_out
+            _, push = jax.linearize(flat, x)
+            basis_signs, other_signs, n = s_in, s_out, n_in
+            apply = push
+
+        def body(k, acc):
+            idx = k * chunk + jnp.arange(chunk)  # past the end: a zero basis vector, adds 0
+            basis = jax.nn.one_hot(idx, n, dtype=x.dtype) * basis_signs
+            lines = jax.vmap(apply)(basis)  # (chunk, n_other), each scaled by its basis sign
+            agree = jnp.sum(jnp.maximum(0.0, lines * other_signs))
+            return acc[0] + agree, acc[1] + jnp.sum(jnp.abs(lines))
+
+        zero = jnp.zeros((), x.dtype)
+        agree, mass = lax.fori_loop(0, chunks, body, (zero, zero))
         return jnp.where(mass > 0, agree / jnp.where(mass > 0, mass, 1.0), jnp.nan)
 
-    return _batched(one, inputs, batch_size)
+    return _batched(one, inputs, batch)
 
 
 def monotonicity_score(
@@ -128,19 +231,39 @@ def monotonicity_score(
     inputs: Float[Array, "N ..."],
     *,
     batch_size: int | None = 64,
+    memory_budget: int = MEMORY_BUDGET,
 ) -> MonotonicityScore:
     """Jacobian score of `fn` (one input → one output) w.r.t. the orthants of `s_in`, `s_out`.
 
-    `J(x)` is computed by forward-mode autodiff (`jax.jacfwd`), mapped over `inputs` in chunks
-    of `batch_size` (None: all at once). `s_in` and `s_out` hold one sign per input and output
-    coordinate (any shape of that size, flattened in C order).
+    Matrix-free: the Jacobian `J(x)` is never held whole. Its rows `s_out,k J_k(x)` come from
+    reverse-mode products (`jax.vjp`) with a chunk of output basis vectors at a time (or, when
+    `fn` has more outputs than inputs, its columns from forward-mode `jax.jvp`), and both sums of
+    the score are accumulated over chunks; `jacobian_plan` sizes the chunk and the number of
+    inputs vmapped together (at most `batch_size`, None: no cap) to about `memory_budget` bytes.
+    `s_in` and `s_out` hold one sign per input and output coordinate (any shape of that size,
+    flattened in C order).
     """
     inputs, s_in, s_out = _check_problem(fn, s_in, s_out, inputs)
-    return MonotonicityScore(_jacobian_scores(fn, s_in, s_out, inputs, batch_size))
+    memory_budget = _check_budget(memory_budget)
+    x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
+    plan = jacobian_plan(
+        fn, x, s_out.size, inputs.shape[0], memory_budget=memory_budget, batch_size=batch_size
+    )
+    return MonotonicityScore(_jacobian_scores(fn, s_in, s_out, inputs, plan.reverse, plan.chunk, plan.batch))
+
+
+def _check_budget(memory_budget) -> int:
+    if (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, (int, np.integer))
+        or memory_budget < 1
+    ):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    return int(memory_budget)
 
 
 @eqx.filter_jit
-def _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, batch_size):
+def _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, group, batch):
     shape = inputs.shape[1:]
     keys = jax.random.split(key, inputs.shape[0])
 
@@ -153,13 +276,14 @@ def _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, batch_
         fx = fn(x).reshape(-1)
 
         def fractions(deltas):
-            change = jax.vmap(jax.vmap(lambda d: fn(x + d).reshape(-1) - fx))(deltas)
-            agree = s_out * change >= 0
+            flat = deltas.reshape(-1, *shape)  # (S·M, *shape), evaluated `group` at a time
+            change = _batched(lambda d: fn(x + d).reshape(-1) - fx, flat, group)
+            agree = (s_out * change >= 0).reshape(*deltas.shape[:2], -1)
             return jnp.mean(agree, axis=(1, 2), dtype=x.dtype), jnp.mean(jnp.all(agree, axis=2), 1, x.dtype)
 
         return (*fractions(own), *fractions(ref))
 
-    out = _batched(one, (inputs, keys), batch_size)
+    out = _batched(one, (inputs, keys), batch)
     return tuple(jnp.mean(a, axis=0) for a in out)
 
 
@@ -173,13 +297,17 @@ def orthant_perturbation_test(
     sizes: Sequence[float] = (1e-2, 1e-1, 1.0),
     samples: int = 16,
     batch_size: int | None = 64,
+    memory_budget: int = MEMORY_BUDGET,
 ) -> PerturbationTest:
     """For each size `ε` and input `x`, `samples` perturbations `δ ∈ K_in` with `‖δ‖ = ε`
     (and as many in random orthants): how often `f(x + δ) − f(x)` lies in `K_out`.
 
-    See `PerturbationTest`. A change of exactly 0 counts as agreeing with the order.
+    See `PerturbationTest`. A change of exactly 0 counts as agreeing with the order. The perturbed
+    evaluations of one input are vmapped as many at a time as fit `memory_budget` bytes (each
+    costs `forward_size(fn)` elements), then as many inputs as fit (at most `batch_size`).
     """
     inputs, s_in, s_out = _check_problem(fn, s_in, s_out, inputs)
+    memory_budget = _check_budget(memory_budget)
     sizes = np.atleast_1d(np.asarray(sizes, float))
     if sizes.ndim != 1 or sizes.size == 0:
         raise ValueError(f"sizes must be a non-empty list of perturbation norms, got {sizes.tolist()}")
@@ -187,8 +315,16 @@ def orthant_perturbation_test(
         check_positive(e, f"sizes[{i}]")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
+    item, n_in, n_out = np.dtype(inputs.dtype).itemsize, s_in.size, s_out.size
+    evaluations = sizes.size * samples
+    per_eval = item * (forward_size(fn, x) + n_in + n_out)
+    group = int(min(evaluations, max(1, memory_budget // per_eval)))
+    per_input = group * per_eval + 4 * item * evaluations * (n_in + n_out)  # deltas, their flips, changes
+    cap = inputs.shape[0] if batch_size is None else min(batch_size, inputs.shape[0])
+    batch = int(min(cap, max(1, memory_budget // per_input)))
     sizes = jnp.asarray(sizes, inputs.dtype)
-    fractions = _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, batch_size)
+    fractions = _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, group, batch)
     return PerturbationTest(sizes, *fractions)
 
 
@@ -335,9 +471,24 @@ def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bo
     return tuple(masks)
 
 
-def _agreement(sa, sb, common) -> Scalar:
-    n = jnp.maximum(jnp.sum(common), 1).astype(sa.dtype)
-    return jnp.abs(jnp.sum(jnp.where(common, sa * sb, 0))) / n
+AGREEMENT_CHUNK = 2**16  # nodes per step of the gauge-agreement products
+
+
+def _agreements(gauges: np.ndarray, masks: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`|Σ_{common} s_a s_b| / max(#common, 1)` for every pair of rows of `gauges` (int8 signs) over
+    the nodes both `masks` rows hold, and of each row against `full`: Gram matrices accumulated
+    over chunks of nodes (exact integer sums in float64), never an `N × N × n` array."""
+    n_inputs, n = gauges.shape
+    dot, common = np.zeros((n_inputs, n_inputs)), np.zeros((n_inputs, n_inputs))
+    dot_full, common_full = np.zeros(n_inputs), np.zeros(n_inputs)
+    for lo in range(0, n, AGREEMENT_CHUNK):
+        m = masks[:, lo : lo + AGREEMENT_CHUNK].astype(np.float64)
+        g = gauges[:, lo : lo + AGREEMENT_CHUNK] * m
+        dot += g @ g.T
+        common += m @ m.T
+        dot_full += g @ full[lo : lo + AGREEMENT_CHUNK].astype(np.float64)
+        common_full += m.sum(axis=1)
+    return np.abs(dot) / np.maximum(common, 1), np.abs(dot_full) / np.maximum(common_full, 1)
 
 
 def active_subnetworks(
@@ -345,29 +496,36 @@ def active_subnetworks(
 ) -> ActiveSubnetworks:
     """Frustration and gauge of the active subgraph of `graph` (the graph of the ReLU
     `eqx.nn.Sequential` `model`) at each input; `search` goes to `jaxflow.frustration`
-    (method, restarts, …). `full_gauge` (per-layer, default: found here) is the reference order."""
+    (method, restarts, …). `full_gauge` (per-layer, default: found here) is the reference order.
+
+    Inputs are taken one at a time (the subgraph is `restrict`, matrix-free); per input only its
+    node mask and gauge are kept, as bytes, and the agreements are Gram matrices of those
+    accumulated over chunks of nodes."""
     check_array(inputs, "inputs")
     if full_gauge is None:
         full_gauge = frustration(graph, key=key, **search).gauge
-    full = graph.flatten(full_gauge)
-    relu = graph.flatten(
-        [jnp.full(s, a.name.lower() == "relu") for s, a in zip(graph.shapes, graph.activations)]
+    full = np.asarray(graph.flatten(full_gauge)).astype(np.int8)
+    relu = np.concatenate(
+        [np.full(math.prod(s), a.name.lower() == "relu") for s, a in zip(graph.shapes, graph.activations)]
     )
-    gauges, masks, normalized = [], [], []
-    for x, k in zip(inputs, jax.random.split(key, len(inputs))):
+    n_inputs = len(inputs)
+    gauges = np.empty((n_inputs, graph.num_nodes), np.int8)
+    masks = np.empty((n_inputs, graph.num_nodes), bool)
+    normalized = []
+    for i, (x, k) in enumerate(zip(inputs, jax.random.split(key, n_inputs))):
         m = relu_masks(model, graph, x)
         res = frustration(restrict(graph, m), key=k, **search)
-        masks.append(graph.flatten(m))
-        gauges.append(graph.flatten(res.gauge))
+        masks[i] = np.concatenate([np.asarray(v).ravel() for v in m])
+        gauges[i] = np.concatenate([np.asarray(g).ravel() for g in res.gauge]).astype(np.int8)
         normalized.append(res.normalized)
-    masks, gauges = jnp.stack(masks), jnp.stack(gauges)
-    active = jnp.sum(masks & relu, axis=1, dtype=gauges.dtype) / max(int(jnp.sum(relu)), 1)
-    pair = jax.vmap(lambda sa, ma: jax.vmap(lambda sb, mb: _agreement(sa, sb, ma & mb))(gauges, masks))
+    dtype = jnp.result_type(*normalized)
+    active = np.sum(masks & relu, axis=1) / max(int(relu.sum()), 1)
+    agreement, agreement_full = _agreements(gauges, masks, full)
     return ActiveSubnetworks(
         normalized=jnp.stack(normalized),
-        active=active,
-        agreement=pair(gauges, masks),
-        agreement_full=jax.vmap(lambda s, m: _agreement(s, full, m))(gauges, masks),
+        active=jnp.asarray(active, dtype),
+        agreement=jnp.asarray(agreement, dtype),
+        agreement_full=jnp.asarray(agreement_full, dtype),
     )
 
 
@@ -430,6 +588,7 @@ def null_model_monotonicity(
     null_model: str = "block",
     sizes: Sequence[float] | None = None,
     perturbations: int = 8,
+    memory_budget: int = MEMORY_BUDGET,
     **search,
 ) -> NullMonotonicity:
     """Reference distributions for `monotonicity_score(model, …)`: `samples` null-model networks
@@ -437,7 +596,8 @@ def null_model_monotonicity(
     signed graph), each scored under the best gauge of its own graph (`jaxflow.frustration` with
     `search`); and `model` itself scored with uniformly random `s_in`, `s_out`. With `sizes`,
     each null network also takes `orthant_perturbation_test(…, sizes=sizes,
-    samples=perturbations)`."""
+    samples=perturbations)`. The null networks are built and scored one at a time, each within
+    `memory_budget` bytes of working memory (see `monotonicity_score`)."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
     check_array(inputs, "inputs")
@@ -449,14 +609,16 @@ def null_model_monotonicity(
         null_graph = shuffle_signs(graph, k_null, null_model)
         gauge = frustration(null_graph, key=k_gauge, **search).gauge
         null = with_graph_weights(model, null_graph)
-        scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs).mean)
+        budget = {"memory_budget": memory_budget}
+        scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs, **budget).mean)
         if sizes is not None:
             test = orthant_perturbation_test(
-                null, gauge[0], gauge[-1], inputs, k_pert, sizes=sizes, samples=perturbations
+                null, gauge[0], gauge[-1], inputs, k_pert, sizes=sizes, samples=perturbations, **budget
             )
             tests.append(test)
         s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, in_shape), 1.0, -1.0)
         s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (n_out,)), 1.0, -1.0)
-        random.append(monotonicity_score(model, s_in, s_out, inputs).mean)
+        random.append(monotonicity_score(model, s_in, s_out, inputs, **budget).mean)
+        del null_graph, null  # one null network alive at a time
     perturbation = jax.tree.map(lambda *a: jnp.stack(a), *tests) if tests else None
     return NullMonotonicity(jnp.stack(scores), jnp.stack(random), perturbation)

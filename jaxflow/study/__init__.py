@@ -14,26 +14,29 @@ from tqdm.auto import tqdm
 
 from .. import plots
 from ..config import StudyConfig
-from ..signed.importers import from_equinox, load_graph
+from ..signed.importers import from_equinox
 from ..signed.monotonicity import GraphFunction
 from ..train import train_digits
 from .dln import dln_study as dln_study
+from .models import compare_models as compare_models, model_frustration as model_frustration, read_graph
 from .network import (
     frustration_vs_null as frustration_vs_null,
     layer_frustration as layer_frustration,
     monotonicity_vs_null as monotonicity_vs_null,
+    write_layer_csv,
 )
 
+MONOTONICITY_FILES = ("monotonicity.png", "active_subnetworks.png")
 NETWORK_FILES = (
     "study.json",
     "frustration_null.png",
     "frustration_layers.png",
-    "monotonicity.png",
-    "active_subnetworks.png",
+    "frustration_layers.csv",
+    *MONOTONICITY_FILES,
 )
 FILES = {
     "model": (*NETWORK_FILES, "training.png"),
-    "model_file": NETWORK_FILES,  # without the last two when an activation cannot be evaluated
+    "model_file": NETWORK_FILES,  # without MONOTONICITY_FILES when an activation cannot be evaluated
     "dln": ("study.json", "dln_frustration.png"),
 }
 
@@ -48,6 +51,7 @@ def _network_figures(result: dict, out: Path) -> None:
         xlabel="normalized frustration",
     )
     plots.plot_layer_frustration(result["layers"], out / "frustration_layers.png")
+    write_layer_csv(result["layers"], out / "frustration_layers.csv")
     if "score" in mono:
         plots.plot_monotonicity(mono, out / "monotonicity.png")
         plots.plot_active_subnetworks(mono["active"], fr["normalized"], out / "active_subnetworks.png")
@@ -110,7 +114,7 @@ def _trained_model(config: StudyConfig, out: Path, progress: bool) -> dict:
 
 def _model_file(config: StudyConfig, out: Path, config_dir: Path, progress: bool) -> dict:
     path = Path(config.model_file)
-    graph = load_graph(path if path.is_absolute() else config_dir / path)
+    graph = read_graph(path if path.is_absolute() else config_dir / path, config.input_shape)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
     with tqdm(total=2, desc="study", disable=not progress) as bar:
         nul, fr = frustration_vs_null(graph, config.frustration, k_null)
@@ -151,7 +155,7 @@ def run_study(config: StudyConfig, out, *, config_dir=".", progress: bool = Fals
         source = "model_file"
     result = {"name": config.name, "source": source, "seconds": time.perf_counter() - start, **result}
     skipped = "skipped" in result.get("monotonicity", {})
-    result["files"] = list(FILES[source][:3] if skipped else FILES[source])
+    result["files"] = [f for f in FILES[source] if not (skipped and f in MONOTONICITY_FILES)]
     (out / "study.json").write_text(json.dumps(result, indent=1, default=_json_default))
     return result
 

@@ -3,6 +3,9 @@ near-monotonicity (Jacobian score, orthant perturbations, active subnetworks).""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import jax
 import numpy as np
 
@@ -53,8 +56,9 @@ def frustration_vs_null(
 
 
 def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:
-    """Per trained block (dense or convolution) `b`: `δ_b / Σ_b |a|` under the graph's best gauge
-    against the same for the null models (each under its own best gauge)."""
+    """Per trained block (dense or convolution) `b`, numbered 1, 2, … in graph order (`index`):
+    `δ_b / Σ_b |a|` under the graph's best gauge against the same for the null models (each under
+    its own best gauge), with the z-score (NaN when the null spread is 0)."""
     own = block_frustration(graph, nul.observed.gauge)
     out = []
     for b, block in enumerate(graph.blocks):
@@ -63,17 +67,35 @@ def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:
         total = float(block.abs_sum())
         null = np.asarray(nul.block_values[:, b], float) / total
         src, dst = graph.links[b]
+        value, mean, std = float(own[b]) / total, float(null.mean()), float(null.std(ddof=1))
         out.append(
             {
+                "index": len(out) + 1,
                 "block": b,
                 "source": graph.names[src],
                 "destination": graph.names[dst],
-                "normalized": float(own[b]) / total,
-                "null_mean": float(null.mean()),
-                "null_std": float(null.std(ddof=1)),
+                "normalized": value,
+                "null_mean": mean,
+                "null_std": std,
+                "zscore": (value - mean) / std if std > 0 else float("nan"),
             }
         )
     return out
+
+
+LAYER_COLUMNS = ("index", "source", "destination", "normalized", "null_mean", "null_std", "zscore")
+
+
+def write_layer_csv(layers: list[dict], path) -> Path:
+    """The per-layer table of `layer_frustration` as CSV (`LAYER_COLUMNS`, one row per trained
+    block; `index` is the block number on the x axis of `plots.plot_layer_frustration`)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(LAYER_COLUMNS)
+        for lay in layers:
+            w.writerow([lay[c] if isinstance(lay[c], str) else repr(lay[c]) for c in LAYER_COLUMNS])
+    return path
 
 
 def monotonicity_vs_null(
@@ -92,7 +114,8 @@ def monotonicity_vs_null(
     test and the active subnetworks."""
     k_null, k_pert, k_active = jax.random.split(key, 3)
     search = {"method": frustration_config.method, "restarts": frustration_config.restarts}
-    score = monotonicity_score(model, gauge[0], gauge[-1], inputs)
+    budget = {"memory_budget": config.memory_mb * 2**20}
+    score = monotonicity_score(model, gauge[0], gauge[-1], inputs, **budget)
     null = null_model_monotonicity(
         model,
         graph,
@@ -102,6 +125,7 @@ def monotonicity_vs_null(
         null_model=frustration_config.null_model,
         sizes=config.sizes if perturbations else None,
         perturbations=config.perturbations,
+        **budget,
         **search,
     )
     out = {
@@ -117,7 +141,14 @@ def monotonicity_vs_null(
     if not perturbations:
         return out
     pert = orthant_perturbation_test(
-        model, gauge[0], gauge[-1], inputs, k_pert, sizes=config.sizes, samples=config.perturbations
+        model,
+        gauge[0],
+        gauge[-1],
+        inputs,
+        k_pert,
+        sizes=config.sizes,
+        samples=config.perturbations,
+        **budget,
     )
     active = active_subnetworks(
         model, graph, inputs[: config.active_inputs], k_active, full_gauge=gauge, **search

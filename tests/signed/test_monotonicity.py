@@ -9,9 +9,13 @@ from jaxflow.signed import Activation, Dense, Layer, SignedGraph
 from jaxflow.signed.frustration import frustration
 from jaxflow.signed.importers import from_equinox
 from jaxflow.signed.monotonicity import (
+    AGREEMENT_CHUNK,
     GraphFunction,
     Orthant,
+    _agreements,
     active_subnetworks,
+    forward_size,
+    jacobian_plan,
     monotonicity_score,
     null_model_monotonicity,
     orthant_perturbation_test,
@@ -232,3 +236,83 @@ def test_graph_function_refuses_unknown_activations():
     )
     with pytest.raises(ValueError, match="layer 'y' has activation 'gelu'"):
         GraphFunction(graph)
+
+
+def _dense_scores(fn, s_in, s_out, xs):
+    """The Jacobian score from the whole `jax.jacfwd` Jacobian (the definition)."""
+    out = []
+    for x in xs:
+        J = np.asarray(jax.jit(jax.jacfwd(fn))(x)).reshape(np.size(s_out), np.size(s_in))
+        M = np.ravel(s_out)[:, None] * J * np.ravel(s_in)[None, :]
+        out.append(np.maximum(M, 0).sum() / np.abs(J).sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10])
+def test_chunked_jacobian_score_is_the_dense_one(chunk, key):
+    # a CNN with max pooling seen as its graph's function: 64 inputs, 10 outputs, so rows of J are
+    # pulled back (vjp) in chunks of 1 (budget 1 byte), of 3 (not dividing 10), or all at once
+    model = make_model(ModelConfig(kind="cnn", channels=(3,), pool="max"), key)
+    graph = from_equinox(model, (1, 8, 8))
+    fn = GraphFunction(graph)
+    k_x, k_in, k_out = jax.random.split(key, 3)
+    x = jax.random.uniform(k_x, (5, 1, 8, 8), jnp.float64)
+    s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, (1, 8, 8)), 1.0, -1.0)
+    s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (10,)), 1.0, -1.0)
+    one = jax.ShapeDtypeStruct((1, 8, 8), jnp.float64)
+    size = forward_size(fn, one)
+    per_row = 8 * (size + 64 + 10)  # bytes: a cotangent through the network, its row, its basis vector
+    budget = {1: 1, 3: 8 * size + 3 * per_row, 10: 2**29}[chunk]
+    plan = jacobian_plan(fn, one, 10, 5, memory_budget=budget, batch_size=64)
+    assert plan.reverse and plan.chunk == chunk and plan.batch == (5 if chunk == 10 else 1)
+    score = monotonicity_score(fn, s_in, s_out, x, memory_budget=budget)
+    np.testing.assert_allclose(score.per_input, _dense_scores(fn, s_in, s_out, x), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("budget", [1, 4_000, 2**29])
+def test_chunked_jacobian_score_forward_mode(budget, key):
+    # more outputs (9) than inputs (5): columns of J pushed forward (jvp) in chunks
+    net = _mlp(key, jnp.tanh)
+    fn = lambda x: jnp.concatenate([net(x), -(net(x) ** 2), net(x)])
+    x = jax.random.normal(key, (7, WIDTHS[0]), jnp.float64)
+    s_in = np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+    s_out = np.where(np.arange(9) % 3 == 0, -1.0, 1.0)
+    plan = jacobian_plan(
+        fn, jax.ShapeDtypeStruct((5,), jnp.float64), 9, 7, memory_budget=budget, batch_size=3
+    )
+    assert not plan.reverse and plan.batch <= 3
+    score = monotonicity_score(fn, s_in, s_out, x, memory_budget=budget, batch_size=3)
+    np.testing.assert_allclose(score.per_input, _dense_scores(fn, s_in, s_out, x), rtol=1e-13, atol=0)
+
+
+def test_perturbation_test_does_not_depend_on_the_batching(key):
+    net = _mlp(jax.random.key(4), jax.nn.relu)
+    x = jax.random.normal(key, (6, WIDTHS[0]), jnp.float64)
+    s_in, s_out = np.array([1.0, -1.0, 1.0, 1.0, -1.0]), np.array([-1.0, 1.0, 1.0])
+    args = (net, s_in, s_out, x, key)
+    whole = orthant_perturbation_test(*args, sizes=(0.1, 1.0), samples=5)
+    tiny = orthant_perturbation_test(*args, sizes=(0.1, 1.0), samples=5, memory_budget=1, batch_size=2)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(tiny)):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes"):
+        orthant_perturbation_test(*args, memory_budget=0)
+
+
+def test_gauge_agreements_from_gram_matrices():
+    rng = np.random.default_rng(0)
+    n_inputs, n = 5, 3 * AGREEMENT_CHUNK // 2 + 7  # more than one chunk of nodes
+    gauges = rng.choice(np.array([-1, 1], np.int8), (n_inputs, n))
+    masks = rng.random((n_inputs, n)) < 0.7
+    masks[4] = False  # an input with no active node: agreement 0 by the max(#common, 1) rule
+    full = rng.choice(np.array([-1, 1], np.int8), n)
+    agreement, agreement_full = _agreements(gauges, masks, full)
+
+    def naive(sa, sb, common):
+        return abs(np.sum(np.where(common, sa.astype(float) * sb, 0))) / max(common.sum(), 1)
+
+    expected = [
+        [naive(gauges[a], gauges[b], masks[a] & masks[b]) for b in range(n_inputs)] for a in range(n_inputs)
+    ]
+    np.testing.assert_allclose(agreement, expected, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(agreement_full, [naive(g, full, m) for g, m in zip(gauges, masks)], rtol=1e-15)
+    np.testing.assert_array_equal(np.diag(agreement)[:4], 1.0)
