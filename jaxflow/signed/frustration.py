@@ -16,19 +16,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jaxtyping import Bool
 
 from .._checks import check_key, check_positive
 from .._types import Array, Float, Int, Key, Scalar
 from ._exact import ENUMERATION_MAX_WORK, enumerate_cover, enumeration_work, independent_set, milp_gauge
+from ._search import PROGRAM, SCREEN_SWEEPS, block_energies, estimate, search
+from ._search import driver as make_driver
 from .graph import SignedGraph
 
 METHODS = ("greedy", "layerwise", "anneal", "exact")
 GREEDY_MAX_NODES = 8192  # the greedy baseline keeps the dense n×n field matrix A + Aᵀ
 EXACT_MAX_EDGES = 5000
+LARGE_GRAPH_EDGES = 10**7  # `default_tol`: graphs above this many edges stop at LARGE_GRAPH_TOL
+LARGE_GRAPH_TOL = 1e-5
 EXACT_TOLERANCE = 1e-9  # relative to Σ|a|: values this close to the bound count as proven optimal
-SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
 
 
 class SearchSettings(NamedTuple):
@@ -97,22 +99,13 @@ def _signed(graph: SignedGraph, weighted: bool) -> SignedGraph:
     return graph if weighted else graph.map_weights(jnp.sign)
 
 
-@eqx.filter_jit
-def _block_energies(graph: SignedGraph, gauge: Sequence[Array]) -> tuple[Scalar, ...]:
-    # δ_b = u'P v + v'P u + u'N u + v'N v with A_b = P − N (P, N >= 0), u = [s = +1], v = [s = −1]:
-    # a sum of non-negative terms, so an unfrustrated block gives exactly 0 (no cancellation).
-    out = []
-    for (src, dst), block in zip(graph.links, graph.blocks):
-        pos, neg = block.map_weights(jax.nn.relu), block.map_weights(lambda w: jax.nn.relu(-w))
-        up_src, up_dst = (gauge[src] > 0).astype(graph.dtype), (gauge[dst] > 0).astype(graph.dtype)
-        dn_src, dn_dst = 1 - up_src, 1 - up_dst
-        out.append(
-            jnp.vdot(up_dst, pos.apply(dn_src))
-            + jnp.vdot(dn_dst, pos.apply(up_src))
-            + jnp.vdot(up_dst, neg.apply(up_src))
-            + jnp.vdot(dn_dst, neg.apply(dn_src))
-        )
-    return tuple(out)
+_block_energies_program = eqx.filter_jit(block_energies)
+
+
+def _block_energies(graph: SignedGraph, gauge: Sequence[Array], driver: str | None = None):
+    """`δ_b(s)` of every block, in one program or block by block (`choose_driver`)."""
+    drv = make_driver(driver, graph)
+    return _block_energies_program(graph, gauge) if drv is PROGRAM else block_energies(graph, gauge, drv)
 
 
 def block_frustration(
@@ -133,180 +126,19 @@ def gauge_frustration(graph: SignedGraph, gauge: Sequence[Array], *, weighted: b
 
 
 # ------------------------------------------------------------------ estimators
+# The engine is `_search`: one algorithm, run as one program (small graphs) or as one compiled
+# function per block signature driven from Python (deep graphs); see `_search.choose_driver`.
+
+_search = eqx.filter_jit(search)
+_estimate_program = eqx.filter_jit(estimate)
 
 
-# Searches run on a batch of gauges at once: every per-layer array carries a leading restart axis.
-
-
-def _per_restart(fn, x: Array) -> Array:
-    """Apply a one-vector block operation to each restart of the batch `x`."""
-    return jax.vmap(fn)(x)
-
-
-def _sum_rest(x: Array) -> Array:
-    return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
-
-
-def _quadratic_energy(graph: SignedGraph, s: Sequence[Array]) -> Float[Array, " restarts"]:
-    """`½(Σ|a| − sᵀAs)` per restart: one product per block, to rank restarts (zero may round to ±ε)."""
-    sas = sum(
-        _sum_rest(s[dst] * _per_restart(block.apply, s[src]))
-        for (src, dst), block in zip(graph.links, graph.blocks)
-    )
-    return (graph.abs_sum() - sas) / 2
-
-
-def _layer_fields(graph: SignedGraph, s: Sequence[Array], j: int) -> tuple[Array, Array]:
-    """`h_j = (A s + Aᵀ s)` restricted to layer `j` (layers have no internal edges), per restart, as
-    its two parts: from the blocks into `j` (from earlier layers) and from the blocks out of `j`."""
-    incoming, outgoing = jnp.zeros_like(s[j]), jnp.zeros_like(s[j])
-    for b in graph.incoming(j):
-        incoming = incoming + _per_restart(graph.blocks[b].apply, s[graph.links[b][0]])
-    for b in graph.outgoing(j):
-        outgoing = outgoing + _per_restart(graph.blocks[b].apply_transpose, s[graph.links[b][1]])
-    return incoming, outgoing
-
-
-def _sweep(graph: SignedGraph, s: tuple[Array, ...]):
-    """Each layer in turn takes `s_j = sign(h_j)` (kept where `h_j = 0`). Returns the gauges, each
-    restart's gain (flipping the nodes of a layer against their fields lowers `δ` by
-    `Σ_flipped |h_i|`) and its `δ` after the sweep: layer `j`'s incoming field comes from layers
-    already final, so `Σ_j s_j·(incoming_j)` is `sᵀAs`, each block counted once."""
-    s, gain, sas = list(s), jnp.zeros(s[0].shape[0], s[0].dtype), jnp.zeros(s[0].shape[0], s[0].dtype)
-    for j in range(graph.num_layers):
-        incoming, outgoing = _layer_fields(graph, s, j)
-        h = incoming + outgoing
-        new = jnp.where(h > 0, 1, jnp.where(h < 0, -1, s[j])).astype(s[j].dtype)
-        gain = gain + _sum_rest(jnp.where(new != s[j], jnp.abs(h), 0))
-        sas = sas + _sum_rest(new * incoming)
-        s[j] = new
-    return tuple(s), gain, (graph.abs_sum() - sas) / 2
-
-
-def _descend(graph: SignedGraph, s: tuple[Array, ...], max_sweeps: int, tol: float):
-    """Block-coordinate descent: `_sweep` after `_sweep` until no restart gains more than
-    `tol · Σ|a|` in a sweep (with `tol = 0`: until nothing changes). A restart at its fixed point is
-    left unchanged by further sweeps, so the batch runs together. Returns the gauges, their `δ`,
-    the sweeps and whether every restart reached its fixed point."""
-    threshold = tol * graph.abs_sum()
-
-    def body(state):
-        s, _, sweeps, _ = state
-        s, gain, energy = _sweep(graph, s)
-        return s, energy, sweeps + 1, gain
-
-    inf = jnp.full(s[0].shape[0], jnp.inf, s[0].dtype)
-    s, energy, sweeps, gain = lax.while_loop(
-        lambda st: jnp.any(st[3] > threshold) & (st[2] < max_sweeps), body, (s, inf, jnp.array(0), inf)
-    )
-    return s, energy, sweeps, jnp.all(gain == 0)
-
-
-def _screen(graph: SignedGraph, s: tuple[Array, ...], survivors: int) -> tuple[Array, ...]:
-    """`SCREEN_SWEEPS` sweeps of every restart, then the `survivors` lowest in `δ` go on. The screen
-    only ranks restarts, so a float64 graph is screened in float32 (the survivors' descent then runs
-    in float64)."""
-    low = graph.astype(jnp.float32) if graph.dtype == jnp.float64 else graph
-    x = tuple(g.astype(low.dtype) for g in s)
-    for _ in range(SCREEN_SWEEPS):
-        x, _, energy = _sweep(low, x)
-    _, best = lax.top_k(-energy, survivors)
-    return tuple(g[best].astype(graph.dtype) for g in x)
-
-
-def _anneal(graph: SignedGraph, s: tuple[Array, ...], key: Key, betas: Float[Array, " steps"]):
-    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`."""
-
-    def sweep(s, inputs):
-        beta, k = inputs
-        s, keys = list(s), jax.random.split(k, graph.num_layers)
-        for j in range(graph.num_layers):
-            h = sum(_layer_fields(graph, s, j))
-            up = jax.random.uniform(keys[j], h.shape, h.dtype) < jax.nn.sigmoid(2 * beta * h)
-            s[j] = jnp.where(up, 1, -1).astype(h.dtype)
-        return tuple(s), None
-
-    s, _ = lax.scan(sweep, s, (betas, jax.random.split(key, betas.shape[0])))
-    return s
-
-
-def _greedy(graph: SignedGraph, s: Float[Array, "restarts n"], max_flips: int):
-    """The published greedy: flip the node with the most negative `s_i h_i` while one is negative."""
-    A = graph.to_dense()
-    J = A + A.T
-    lanes = jnp.arange(s.shape[0])
-
-    def flip(state):
-        s, h, flips, _ = state
-        i = jnp.argmin(s * h, axis=1)
-        sign = jnp.where(jnp.min(s * h, axis=1) < 0, -1, 1).astype(s.dtype)  # −1: this restart flips
-        h = h + ((sign - 1) * s[lanes, i])[:, None] * J[i]
-        s = s.at[lanes, i].multiply(sign)
-        return s, h, flips + 1, jnp.any(s * h < 0)
-
-    h = s @ J
-    state = (s, h, jnp.array(0), jnp.any(s * h < 0))
-    s, _, flips, negative = lax.while_loop(lambda st: st[3] & (st[2] < max_flips), flip, state)
-    return s, flips, ~negative
-
-
-def _random_signs(key: Key, batch: int, n: int, dtype) -> Float[Array, "batch n"]:
-    """Uniform random `±1` gauges, one random bit each (32 per drawn word: cheaper than `bernoulli`)."""
-    words = jax.random.bits(key, (batch, -(-n // 32)), jnp.uint32)
-    bits = (words[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
-    return (1 - 2 * bits.reshape(batch, -1)[:, :n].astype(jnp.int32)).astype(dtype)
-
-
-def _node_scale(graph: SignedGraph) -> Scalar:
-    """Mean node strength `Σ_i (|A|1 + |A|ᵀ1)_i / n`: the temperature unit of `"anneal"`."""
-    return 2 * graph.abs_sum() / max(graph.num_nodes, 1)
-
-
-@eqx.filter_jit
-def _search(graph: SignedGraph, key: Key, settings: SearchSettings):
-    """Run `restarts` searches, `batch_size` at a time; returns gauges, energies, iterations, convergence."""
-    method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors = settings
-    batch = min(batch_size or restarts, restarts)
-    chunks = -(-restarts // batch)
-    keep = min(batch, -(-(survivors or restarts) // chunks))  # survivors per chunk
-    dtype = graph.dtype
-
-    def run(inputs):
-        key, chunk = inputs
-        k_start, k_anneal = jax.random.split(key)
-        flat = _random_signs(k_start, batch, graph.num_nodes, dtype)
-        flat = flat.at[0].set(jnp.where(chunk == 0, 1, flat[0]))  # restart 0 starts from all-plus
-        if method == "greedy":
-            flat, its, ok = _greedy(graph, flat, max_iterations)
-            s = tuple(jax.vmap(graph.unflatten)(flat))
-            return s, _quadratic_energy(graph, s), its, ok
-        s = tuple(jax.vmap(graph.unflatten)(flat))
-        if method == "anneal":
-            t0, t1 = anneal_temperatures
-            temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, anneal_steps, dtype=dtype)
-            s = _anneal(graph, s, k_anneal, 1 / (temps * _node_scale(graph)))
-        if keep < batch:
-            s = _screen(graph, s, keep)
-        s, energy, its, ok = _descend(graph, s, max_iterations, tol)
-        its = its + (anneal_steps if method == "anneal" else SCREEN_SWEEPS * (keep < batch))
-        return s, energy, its, ok
-
-    if chunks == 1:  # no loop (a one-step map keeps XLA from fusing across it)
-        gauges, values, its, ok = jax.tree.map(lambda x: x[None], run((key, jnp.array(0))))
-    else:
-        gauges, values, its, ok = lax.map(run, (jax.random.split(key, chunks), jnp.arange(chunks)))
-    kept = restarts if keep == batch else chunks * keep
-    gauges = tuple(g.reshape(-1, *g.shape[2:])[:kept] for g in gauges)
-    return gauges, values.reshape(-1)[:kept], jnp.max(its), jnp.all(ok)
-
-
-@eqx.filter_jit
-def _estimate(graph: SignedGraph, key: Key, settings: SearchSettings):
-    """`_search`, then the best restart's gauge, its `δ` recomputed from scratch, and `Σ|a|`: one call."""
-    gauges, values, iterations, converged = _search(graph, key, settings)
-    gauge = tuple(g[jnp.argmin(values)] for g in gauges)
-    value = sum(_block_energies(graph, gauge), start=jnp.zeros((), graph.dtype))
-    return gauge, value, graph.abs_sum(), values, iterations, converged
+def _estimate(graph: SignedGraph, key: Key, settings: SearchSettings, driver: str | None = None):
+    """The best restart's gauge, its `δ` recomputed block by block, `Σ|a|`, every restart's `δ`,
+    the sweeps and convergence: `search` then `block_energies`, by the driver `driver` (`None`:
+    `choose_driver`)."""
+    drv = make_driver(driver, graph)
+    return _estimate_program(graph, key, settings) if drv is PROGRAM else estimate(graph, key, settings, drv)
 
 
 def _normalized(value: Scalar, total: Scalar) -> Scalar:
@@ -324,7 +156,7 @@ def frustration(
     restarts: int | None = None,
     weighted: bool = True,
     max_iterations: int | None = None,
-    tol: float = 0.0,
+    tol: float | None = None,
     anneal_steps: int = 200,
     anneal_temperatures: tuple[float, float] = (2.0, 0.02),
     batch_size: int | None = None,
@@ -414,6 +246,13 @@ def default_restarts(graph: SignedGraph, method: str) -> int:
     return int(min(4096, max(8, 2**16 // graph.num_nodes)))
 
 
+def default_tol(graph: SignedGraph) -> float:
+    """The default stopping rule: `0` (sweep until nothing changes) for graphs of up to
+    `LARGE_GRAPH_EDGES` edges, `LARGE_GRAPH_TOL` above (stop once no restart gains more than
+    `tol·Σ|a|` in a sweep)."""
+    return LARGE_GRAPH_TOL if graph.num_edges() > LARGE_GRAPH_EDGES else 0.0
+
+
 def default_survivors(restarts: int) -> int:
     """`"layerwise"` restarts that go on past the screen by default: a quarter, at least 64 (a
     screen pays off on large batches; up to 64 restarts all descend)."""
@@ -434,6 +273,8 @@ def _settings(
         max_iterations = 10 * graph.num_nodes if method == "greedy" else 1000
     if restarts is None:
         restarts = default_restarts(graph, method)
+    if tol is None:
+        tol = default_tol(graph)
     return SearchSettings(
         method,
         _count(restarts, "restarts"),

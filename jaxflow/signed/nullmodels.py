@@ -11,15 +11,8 @@ from jaxtyping import Bool
 
 from .._checks import check_key
 from .._types import Array, Float, Key, Scalar
-from .frustration import (
-    FrustrationResult,
-    _block_energies,
-    _count,
-    _search,
-    _signed,
-    block_frustration,
-    frustration,
-)
+from . import _search as engine
+from .frustration import FrustrationResult, _count, _signed, block_frustration, frustration
 from .graph import Block, SignedGraph
 
 MODELS = ("block", "kernel", "global", "flip")
@@ -59,7 +52,9 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    return _shuffle(graph, check_key(key), model)
+    key = check_key(key)
+    drv = engine.driver(None, graph)
+    return _shuffle_program(graph, key, model) if drv is engine.PROGRAM else _shuffle(graph, key, model, drv)
 
 
 def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
@@ -80,29 +75,40 @@ def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
     return below | (at & (jnp.cumsum(at) <= k - jnp.sum(below)))
 
 
-@eqx.filter_jit
-def _shuffle(graph: SignedGraph, key: Key, model: str) -> SignedGraph:
+def _shuffle(graph: SignedGraph, key: Key, model: str, drv=engine.PROGRAM) -> SignedGraph:
+    """`shuffle_signs` by the search driver `drv` (per learned block, or all at once for `"global"`)."""
     which = _learned(graph)
     ws = [_weight(graph.blocks[b]) for b in which]
-    keys = jax.random.split(key, max(len(ws), 1))
+    keys = engine.split(key, max(len(ws), 1), drv)
     if model == "global":
-        flat = _choose(keys[0], jnp.concatenate([(w < 0).ravel() for w in ws]))
-        cuts = np.cumsum([w.size for w in ws])[:-1]
-        negative = [m.reshape(w.shape) for m, w in zip(jnp.split(flat, cuts), ws)]
-    elif model == "block":
-        negative = [_choose(k, (w < 0).ravel()).reshape(w.shape) for k, w in zip(keys, ws)]
-    elif model == "kernel":
-        negative = [
-            jax.vmap(_choose)(jax.random.split(k, w.shape[0]), (w < 0).reshape(w.shape[0], -1)).reshape(
-                w.shape
-            )
-            for k, w in zip(keys, ws)
-        ]
+        new = drv.call(_global_shuffle, "sl", tuple(ws), drv.take(keys, 0))
     else:
-        negative = [jax.random.bernoulli(k, jnp.mean(w < 0), w.shape) for k, w in zip(keys, ws)]
-    return _set_weights(
-        graph, which, [jnp.where(m, -1, 1).astype(w.dtype) * jnp.abs(w) for w, m in zip(ws, negative)]
-    )
+        new = [drv.call(_shuffle_weight, "sl", w, drv.take(keys, i), model=model) for i, w in enumerate(ws)]
+    return _set_weights(graph, which, list(new))
+
+
+_shuffle_program = eqx.filter_jit(_shuffle)
+
+
+def _with_signs(w: Array, negative: Bool[Array, "..."]) -> Array:
+    return jnp.where(negative, -1, 1).astype(w.dtype) * jnp.abs(w)
+
+
+def _global_shuffle(ws: tuple[Array, ...], key: Key) -> tuple[Array, ...]:
+    flat = _choose(key, jnp.concatenate([(w < 0).ravel() for w in ws]))
+    cuts = np.cumsum([w.size for w in ws])[:-1]
+    return tuple(_with_signs(w, m.reshape(w.shape)) for m, w in zip(jnp.split(flat, cuts), ws))
+
+
+def _shuffle_weight(w: Array, key: Key, *, model: str) -> Array:
+    if model == "block":
+        negative = _choose(key, (w < 0).ravel()).reshape(w.shape)
+    elif model == "kernel":
+        rows = (w < 0).reshape(w.shape[0], -1)
+        negative = jax.vmap(_choose)(jax.random.split(key, w.shape[0]), rows).reshape(w.shape)
+    else:
+        negative = jax.random.bernoulli(key, jnp.mean(w < 0), w.shape)
+    return _with_signs(w, negative)
 
 
 class NullModelResult(eqx.Module):
@@ -138,16 +144,46 @@ class NullModelResult(eqx.Module):
         return (1 + jnp.sum(self.values <= value)) / (self.values.shape[0] + 1)
 
 
-@eqx.filter_jit
-def _null_blocks(graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int):
-    def one(key):
-        k_shuffle, k_search = jax.random.split(key)
-        target = _signed(_shuffle(graph, k_shuffle, model), weighted)
-        gauges, values, _, _ = _search(target, k_search, settings)
-        best = jnp.argmin(values)
-        return jnp.stack(_block_energies(target, tuple(g[best] for g in gauges)))
+def _null_sample(graph: SignedGraph, key: Key, model: str, weighted: bool, settings, drv):
+    """`δ_b` of every block under the best gauge the search finds on one shuffled graph."""
+    k_shuffle, k_search = engine.split2(key, drv)
+    target = _signed(_shuffle(graph, k_shuffle, model, drv), weighted)
+    gauges, values, _, _ = engine.search(target, k_search, settings, drv)
+    return engine.stack(engine.block_energies(target, engine.best_gauge(values, gauges, drv), drv), drv)
 
+
+@eqx.filter_jit
+def _null_program(graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int):
+    one = lambda key: _null_sample(graph, key, model, weighted, settings, engine.PROGRAM)  # noqa: E731
     return lax.map(one, keys, batch_size=chunk_size)
+
+
+def _null_blocks(
+    graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int, driver=None
+) -> Float[Array, "samples blocks"]:
+    """`(samples, blocks)`: `δ_b` of each null sample, `chunk_size` samples vmapped at a time, in one
+    program (`lax.map`) or through the per-signature functions (`engine.choose_driver`): each chunk of
+    samples is a lane axis of the search (the last chunk padded with repeats of its last key)."""
+    drv = engine.driver(driver, graph, lanes=chunk_size > 1)
+    if drv is engine.PROGRAM:
+        return _null_program(graph, keys, model, weighted, settings, chunk_size)
+    if not drv.lanes:  # one sample at a time: the functions compiled for the graph's own search serve
+        return jnp.stack([_null_sample(graph, k, model, weighted, settings, drv) for k in keys])
+    samples, rows = keys.shape[0], []
+    for start in range(0, samples, chunk_size):
+        chunk = keys[start : start + chunk_size]
+        pad = chunk_size - chunk.shape[0]
+        if pad and samples > chunk_size:  # keep the chunk's shape: no new compilation
+            chunk = jnp.concatenate([chunk, jnp.broadcast_to(chunk[-1:], (pad, *chunk.shape[1:]))])
+        rows.append(_null_sample(graph, chunk, model, weighted, settings, drv)[: chunk_size - pad])
+    return jnp.concatenate(rows)
+
+
+def default_chunk_size(graph: SignedGraph, samples: int) -> int:
+    """Null samples searched together by default: as many as hold `CHUNK_WEIGHTS` (2^20) shuffled
+    weights, at least one (vectorise small graphs; one at a time once samples are big)."""
+    weights = sum(_weight(graph.blocks[b]).size for b in _learned(graph))
+    return max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
 
 
 def null_model_frustration(
@@ -172,10 +208,7 @@ def null_model_frustration(
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     check_key(key)
     samples = _count(samples, "samples")
-    if chunk_size is None:  # vectorise small graphs; one at a time once samples are big (memory-bound)
-        weights = sum(_weight(graph.blocks[b]).size for b in _learned(graph))
-        chunk_size = max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
-    chunk_size = _count(chunk_size, "chunk_size")
+    chunk_size = default_chunk_size(graph, samples) if chunk_size is None else _count(chunk_size, "chunk_size")
     k_obs, k_null = jax.random.split(key)
     observed = frustration(graph, key=k_obs, **options)
     graph = graph.astype(observed.value.dtype)

@@ -1,0 +1,531 @@
+"""The layer-parallel search engine, shared by `frustration` and the null models.
+
+One algorithm, two drivers. The algorithm (`sweep`, `descend`, `screen`, `anneal`, `search`,
+`estimate`) is written once, per graph, as calls to a driver `drv`:
+
+- `drv.call(fn, spec, *args, **static)` runs a small per-graph-piece function `fn` (the layer update,
+  the screen's pick, the random start, …); `drv.product(block, x, acc, transpose)` is `acc + A_b x`
+  (or `acc + A_bᵀ x`) for every restart in `x`;
+- `drv.while_loop`, `drv.scan`, `drv.map` and `drv.take` are the control flow.
+
+`PROGRAM` traces every call into the caller's program (`lax.while_loop` over sweeps, the layers
+unrolled in each): one XLA program per search, fastest for small and shallow graphs, but its compile
+time grows with depth (every block of every unrolled sweep is compiled again). `Signatures` runs the
+loops in Python and each call as its own jitted function, so a function is compiled once per
+*signature* (block type, static fields, weight shapes and dtypes; layer shape; restarts) and reused
+by every block or layer that shares it: compile time grows with the number of distinct signatures,
+not with depth; the price is one dispatch per block product and per layer update, and one host sync
+per sweep. With `lanes=True` every array carries a leading axis of independent searches (null
+samples, each with its own shuffled weights): `spec` says, per positional argument, whether it has
+that axis (`"l"`), is shared (`"s"`) or is a block whose learned weights have it (`"b"`), and
+`while_loop` freezes each lane once its own condition fails, as `vmap` of `lax.while_loop` does.
+
+`choose_driver` picks between them by the number of blocks (`SIGNATURE_MIN_BLOCKS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._types import Array, Float, Key
+from .graph import Block, SignedGraph
+
+SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
+ENERGY_BATCH = 8  # block energies are block products of this many vectors (the default restarts)
+SIGNATURE_MIN_BLOCKS = 48  # graphs with at least this many blocks search with per-signature functions
+DRIVERS = ("program", "signatures")
+
+
+# ------------------------------------------------------------------ drivers
+
+
+class _Program:
+    """Everything traced into the caller's program (inside `jit`)."""
+
+    lanes = False
+
+    def call(self, fn, spec, *args, **static):
+        return fn(*args, **static)
+
+    def product(self, block, x, acc, transpose):
+        return _product(block, x, acc, transpose=transpose)
+
+    def take(self, x, i):
+        return jax.tree.map(lambda a: a[i], x)
+
+    def while_loop(self, cond, body, state):
+        return lax.while_loop(cond, body, state)
+
+    def scan(self, step, carry, xs):
+        return lax.scan(lambda c, x: (step(c, x), None), carry, xs)[0]
+
+    def map(self, fn, keys, count):
+        return lax.map(lambda inputs: fn(*inputs), (keys, jnp.arange(count)))
+
+    def stack(self, outs):
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+PROGRAM = _Program()
+
+
+class Signatures:
+    """Loops in Python, each piece its own jitted function (cached by signature); `lanes`: every
+    array has a leading axis of independent searches (see the module docstring)."""
+
+    def __init__(self, lanes: bool = False):
+        self.lanes = lanes
+
+    def call(self, fn, spec, *args, **static):
+        return _dispatch(fn, spec if self.lanes else None, tuple(sorted(static.items())), *args)
+
+    def product(self, block, x, acc, transpose):
+        return self.call(_product, "bll", block, x, acc, transpose=transpose)
+
+    def take(self, x, i):
+        return jax.tree.map(lambda a: a[:, i] if self.lanes else a[i], x)
+
+    def while_loop(self, cond, body, state):
+        while True:
+            go = cond(state)
+            if not bool(jnp.any(go)):  # the one host sync per sweep
+                return state
+            new = body(state)
+            if self.lanes:  # lanes whose condition failed keep their state
+                new = jax.tree.map(lambda a, b: self.call(_where, "lll", go, a, b), new, state)
+            state = new
+
+    def scan(self, step, carry, xs):
+        for i in range(jax.tree.leaves(xs)[0].shape[1 if self.lanes else 0]):
+            carry = step(carry, self.take(xs, i))
+        return carry
+
+    def map(self, fn, keys, count):
+        return self.stack([fn(self.take(keys, c), c) for c in range(count)])
+
+    def stack(self, outs):
+        return jax.tree.map(lambda *xs: jnp.stack(xs, axis=1 if self.lanes else 0), *outs)
+
+
+SIGNATURES = Signatures()
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _dispatch(fn, spec, static, *args):
+    """`fn(*args, **static)`, vmapped over the lane axis given by `spec` (`None`: no lanes). Its
+    jit cache key is `(fn, spec, static)` and the arguments' structure, shapes and dtypes: the
+    signature of the piece of graph it runs on."""
+    f = partial(fn, **dict(static))
+    axes = None if spec is None else tuple(_lane_axes(a, c) for a, c in zip(args, spec))
+    if axes is not None and any(a is not None for a in axes):  # else shared: the result is too
+        f = jax.vmap(f, in_axes=axes)
+    return f(*args)
+
+
+def _lane_axes(arg, code: str):
+    if code == "l":
+        return 0
+    if code == "b" and isinstance(arg, Block) and arg.learned:  # null models shuffle learned weights
+        return jax.tree.map(lambda x: 0 if eqx.is_inexact_array(x) else None, arg)
+    return None
+
+
+def choose_driver(graph: SignedGraph) -> str:
+    """`"signatures"` for graphs of at least `SIGNATURE_MIN_BLOCKS` blocks (compile time bounded by
+    the distinct block signatures), else `"program"` (one XLA program: least overhead)."""
+    return "signatures" if len(graph.blocks) >= SIGNATURE_MIN_BLOCKS else "program"
+
+
+def driver(name: str | None, graph: SignedGraph, lanes: bool = False):
+    """The driver called `name` (`None`: `choose_driver(graph)`)."""
+    name = choose_driver(graph) if name is None else name
+    if name not in DRIVERS:
+        raise ValueError(f"driver must be one of {DRIVERS}, got {name!r}")
+    if name == "program":
+        return PROGRAM
+    return Signatures(lanes) if lanes else SIGNATURES
+
+
+def block_signatures(graph: SignedGraph) -> set:
+    """The distinct block signatures of `graph`: type, static fields, weight shapes and dtypes."""
+    return {
+        (jax.tree.structure(b), tuple((x.shape, x.dtype) for x in jax.tree.leaves(b))) for b in graph.blocks
+    }
+
+
+# ------------------------------------------------------------------ pieces (one restart batch each)
+# Per-restart arrays carry a leading restart axis; none of these knows about lanes.
+
+
+def _sum_rest(x: Array) -> Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
+
+
+def _product(block: Block, x: Array, acc: Array, *, transpose: bool) -> Array:
+    """`acc + A_b x` (or `acc + A_bᵀ x`) for each restart of the batch `x`."""
+    return acc + jax.vmap(block.apply_transpose if transpose else block.apply)(x)
+
+
+def _zero_fields(s):
+    z = jnp.zeros_like(s)
+    return z, z
+
+
+def _descent_layer(s, incoming, outgoing, gain, sas):
+    """Layer `j` takes `s_j = sign(h_j)` (kept where `h_j = 0`); the gain is `Σ_flipped |h_i|`, and
+    `s_j·(incoming field)` adds layer `j`'s blocks from final layers to `sᵀAs`."""
+    h = incoming + outgoing
+    new = jnp.where(h > 0, 1, jnp.where(h < 0, -1, s)).astype(s.dtype)
+    gain = gain + _sum_rest(jnp.where(new != s, jnp.abs(h), 0))
+    sas = sas + _sum_rest(new * incoming)
+    return new, (gain, sas)
+
+
+def _heat_bath_layer(s, incoming, outgoing, beta, key):
+    """Layer `j` drawn from `P(s_i = +1) = σ(2β h_i)`."""
+    h = incoming + outgoing
+    up = jax.random.uniform(key, h.shape, h.dtype) < jax.nn.sigmoid(2 * beta * h)
+    return jnp.where(up, 1, -1).astype(h.dtype)
+
+
+def _zeros2(s0):
+    z = jnp.zeros(s0.shape[0], s0.dtype)
+    return z, z
+
+
+def _energy(total, sas):
+    return (total - sas) / 2
+
+
+def _descent_start(s0):
+    inf = jnp.full(s0.shape[0], jnp.inf, s0.dtype)
+    return inf, jnp.array(0)
+
+
+def _going(gain, threshold, sweeps, *, max_sweeps):
+    return jnp.any(gain > threshold) & (sweeps < max_sweeps)
+
+
+def _all_zero(gain):
+    return jnp.all(gain == 0)
+
+
+def _where(go, new, old):
+    return jnp.where(go, new, old)
+
+
+def _top(energy, *, survivors):
+    return lax.top_k(-energy, survivors)[1]
+
+
+def _argmin(values):
+    return jnp.argmin(values)
+
+
+def _take(g, i, *, dtype):
+    return g[i].astype(dtype)
+
+
+def _split(key, *, num):
+    return jax.random.split(key, num)
+
+
+def _split2(key):
+    a, b = jax.random.split(key)
+    return a, b
+
+
+def _cast(g, *, dtype):
+    return g.astype(dtype)
+
+
+def _betas(total, *, t0, t1, steps, n):
+    """Inverse temperatures: `t0 → t1` geometrically, in units of the mean node strength `2Σ|a|/n`."""
+    temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, steps, dtype=total.dtype)
+    return 1 / (temps * (2 * total / max(n, 1)))
+
+
+def random_signs(key: Key, batch: int, n: int, dtype) -> Float[Array, "batch n"]:
+    """Uniform random `±1` gauges, one random bit each (32 per drawn word: cheaper than `bernoulli`)."""
+    words = jax.random.bits(key, (batch, -(-n // 32)), jnp.uint32)
+    bits = (words[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    return (1 - 2 * bits.reshape(batch, -1)[:, :n].astype(jnp.int32)).astype(dtype)
+
+
+def _flat_start(key, first, *, batch, n, dtype):
+    """`batch` random gauges over all `n` nodes; restart 0 of the first chunk is all-plus."""
+    flat = random_signs(key, batch, n, dtype)
+    return flat.at[0].set(jnp.where(first, 1, flat[0]))
+
+
+def _layer_slice(flat, offset, *, shape):
+    """Layer of shape `shape` starting at node `offset` (dynamic: one function per layer shape)."""
+    part = lax.dynamic_slice_in_dim(flat, offset, _size(shape), axis=1)
+    return part.reshape(flat.shape[0], *shape)
+
+
+def _size(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def _abs_sum(block):
+    return block.abs_sum()
+
+
+def _parts(block):
+    """`P, N >= 0` with `A_b = P − N`."""
+    return block.map_weights(jax.nn.relu), block.map_weights(lambda w: jax.nn.relu(-w))
+
+
+def _down_up(s, *, dtype):
+    """`[v, u, 0, …]` with `u = [s = +1]`, `v = [s = −1]`: a batch of `ENERGY_BATCH` for the block
+    products (the size of the default restart batch, so the sweep's compiled products serve)."""
+    up = (s > 0).astype(dtype)
+    return jnp.zeros((ENERGY_BATCH, *s.shape), dtype).at[0].set(1 - up).at[1].set(up)
+
+
+def _energy_terms(s_dst, pos, neg, *, dtype):
+    # δ_b = u'P v + v'P u + u'N u + v'N v with A_b = P − N (P, N >= 0), u = [s = +1], v = [s = −1]:
+    # a sum of non-negative terms, so an unfrustrated block gives exactly 0 (no cancellation).
+    # `pos = P [v_src, u_src]`, `neg = N [v_src, u_src]`.
+    up_dst = (s_dst > 0).astype(dtype)
+    dn_dst = 1 - up_dst
+    return (
+        jnp.vdot(up_dst, pos[0]) + jnp.vdot(dn_dst, pos[1]) + jnp.vdot(up_dst, neg[1]) + jnp.vdot(dn_dst, neg[0])
+    )
+
+
+def _join(g, *, kept):
+    """Restart chunks `(chunks, batch, …)` joined, the first `kept` restarts kept."""
+    return g.reshape(-1, *g.shape[2:])[:kept]
+
+
+def _summary(values, its, ok, *, kept):
+    return values.reshape(-1)[:kept], jnp.max(its), jnp.all(ok)
+
+
+def _stack(xs):
+    return jnp.stack(xs)
+
+
+# ------------------------------------------------------------------ the algorithm
+
+
+def total_weight(graph: SignedGraph, drv=PROGRAM):
+    """`Σ|a|`, summed block by block in graph order (as `SignedGraph.abs_sum`)."""
+    return sum((drv.call(_abs_sum, "b", b) for b in graph.blocks), start=jnp.zeros((), graph.dtype))
+
+
+def block_energies(graph: SignedGraph, gauge: Sequence[Array], drv=PROGRAM) -> tuple:
+    """`δ_b(s)` of every block (one gauge, no restart axis): two block products each, of `P` and
+    `N` on the batch `[v_src, u_src]` (the sweep's product function, for a batch of two)."""
+    dtype = graph.dtype
+    down_up = [drv.call(_down_up, "l", g, dtype=dtype) for g in gauge]
+    zeros = [drv.call(_zero_fields, "l", x)[0] for x in down_up]
+    out = []
+    for (src, dst), block in zip(graph.links, graph.blocks):
+        pos, neg = drv.call(_parts, "b", block)
+        pos = drv.product(pos, down_up[src], zeros[dst], False)
+        neg = drv.product(neg, down_up[src], zeros[dst], False)
+        out.append(drv.call(_energy_terms, "lll", gauge[dst], pos, neg, dtype=dtype))
+    return tuple(out)
+
+
+def _sweep(graph: SignedGraph, s, drv, step: Callable, carry):
+    """THE sweep: each layer `j` in turn gets its field `h_j = (A s + Aᵀ s)_j` from the blocks into it
+    (from layers already updated in this sweep) and out of it, and `step(j, s_j, incoming, outgoing,
+    carry) -> (s_j, carry)` sets it (layers have no internal edges)."""
+    s, blocks, links = list(s), graph.blocks, graph.links
+    into, out_of = _adjacency(links, len(s))
+    for j in range(len(s)):
+        incoming, outgoing = drv.call(_zero_fields, "l", s[j])
+        for b in into[j]:
+            incoming = drv.product(blocks[b], s[links[b][0]], incoming, False)
+        for b in out_of[j]:
+            outgoing = drv.product(blocks[b], s[links[b][1]], outgoing, True)
+        s[j], carry = step(j, s[j], incoming, outgoing, carry)
+    return tuple(s), carry
+
+
+def _adjacency(links, layers: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The blocks into and out of each layer, in block order (as `SignedGraph.incoming/outgoing`;
+    computed here once: a bound method of a module costs a flatten of the whole graph)."""
+    into, out_of = [[] for _ in range(layers)], [[] for _ in range(layers)]
+    for b, (src, dst) in enumerate(links):
+        into[dst].append(b)
+        out_of[src].append(b)
+    return into, out_of
+
+
+def sweep(graph: SignedGraph, s, total=None, drv=PROGRAM):
+    """One descent sweep: each layer in turn takes `s_j = sign(h_j)` (kept where `h_j = 0`). Returns
+    the gauges, each restart's gain (flipping the nodes of a layer against their fields lowers `δ` by
+    `Σ_flipped |h_i|`) and its `δ` after the sweep: layer `j`'s incoming field comes from layers
+    already final, so `Σ_j s_j·(incoming_j)` is `sᵀAs`, each block counted once."""
+    total = total_weight(graph, drv) if total is None else total
+
+    def step(j, s_j, incoming, outgoing, carry):
+        return drv.call(_descent_layer, "lllll", s_j, incoming, outgoing, *carry)
+
+    s, (gain, sas) = _sweep(graph, s, drv, step, drv.call(_zeros2, "l", s[0]))
+    return s, gain, drv.call(_energy, "ll", total, sas)
+
+
+def descend(graph: SignedGraph, s, max_sweeps: int, tol: float, total, drv=PROGRAM):
+    """Block-coordinate descent: `sweep` after `sweep` until no restart gains more than `tol · Σ|a|`
+    in a sweep (with `tol = 0`: until nothing changes). A restart at its fixed point is left unchanged
+    by further sweeps, so the batch runs together. Returns the gauges, their `δ`, the sweeps and
+    whether every restart reached its fixed point."""
+    threshold = tol * total
+
+    def cond(state):
+        return drv.call(_going, "lll", state[3], threshold, state[2], max_sweeps=max_sweeps)
+
+    def body(state):
+        s, _, sweeps, _ = state
+        s, gain, energy = sweep(graph, s, total, drv)
+        return s, energy, sweeps + 1, gain
+
+    inf, zero = drv.call(_descent_start, "l", s[0])
+    s, energy, sweeps, gain = drv.while_loop(cond, body, (tuple(s), inf, zero, inf))
+    return s, energy, sweeps, drv.call(_all_zero, "l", gain)
+
+
+def screen(graph: SignedGraph, s, survivors: int, drv=PROGRAM):
+    """`SCREEN_SWEEPS` sweeps of every restart, then the `survivors` lowest in `δ` go on. The screen
+    only ranks restarts, so a float64 graph is screened in float32 (the survivors' descent then runs
+    in float64)."""
+    low = graph.astype(jnp.float32) if graph.dtype == jnp.float64 else graph
+    x = tuple(drv.call(_cast, "l", g, dtype=low.dtype) for g in s)
+    total = total_weight(low, drv)
+    for _ in range(SCREEN_SWEEPS):
+        x, _, energy = sweep(low, x, total, drv)
+    best = drv.call(_top, "l", energy, survivors=survivors)
+    return tuple(drv.call(_take, "ll", g, best, dtype=graph.dtype) for g in x)
+
+
+def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
+    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`."""
+
+    def one(s, inputs):
+        beta, k = inputs
+        keys = drv.call(_split, "l", k, num=graph.num_layers)
+
+        def step(j, s_j, incoming, outgoing, carry):
+            return drv.call(
+                _heat_bath_layer, "lllll", s_j, incoming, outgoing, beta, drv.take(keys, j)
+            ), carry
+
+        return _sweep(graph, s, drv, step, None)[0]
+
+    return drv.scan(one, s, (betas, drv.call(_split, "l", key, num=_steps(betas, drv))))
+
+
+def _steps(betas, drv) -> int:
+    return betas.shape[1 if drv.lanes else 0]
+
+
+def _quadratic_energy(graph: SignedGraph, s) -> Float[Array, " restarts"]:
+    """`½(Σ|a| − sᵀAs)` per restart: one product per block, to rank restarts (zero may round to ±ε)."""
+    sas = sum(
+        _sum_rest(s[dst] * jax.vmap(block.apply)(s[src]))
+        for (src, dst), block in zip(graph.links, graph.blocks)
+    )
+    return (graph.abs_sum() - sas) / 2
+
+
+def _greedy(graph: SignedGraph, s: Float[Array, "restarts n"], max_flips: int):
+    """The published greedy: flip the node with the most negative `s_i h_i` while one is negative."""
+    A = graph.to_dense()
+    J = A + A.T
+    lanes = jnp.arange(s.shape[0])
+
+    def flip(state):
+        s, h, flips, _ = state
+        i = jnp.argmin(s * h, axis=1)
+        sign = jnp.where(jnp.min(s * h, axis=1) < 0, -1, 1).astype(s.dtype)  # −1: this restart flips
+        h = h + ((sign - 1) * s[lanes, i])[:, None] * J[i]
+        s = s.at[lanes, i].multiply(sign)
+        return s, h, flips + 1, jnp.any(s * h < 0)
+
+    h = s @ J
+    state = (s, h, jnp.array(0), jnp.any(s * h < 0))
+    s, _, flips, negative = lax.while_loop(lambda st: st[3] & (st[2] < max_flips), flip, state)
+    return s, flips, ~negative
+
+
+def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
+    """Run `settings.restarts` searches, `batch_size` at a time; returns gauges, energies, iterations
+    and convergence. `"greedy"` (dense) runs only inside a program."""
+    method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors = settings
+    batch = min(batch_size or restarts, restarts)
+    chunks = -(-restarts // batch)
+    keep = min(batch, -(-(survivors or restarts) // chunks))  # survivors per chunk
+    dtype = graph.dtype
+    total = total_weight(graph, drv) if total is None else total
+
+    def run(key, chunk):
+        k_start, k_anneal = drv.call(_split2, "l", key)
+        flat = drv.call(_flat_start, "ls", k_start, chunk == 0, batch=batch, n=graph.num_nodes, dtype=dtype)
+        off = graph.offsets
+        s = tuple(drv.call(_layer_slice, "ls", flat, off[j], shape=sh) for j, sh in enumerate(graph.shapes))
+        if method == "greedy":
+            flat, its, ok = _greedy(graph, flat, max_iterations)
+            s = tuple(jax.vmap(graph.unflatten)(flat))
+            return s, _quadratic_energy(graph, s), its, ok
+        if method == "anneal":
+            t0, t1 = anneal_temperatures
+            betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
+            s = anneal(graph, s, k_anneal, betas, drv)
+        if keep < batch:
+            s = screen(graph, s, keep, drv)
+        s, energy, its, ok = descend(graph, s, max_iterations, tol, total, drv)
+        its = its + (anneal_steps if method == "anneal" else SCREEN_SWEEPS * (keep < batch))
+        return s, energy, its, ok
+
+    if chunks == 1:  # no loop (a one-step map keeps XLA from fusing across it)
+        return run(key, 0)
+    out = drv.map(run, drv.call(_split, "l", key, num=chunks), chunks)
+    kept = restarts if keep == batch else chunks * keep
+    gauges, values, its, ok = out
+    values, its, ok = drv.call(_summary, "lll", values, its, ok, kept=kept)
+    return tuple(drv.call(_join, "l", g, kept=kept) for g in gauges), values, its, ok
+
+
+def estimate(graph: SignedGraph, key: Key, settings, drv=PROGRAM):
+    """`search`, then the best restart's gauge, its `δ` recomputed block by block, and `Σ|a|`."""
+    total = total_weight(graph, drv)
+    gauges, values, iterations, converged = search(graph, key, settings, drv, total)
+    gauge = best_gauge(values, gauges, drv)
+    value = sum(block_energies(graph, gauge, drv), start=jnp.zeros((), graph.dtype))
+    return gauge, value, total, values, iterations, converged
+
+
+def best_gauge(values, gauges, drv=PROGRAM):
+    """The gauge of the restart lowest in `values`."""
+    i = drv.call(_argmin, "l", values)
+    return tuple(drv.call(_take, "ll", g, i, dtype=g.dtype) for g in gauges)
+
+
+def stack(xs, drv=PROGRAM):
+    """`jnp.stack` per search (lane)."""
+    return drv.call(_stack, "l", tuple(xs))
+
+
+def split(key, num: int, drv=PROGRAM):
+    """`jax.random.split(key, num)` per search (lane)."""
+    return drv.call(_split, "l", key, num=num)
+
+
+def split2(key, drv=PROGRAM):
+    """`jax.random.split(key)` as a pair, per search (lane)."""
+    return drv.call(_split2, "l", key)
