@@ -12,21 +12,25 @@ Two synthetic graphs built with `SignedGraph.from_layers`, random He-scaled floa
   transitions (1×1 conv halving the channels, 2×2 average pool) and the final linear layer read
   every source of their block likewise.
 
-For each graph and input size: the layerwise estimate (`_estimate`, default effort) and a small
-null-model batch (`_null_blocks`), each timed as compile (first call minus a second, warm call) and
-run (the warm call), with the single-program driver (`--old`, one XLA program per search: its compile
-grows with depth) and with the per-signature driver (the default for deep graphs: one compiled
-function per distinct block signature, driven from Python).
+For each graph and input size, in a fresh process: the layerwise estimate (default effort and
+stopping rule) and then a small null-model batch (`--samples` block shuffles, default chunk size), as
+`null_model_frustration` runs them. Each is called twice: compile = first call − second call, in wall
+seconds and in process CPU seconds (less sensitive to other load on the machine; XLA compiles on one
+thread), run = the second call. Drivers: the per-signature driver (the default for deep graphs: one
+compiled function per distinct block signature and layer shape, loops in Python; the null search
+reuses the estimate's functions) and, with `--old`, the single-program driver (one XLA program per
+search, as before: its compile grows with depth; slow, so only at `--old-sizes`).
 
     python benchmarks/compile_time.py                 # 32 and 64 px, per-signature driver
-    python benchmarks/compile_time.py --old           # also the single-program driver (slow to compile)
-    python benchmarks/compile_time.py --quick         # tiny: check that the script runs
+    python benchmarks/compile_time.py --old           # also the single-program driver at 32 px
+    python benchmarks/compile_time.py --quick         # ResNet-50 at 32 px: check that the script runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -185,7 +189,9 @@ def part(graph_name: str, side: int, driver: str, samples: int) -> dict:
 
     import jax
 
-    fr = importlib.import_module("jaxflow.signed.frustration")  # the package re-exports a function of that name
+    fr = importlib.import_module(
+        "jaxflow.signed.frustration"
+    )  # the package re-exports a function of that name
     nm = importlib.import_module("jaxflow.signed.nullmodels")
     engine = importlib.import_module("jaxflow.signed._search")
     clock = _Clock()
@@ -244,39 +250,45 @@ def _in_child(*argv: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny inputs and null batch: check the script runs")
-    p.add_argument("--old", action="store_true", help="also time the single-program driver")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, help="input sides (default 32 64)")
+    p.add_argument("--quick", action="store_true", help="ResNet-50, 32 px, 2 null samples")
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="input sides (default 32 64)")
     p.add_argument("--graphs", nargs="+", choices=tuple(GRAPHS), default=list(GRAPHS))
-    p.add_argument("--part", nargs=3, metavar=("GRAPH", "SIDE", "DRIVER"), help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, default=NULL_SAMPLES, help="null samples (default 4)")
+    p.add_argument("--old", action="store_true", help="also time the single-program driver (slow to compile)")
+    p.add_argument("--old-sizes", type=int, nargs="+", default=[32], help="its input sides (default 32)")
+    p.add_argument("--part", nargs=3, metavar=("GRAPH", "SIDE", "DRIVER"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part:
         name, side, driver = args.part
         print(json.dumps(part(name, int(side), driver, args.samples)))
         return
-    sizes = args.sizes or ([32] if args.quick else [32, 64])
-    samples = 2 if args.quick else args.samples
-    drivers = ("signatures", "program") if args.old else ("signatures",)
+    graphs, sizes, samples = args.graphs, args.sizes, args.samples
+    if args.quick:
+        graphs, sizes, samples = ["resnet50"], [32], 2
     rows = []
-    head = ("graph", "px", "driver", "layers", "blocks", "sigs", "edges", "estimate: compile", "run",
-            "null: compile", "run")  # fmt: skip
-    print("{:<12} {:>4} {:<10} {:>6} {:>6} {:>5} {:>9} {:>22} {:>7} {:>22} {:>7}".format(*head))
-    for name in args.graphs:
+    head = ("graph", "px", "driver", "layers", "blocks", "sigs", "edges", "sweeps", "estimate: compile",
+            "run", "null: compile", "run", "load")  # fmt: skip
+    print("{:<12} {:>4} {:<10} {:>6} {:>6} {:>5} {:>9} {:>6} {:>22} {:>7} {:>22} {:>7} {:>5}".format(*head))
+    for name in graphs:
         for side in sizes:
-            for driver in drivers:
+            for driver in ("signatures", "program"):
+                if driver == "program" and not (args.old and side in args.old_sizes):
+                    continue
+                load = os.getloadavg()[0]
                 r = _in_child("--part", name, str(side), driver, "--samples", str(samples))
+                r["load_before"], r["load_after"] = load, os.getloadavg()[0]
                 rows.append(r)
                 e, n = r["estimate"], r["null"]
                 print(
                     f"{name:<12} {side:>4} {driver:<10} {r['layers']:>6} {r['blocks']:>6} "
-                    f"{r['signatures']:>5} {r['edges']:>9.3g} "
+                    f"{r['signatures']:>5} {r['edges']:>9.3g} {r['sweeps']:>6} "
                     f"{e['compile_wall']:>7.1f}s ({e['compile_cpu']:5.1f}s cpu) {e['run_wall']:>6.1f}s "
-                    f"{n['compile_wall']:>7.1f}s ({n['compile_cpu']:5.1f}s cpu) {n['run_wall']:>6.1f}s",
+                    f"{n['compile_wall']:>7.1f}s ({n['compile_cpu']:5.1f}s cpu) {n['run_wall']:>6.1f}s "
+                    f"{max(load, r['load_after']):>5.1f}",
                     flush=True,
                 )
-    path = write_record("compile_time", {"quick": args.quick, "rows": rows, "machine": machine_info()}, args.quick)
-    print(f"wrote {path}")
+    record = {"quick": args.quick, "null_samples": samples, "rows": rows, "machine": machine_info()}
+    print(f"wrote {write_record('compile_time', record, args.quick)}")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ class Signatures:
                 return state
             new = body(state)
             if self.lanes:  # lanes whose condition failed keep their state
-                new = jax.tree.map(lambda a, b: self.call(_where, "lll", go, a, b), new, state)
+                new = jax.tree.map(partial(self.call, _where, "lll", go), new, state)
             state = new
 
     def scan(self, step, carry, xs):
@@ -300,7 +300,10 @@ def _energy_terms(s_dst, pos, neg, *, dtype):
     up_dst = (s_dst > 0).astype(dtype)
     dn_dst = 1 - up_dst
     return (
-        jnp.vdot(up_dst, pos[0]) + jnp.vdot(dn_dst, pos[1]) + jnp.vdot(up_dst, neg[1]) + jnp.vdot(dn_dst, neg[0])
+        jnp.vdot(up_dst, pos[0])
+        + jnp.vdot(dn_dst, pos[1])
+        + jnp.vdot(up_dst, neg[1])
+        + jnp.vdot(dn_dst, neg[0])
     )
 
 

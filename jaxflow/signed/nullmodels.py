@@ -90,7 +90,7 @@ def _shuffle(graph: SignedGraph, key: Key, model: str, drv=engine.PROGRAM) -> Si
 _shuffle_program = eqx.filter_jit(_shuffle)
 
 
-def _with_signs(w: Array, negative: Bool[Array, "..."]) -> Array:
+def _with_signs(w: Array, negative: Bool[Array, "*shape"]) -> Array:
     return jnp.where(negative, -1, 1).astype(w.dtype) * jnp.abs(w)
 
 
@@ -208,7 +208,9 @@ def null_model_frustration(
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     check_key(key)
     samples = _count(samples, "samples")
-    chunk_size = default_chunk_size(graph, samples) if chunk_size is None else _count(chunk_size, "chunk_size")
+    chunk_size = (
+        default_chunk_size(graph, samples) if chunk_size is None else _count(chunk_size, "chunk_size")
+    )
     k_obs, k_null = jax.random.split(key)
     observed = frustration(graph, key=k_obs, **options)
     graph = graph.astype(observed.value.dtype)

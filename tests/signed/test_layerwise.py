@@ -7,10 +7,12 @@ import pytest
 from test_frustration import channel_gauge_cnn, random_weights
 
 from jaxflow.signed import SignedGraph, frustration
-from jaxflow.signed._search import SCREEN_SWEEPS
-from jaxflow.signed._search import random_signs as _random_signs
-from jaxflow.signed._search import screen as _screen
-from jaxflow.signed._search import sweep as _sweep
+from jaxflow.signed._search import (
+    SCREEN_SWEEPS,
+    random_signs as _random_signs,
+    screen as _screen,
+    sweep as _sweep,
+)
 
 
 def dense_energy(A, s):

@@ -13,14 +13,24 @@ import numpy as np
 import pytest
 from test_frustration import channel_gauge_cnn
 
-from jaxflow.signed import Conv2d, Dense, Layer, SignedGraph, Skip, frustration, null_model_frustration
-from jaxflow.signed import _search as engine
+from jaxflow.signed import (
+    Conv2d,
+    Dense,
+    Layer,
+    SignedGraph,
+    Skip,
+    _search as engine,
+    frustration,
+    null_model_frustration,
+)
 from jaxflow.signed.nullmodels import _null_blocks
 
 fr = sys.modules["jaxflow.signed.frustration"]  # the package re-exports the function of that name
 
 
-def settings(graph, method="layerwise", restarts=None, tol=None, anneal_steps=200, batch_size=None, survivors=None):
+def settings(
+    graph, method="layerwise", restarts=None, tol=None, anneal_steps=200, batch_size=None, survivors=None
+):
     return fr._settings(graph, method, restarts, None, tol, anneal_steps, (2.0, 0.02), batch_size, survivors)
 
 
@@ -67,7 +77,9 @@ def test_drivers_agree_on_null_samples():
         ref = _null_blocks(g, keys, model, True, s, 2, "program")
         assert ref.shape == (3, len(g.blocks))
         for chunk in chunks:
-            np.testing.assert_allclose(_null_blocks(g, keys, model, True, s, chunk, "signatures"), ref, rtol=1e-12)
+            np.testing.assert_allclose(
+                _null_blocks(g, keys, model, True, s, chunk, "signatures"), ref, rtol=1e-12
+            )
 
 
 def test_sweep_and_screen_agree():
@@ -169,7 +181,9 @@ def test_default_tol_follows_the_size_rule():
     assert res.settings.tol == 0.0 and res.converged
     assert settings(small, tol=1e-3).tol == 1e-3
     k = np.ones((64, 64, 3, 3))  # a 64×64×64 conv layer: 64·64·9·62² + borders ≈ 1.5e8 edges
-    big = SignedGraph.from_layers([Layer("x", shape=(64, 64, 64)), Layer("y", {"x": Conv2d(k, (64, 64, 64), padding=1)})])
+    big = SignedGraph.from_layers(
+        [Layer("x", shape=(64, 64, 64)), Layer("y", {"x": Conv2d(k, (64, 64, 64), padding=1)})]
+    )
     assert big.num_edges() > fr.LARGE_GRAPH_EDGES >= small.num_edges()
     assert fr.default_tol(big) == fr.LARGE_GRAPH_TOL == 1e-5
     assert settings(big).tol == 1e-5 and settings(big, tol=0.0).tol == 0.0
