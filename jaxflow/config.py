@@ -201,17 +201,21 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StudyFrustrationConfig:
-    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`, against
+    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol` (unset: the
+    library's defaults for the graph, `default_restarts` and `default_tol`), against
     `null_samples` sign-shuffled null models of kind `null_model`."""
 
     method: Literal["layerwise", "anneal", "greedy", "exact"] = "layerwise"
-    restarts: int = 32
+    restarts: int | None = None
+    tol: float | None = None
     null_samples: int = 64
     null_model: Literal["block", "kernel", "global", "flip"] = "block"
 
     def __post_init__(self):
-        if self.restarts < 1:
+        if self.restarts is not None and self.restarts < 1:
             fail("restarts", f"must be a positive integer, got {self.restarts}")
+        if self.tol is not None and not 0 <= self.tol < 1:
+            fail("tol", f"must be in [0, 1) (a fraction of Σ|a| per sweep), got {self.tol}")
         if self.null_samples < 2:
             fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 from jaxflow.config import ConfigError, SweepConfig, load_config, parse
@@ -103,7 +105,26 @@ BAD_SHAPES = [
     ({"models": [""]}, "models[0]", "must name a model file"),
     ({"input_shape": [3]}, "input_shape", "two or more positive integers"),
     ({"input_shape": "1,3,8,8"}, "input_shape", "must be a list"),
+    ({"tol": 1.5}, "tol", "must be in [0, 1)"),
+    ({"tol": -1e-3}, "tol", "must be in [0, 1)"),
+    ({"restarts": 0}, "restarts", "must be a positive integer"),
 ]
+
+
+def test_search_defaults_are_the_librarys(tmp_path):
+    """Unset `restarts`/`tol` reach `frustration` as None: its own defaults for the graph."""
+    from jaxflow.config import FrustrationConfig
+    from jaxflow.signed import Dense, Layer, SignedGraph
+    from jaxflow.signed.frustration import default_restarts, default_tol, frustration
+
+    config = parse(FrustrationConfig, {})
+    assert (config.restarts, config.tol) == (None, None)
+    w = np.array([[1.0, -2.0], [3.0, 4.0]])
+    g = SignedGraph.from_layers([Layer("x", shape=(2,)), Layer("y", {"x": Dense(w, (2,), (2,))})])
+    key = jax.random.key(0)
+    settings = frustration(g, method=config.method, key=key, restarts=config.restarts, tol=config.tol).settings
+    assert (settings.restarts, settings.tol) == (default_restarts(g, "layerwise"), default_tol(g))
+    assert parse(FrustrationConfig, {"tol": 1e-5, "restarts": 3}).tol == 1e-5
 
 
 @pytest.mark.parametrize("table, key, words", BAD_SHAPES, ids=[b[1] + ":" + b[2] for b in BAD_SHAPES])

@@ -57,11 +57,17 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     return _shuffle_program(graph, key, model) if drv is engine.PROGRAM else _shuffle(graph, key, model, drv)
 
 
-def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
+def _choose(
+    key: Key, negative: Bool[Array, " n"], valid: Bool[Array, " n"] | None = None
+) -> Bool[Array, " n"]:
     """A uniformly random set of as many positions as `negative` marks: the `k` smallest of `n`
     random 32-bit keys, found by bisection on the key value (32 counting passes, no sort; the
-    rare keys equal to the threshold go by position)."""
+    rare keys equal to the threshold go by position). Only `valid` positions are chosen (padding
+    takes the largest key, so it changes nothing)."""
     u = jax.random.bits(key, negative.shape, jnp.uint32)
+    if valid is not None:
+        u = jnp.where(valid, u, jnp.uint32(2**32 - 1))
+        negative = negative & valid
     k = jnp.sum(negative)
 
     def halve(_, bounds):  # invariant: the k-th smallest key lies in [lo, hi]
@@ -72,6 +78,8 @@ def _choose(key: Key, negative: Bool[Array, " n"]) -> Bool[Array, " n"]:
 
     t, _ = lax.fori_loop(0, 32, halve, (jnp.uint32(0), jnp.uint32(2**32 - 1)))
     below, at = u < t, u == t
+    if valid is not None:
+        at = at & valid
     return below | (at & (jnp.cumsum(at) <= k - jnp.sum(below)))
 
 
@@ -83,8 +91,22 @@ def _shuffle(graph: SignedGraph, key: Key, model: str, drv=engine.PROGRAM) -> Si
     if model == "global":
         new = drv.call(_global_shuffle, "sl", tuple(ws), drv.take(keys, 0))
     else:
-        new = [drv.call(_shuffle_weight, "sl", w, drv.take(keys, i), model=model) for i, w in enumerate(ws)]
+        new = [_shuffled(w, drv.take(keys, i), model, drv) for i, w in enumerate(ws)]
     return _set_weights(graph, which, list(new))
+
+
+def _shuffled(w: Array, key: Key, model: str, drv) -> Array:
+    """One learned weight array with shuffled signs. `"block"` and `"flip"` shuffle it flattened and
+    zero-padded to a power of two, so one compiled shuffle serves every weight of that size class
+    (JAX's threefry is partitionable: a position draws the same random bits in any padded length,
+    so the result is the unpadded shuffle's)."""
+    if model == "kernel":
+        return drv.call(_shuffle_rows, "sl", w, key)
+    size = w.size
+    flat = jnp.pad(w.ravel(), (0, (1 << max(size - 1, 0).bit_length()) - size))
+    fraction = jnp.mean(w < 0)  # `"flip"`: each weight negative with this probability
+    out = drv.call(_shuffle_flat, "slss", flat, key, size, fraction, model=model)
+    return out[..., :size].reshape(*out.shape[:-1], *w.shape)
 
 
 _shuffle_program = eqx.filter_jit(_shuffle)
@@ -100,14 +122,18 @@ def _global_shuffle(ws: tuple[Array, ...], key: Key) -> tuple[Array, ...]:
     return tuple(_with_signs(w, m.reshape(w.shape)) for m, w in zip(jnp.split(flat, cuts), ws))
 
 
-def _shuffle_weight(w: Array, key: Key, *, model: str) -> Array:
+def _shuffle_flat(flat: Array, key: Key, size, fraction, *, model: str) -> Array:
+    """`"block"` or `"flip"` on the first `size` entries of `flat` (the rest is padding)."""
+    valid = jnp.arange(flat.shape[0]) < size
     if model == "block":
-        negative = _choose(key, (w < 0).ravel()).reshape(w.shape)
-    elif model == "kernel":
-        rows = (w < 0).reshape(w.shape[0], -1)
-        negative = jax.vmap(_choose)(jax.random.split(key, w.shape[0]), rows).reshape(w.shape)
-    else:
-        negative = jax.random.bernoulli(key, jnp.mean(w < 0), w.shape)
+        return _with_signs(flat, _choose(key, flat < 0, valid))
+    return _with_signs(flat, jax.random.bernoulli(key, fraction, flat.shape) & valid)
+
+
+def _shuffle_rows(w: Array, key: Key) -> Array:
+    """`"kernel"`: within each output filter (`K[o]`) or row (`W[o]`)."""
+    rows = (w < 0).reshape(w.shape[0], -1)
+    negative = jax.vmap(_choose)(jax.random.split(key, w.shape[0]), rows).reshape(w.shape)
     return _with_signs(w, negative)
 
 

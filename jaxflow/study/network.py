@@ -39,6 +39,7 @@ def frustration_vs_null(
         model=config.null_model,
         method=config.method,
         restarts=config.restarts,
+        tol=config.tol,
     )
     res, total = nul.observed, float(nul.observed.total)
     null = np.asarray(nul.values, float) / total
@@ -113,7 +114,11 @@ def monotonicity_vs_null(
     null-model networks and random orthants; with `perturbations`, also the orthant-perturbation
     test and the active subnetworks."""
     k_null, k_pert, k_active = jax.random.split(key, 3)
-    search = {"method": frustration_config.method, "restarts": frustration_config.restarts}
+    search = {
+        "method": frustration_config.method,
+        "restarts": frustration_config.restarts,
+        "tol": frustration_config.tol,
+    }
     budget = {"memory_budget": config.memory_mb * 2**20}
     score = monotonicity_score(model, gauge[0], gauge[-1], inputs, **budget)
     null = null_model_monotonicity(
