@@ -45,8 +45,8 @@ from _machine import machine_info  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task  # noqa: E402
 from jaxflow.config import SweepConfig, parse  # noqa: E402
-from jaxflow.linear.flow import gradient_norm, loss, vector_field  # noqa: E402
-from jaxflow.sweep import sweep  # noqa: E402
+from jaxflow.linear.objective import gradient_norm, loss, weights_field  # noqa: E402
+from jaxflow.linear.sweep import sweep  # noqa: E402
 
 WIDTHS = (16, 32, 32, 32, 16)
 SIGMA = np.linspace(2.0, 1.0, 16)
@@ -88,7 +88,7 @@ def one(weights, tols):
     """The plain baseline: one `diffrax.diffeqsolve` as a user writes it (weights as the state,
     Tsit5, a default PID controller, the same right-hand side and stop event as jaxflow)."""
     t1, rtol, atol, gtol = tols
-    field = lambda t, ws, task: vector_field(DeepLinearNetwork(ws), task).weights
+    field = lambda t, ws, task: weights_field(ws, task)
     stop = lambda t, ws, task, **kw: gradient_norm(ws, task) < gtol
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t1, None, weights, TASK,
@@ -150,7 +150,6 @@ def run_scipy(nets):
 
 def profile(nets, batch: int) -> dict:
     """Where the time goes: one right-hand side alone and batched (per lane), one loop step."""
-    from jaxflow.linear.flow import _field
 
     def per_call(f, *a, reps=50):
         jax.block_until_ready(f(*a))
@@ -159,9 +158,9 @@ def profile(nets, batch: int) -> dict:
             jax.block_until_ready(f(*a))
         return (time.perf_counter() - start) / reps
 
-    single = per_call(jax.jit(lambda w: _field(0.0, w, TASK)), nets[0].weights)
+    single = per_call(jax.jit(lambda w: weights_field(w, TASK)), nets[0].weights)
     stacked = jax.tree.map(lambda *w: jnp.stack(w), *[net.weights for net in nets[:batch]])
-    batched = per_call(jax.jit(jax.vmap(lambda w: _field(0.0, w, TASK))), stacked) / batch
+    batched = per_call(jax.jit(jax.vmap(lambda w: weights_field(w, TASK))), stacked) / batch
     return {"rhs_us_single": 1e6 * single, "rhs_us_per_lane_batched": 1e6 * batched, "rhs_batch": batch}
 
 

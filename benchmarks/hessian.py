@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, write_record  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task, loss  # noqa: E402
-from jaxflow.linear import hessian, lanczos  # noqa: E402
+from jaxflow.linear import lanczos  # noqa: E402
+from jaxflow.linear.hessian import hessian  # noqa: E402
 
 
 def _timed(f, *args):

@@ -73,7 +73,7 @@ def scores_per_second(n_inputs: int, n_baseline: int) -> dict:
 
 def study_seconds(config_name: str, quick: bool) -> dict:
     from jaxflow.config import StudyConfig, load_config
-    from jaxflow.study import run_study
+    from jaxflow.experiments import study
 
     config = load_config(ROOT / "configs" / config_name, StudyConfig)
     if quick:
@@ -87,7 +87,8 @@ def study_seconds(config_name: str, quick: bool) -> dict:
         )
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        result = run_study(config, out)
+        result = study.run(config)
+        study.write(result, out)
         seconds = time.perf_counter() - t
     print(
         f"study {config_name}: {seconds:.1f} s (training included); frustration "

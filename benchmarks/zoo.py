@@ -17,13 +17,14 @@ and `dynamo=False` (the legacy TorchScript exporter) to `CACHE/NAME-EXPORTER-SID
 default `benchmarks/.zoo-cache/`), next to a sidecar `NAME-EXPORTER-SIDE.json` saying how the
 export went and whether onnxruntime reproduces torch's output (an exporter failure is recorded
 there; a cached export, good or failed, is reused unless `--force`). inception_v3 takes 299 px
-where 224 is asked (96 for 32, 128 for 64); vit_b_16 is built for the input side.
+where 224 is asked (96 for 32, 128 for 64), alexnet 64 where 32 is asked; vit_b_16 is built
+for the input side.
 
 Each import and each estimate runs in its own subprocess, so that its peak RSS (`os.wait4`) and a
 crash or timeout stay its own; failures are recorded with their message, never raised. Defaults:
 the estimate at 224 px (`frustration(graph, restarts=8, tol=1e-5)`), the null models at 64 px
 (16 block sign-shuffles, each searched with the same effort, next to the graph's own estimate at
-64 px, through jaxflow's cross-model runner `jaxflow.study.models.model_frustration` when its
+64 px, through jaxflow's cross-model runner `jaxflow.experiments.frustration.model_frustration` when its
 config takes every setting, else `null_model_frustration` directly), then the goals of issue 10:
 vgg16 at 224² import + layerwise estimate (8 restarts, tol 1e-5) ≤ 5 min and ≤ 4 GB peak RSS,
 and resnet50 at 224² default estimate ≤ 2 min. Compile and run time are reported apart.
@@ -76,8 +77,8 @@ ARCHITECTURES: dict[str, dict] = {
     "vit_b_16": {},  # attention: the importer is expected to refuse it
 }
 QUICK_MODELS = ("squeezenet1_0", "resnet18")  # small and quick to compile
-# models that need a larger input than asked: inception_v3 needs >= 75 px
-SIZE_MAP = {"inception_v3": {32: 96, 64: 128, 224: 299}}
+# models that need a larger input than asked: inception_v3 needs >= 75 px, alexnet >= 63 px
+SIZE_MAP = {"inception_v3": {32: 96, 64: 128, 224: 299}, "alexnet": {32: 64}}
 
 
 def input_size(name: str, size: int) -> int:
@@ -607,14 +608,14 @@ def _worker_estimate(args: dict) -> dict:
 
 
 def _runner_config(args: dict):
-    """A `FrustrationConfig` for jaxflow's own runner (`jaxflow.study.models.model_frustration`,
+    """A `FrustrationConfig` for jaxflow's own runner (`jaxflow.experiments.frustration.model_frustration`,
     what `jaxflow frustration a.onnx b.onnx …` runs per model), or `(None, why not)` when the
     runner is missing or cannot take every requested setting."""
     import dataclasses
 
     try:
         from jaxflow.config import FrustrationConfig
-        from jaxflow.study.models import model_frustration  # noqa: F401
+        from jaxflow.experiments.frustration import model_frustration  # noqa: F401
     except ImportError as e:
         return None, f"no cross-model runner ({e})"
     fields = {f.name for f in dataclasses.fields(FrustrationConfig)}
@@ -641,7 +642,7 @@ def _worker_nulls(args: dict) -> dict:
     clock = _CompileClock()
     config, why = (None, "--direct") if args.get("direct") else _runner_config(args)
     if config is not None:
-        from jaxflow.study.models import model_frustration
+        from jaxflow.experiments.frustration import model_frustration
 
         start = time.perf_counter()
         result = model_frustration(args["path"], config)
@@ -649,7 +650,7 @@ def _worker_nulls(args: dict) -> dict:
         fr = result["frustration"]
         null = np.asarray(fr["null_normalized"], float)
         return {
-            "runner": "jaxflow.study.models.model_frustration",
+            "runner": "jaxflow.experiments.frustration.model_frustration",
             "layers": result["num_layers"],
             "nodes": int(result["num_nodes"]),
             "edges": int(result["num_edges"]),
@@ -713,11 +714,65 @@ def _worker_nulls(args: dict) -> dict:
     return rec
 
 
+def _worker_default_vs_benchmark(args: dict) -> dict:
+    """The default `frustration(graph)` of the export (library defaults, what `jaxflow frustration`
+    runs for the network itself) against `benchmarks/frustration.py`'s ResNet-18-shaped graph at
+    the same side (8 restarts, tol 1e-5), in the same process, each timed with its compile."""
+    jax = _jax_setup(args)
+    import numpy as np
+
+    from jaxflow.signed.frustration import frustration
+
+    sys.path.insert(0, str(HERE))
+    from frustration import RESNET_TOL, resnet18_graph
+
+    rec = _worker_estimate({k: v for k, v in args.items() if k not in ("restarts", "tol", "method")})
+    side = int(args["side"])
+    t = time.perf_counter()
+    bench = resnet18_graph(side, np.float32)
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    res = frustration(bench, method="layerwise", key=jax.random.key(SEED), restarts=8, tol=RESNET_TOL)
+    normalized = float(res.normalized)  # blocks until done
+    bench_s = time.perf_counter() - t
+    rec["benchmark_graph"] = {
+        "edges": int(bench.num_edges()),
+        "build_s": build_s,
+        "estimate_s": bench_s,
+        "normalized": normalized,
+        "restarts": 8,
+        "tol": RESNET_TOL,
+        "iterations": int(res.iterations),
+    }
+    rec["ratio"] = rec["estimate_s"] / bench_s
+    return rec
+
+
+def _worker_study(args: dict) -> dict:
+    """`jaxflow study` of the model file with the settings in `args["study"]` (a TOML body),
+    through the command's own entry point, in this process (its peak RSS is the goal's)."""
+    with tempfile.TemporaryDirectory(prefix="zoo-study-") as tmp:
+        cfg = Path(tmp) / "study.toml"
+        cfg.write_text(f'model_file = "{args["path"]}"\n' + args["study"])
+        from jaxflow.cli import main as jaxflow_main
+
+        start = time.perf_counter()
+        status = jaxflow_main(["study", str(cfg), "--out", str(Path(tmp) / "out")])
+        seconds = time.perf_counter() - start
+        if status:
+            raise RuntimeError(f"jaxflow study exited with status {status}")
+        study = json.loads((Path(tmp) / "out" / "study.json").read_text())
+    fr = study.get("frustration", {})
+    return {"study_s": seconds, "normalized": fr.get("normalized"), "edges": study.get("num_edges")}
+
+
 WORKERS = {
     "export": lambda a: {"exports": _worker_export(a)},
     "import": _worker_import,
     "estimate": _worker_estimate,
     "nulls": _worker_nulls,
+    "default_vs_benchmark": _worker_default_vs_benchmark,
+    "study": _worker_study,
 }
 
 
@@ -753,6 +808,8 @@ def _goal(name: str, res: dict, limits: dict) -> dict:
     m["compile_s"] = res.get("compile_s")
     m["run_s"] = res.get("run_s")
     m["total_s"] = res["wall_s"]
+    m["ratio"] = res.get("ratio")
+    m["benchmark_graph"] = res.get("benchmark_graph")
     m["peak_rss_mb"] = res["peak_rss_mb"]
     m["restarts"] = res.get("restarts")
     m["tol"] = res.get("tol")
@@ -762,6 +819,8 @@ def _goal(name: str, res: dict, limits: dict) -> dict:
     if "seconds" in limits:
         key = limits.get("timed", "total_s")
         checks["seconds"] = m[key] is not None and m[key] <= limits["seconds"]
+    if "ratio" in limits:
+        checks["ratio"] = m["ratio"] is not None and m["ratio"] <= limits["ratio"]
     if "peak_rss_mb" in limits:
         checks["peak_rss_mb"] = m["peak_rss_mb"] <= limits["peak_rss_mb"]
     rec["checks"] = checks
@@ -808,7 +867,7 @@ def run_benchmark(args, partial: Path) -> dict:
             f"frustration estimated at {size} px; null models (and the graph's own estimate next to "
             f"them, for a like-for-like z and p) at {null_size} px, every sample searched with the "
             "same effort as the graph. inception_v3 takes 299 px where 224 is asked (96 for 32, 128 "
-            "for 64); vit_b_16 is built with image_size equal to the input side."
+            "for 64), alexnet 64 for 32; vit_b_16 is built with image_size equal to the input side."
         ),
     }
     coverage, estimates = [], []
@@ -911,6 +970,20 @@ def _brief(r: dict) -> str:
     return ", ".join(parts)
 
 
+# the study of the memory goal: every part runs (the nulls one at a time, so their number does not
+# change the peak), with as few samples as the config allows so that it fits the benchmark's time
+STUDY_GOAL_TOML = """
+[frustration]
+restarts = 8
+null_samples = 2
+[monotonicity]
+inputs = 2
+sizes = [0.1]
+perturbations = 2
+null_samples = 2
+active_inputs = 2
+"""
+
 GOALS = {
     "vgg16_import_layerwise": {
         "model": "vgg16",
@@ -925,6 +998,24 @@ GOALS = {
         "search": {},
         "limits": {"seconds": 120, "timed": "estimate_s"},
         "what": "default `frustration(graph)` of resnet50 at 224² (timed: the estimate; import apart)",
+    },
+    "resnet18_default_vs_benchmark": {
+        "model": "resnet18",
+        "size": 224,
+        "worker": "default_vs_benchmark",
+        "search": {"side": 224},
+        "limits": {"ratio": 2.0},
+        "what": "default `frustration(graph)` of resnet18 at 224² against the ResNet-18-shaped "
+        "benchmark graph (8 restarts, tol 1e-5), same process: time ratio <= 2",
+    },
+    "resnet18_study_memory": {
+        "model": "resnet18",
+        "size": 224,
+        "worker": "study",
+        "search": {"study": STUDY_GOAL_TOML},
+        "limits": {"peak_rss_mb": 4096},
+        "what": "`jaxflow study` of resnet18 at 224² (8 restarts, 2 null samples; 2 inputs, 2 null "
+        "networks, 2 perturbations, 2 active inputs), one process: peak RSS <= 4 GB",
     },
     # issue 10, 3b: compiling the search and the null batch of a deep graph takes <= 60 s
     **{
@@ -1026,7 +1117,8 @@ def markdown(record: dict) -> str:
         f"Machine: {record['machine']['cpu']}, {record['machine']['cores_available']} cores; "
         f"jax {record['machine']['jax']}. Random weights (seed {st['seed']}), torch exporters: "
         f"{', '.join(exporters)} (dynamo: `torch.onnx.export(..., dynamo=True)`, the default; legacy: "
-        "`dynamo=False`). inception_v3 takes 299 px where 224 is asked (96 for 32, 128 for 64).",
+        "`dynamo=False`). inception_v3 takes 299 px where 224 is asked (96 for 32, 128 for 64), "
+        "alexnet 64 for 32.",
         f"Search: method {s.get('method') or 'default'}, restarts {s.get('restarts') or 'default'}, "
         f"tol {s.get('tol') if s.get('tol') is not None else 'default'}; "
         f"{st['null_samples']} {st['null_model']!r} null samples at {null_size} px.",
@@ -1098,27 +1190,11 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = (
-    "model",
-    "file",
-    "layers",
-    "nodes",
-    "edges",
-    "normalized",
-    "null_mean",
-    "null_std",
-    "zscore",
-    "pvalue",
-    "restarts",
-    "null_samples",
-    "seconds",
-    "error",
-)  # fmt: skip  (the columns of `jaxflow frustration a.onnx b.onnx …`'s models.csv)
-
-
 def cross_rows(record: dict) -> list[dict]:
     """One row per architecture and exporter in the columns of jaxflow's cross-model table (at the
     null size), plus `exporter`, `input`, `null_normalized` and the estimate at the full size."""
+    from jaxflow.experiments.models import COLUMNS as CSV_COLUMNS
+
     cover = {(r["model"], r["exporter"]): r for r in record["coverage"]}
     null_size = str(record["settings"]["null_size"])
     rows = []
@@ -1146,6 +1222,8 @@ def cross_rows(record: dict) -> list[dict]:
 
 def write_csv(record: dict, path: Path) -> Path:
     import csv
+
+    from jaxflow.experiments.models import COLUMNS as CSV_COLUMNS
 
     rows = cross_rows(record)
     extra = ["exporter", "input", "full_input", "full_edges", "full_normalized", "full_seconds"]

@@ -1,41 +1,37 @@
-"""jaxflow: gradient flow and landscape of deep linear networks; frustration of signed networks."""
+"""jaxflow: gradient flow and landscape of deep linear networks; frustration of signed networks.
+
+The top level holds the public API of DESIGN.md; everything else is in `jaxflow.linear`,
+`jaxflow.signed` and, for the commands, `jaxflow.experiments`."""
+
+import importlib.metadata
 
 from .linear import (
     CriticalValue as CriticalValue,
     DeepLinearNetwork as DeepLinearNetwork,
     Task as Task,
     Trajectory as Trajectory,
-    apply_symmetry as apply_symmetry,
     classify_critical_point as classify_critical_point,
-    critical_levels as critical_levels,
     critical_point as critical_point,
     critical_values as critical_values,
-    fiber as fiber,
     gradient_descent as gradient_descent,
     gradient_flow as gradient_flow,
-    hessian as hessian,
-    hvp as hvp,
-    inertia as inertia,
-    lanczos as lanczos,
     learning_time as learning_time,
-    level_index as level_index,
     loss as loss,
-    mode_rays as mode_rays,
-    mode_strengths as mode_strengths,
     mode_time as mode_time,
     mode_trajectory as mode_trajectory,
-    nearest_critical_value as nearest_critical_value,
-    network_class as network_class,
     vector_field as vector_field,
 )
-from .signed import (
-    SignedGraph as SignedGraph,
-    block_frustration as block_frustration,
-    frustration as frustration,
-    gauge_frustration as gauge_frustration,
-    monotonicity_score as monotonicity_score,
+from .linear.hessian import hessian as hessian
+from .linear.sweep import SweepResult as SweepResult, sweep as sweep
+from .signed import SignedGraph as SignedGraph
+from .signed.frustration import FrustrationResult as FrustrationResult, frustration as frustration
+from .signed.monotonicity import monotonicity_score as monotonicity_score
+from .signed.nullmodels import (
+    NullModelResult as NullModelResult,
     null_model_frustration as null_model_frustration,
 )
-from .sweep import SweepResult as SweepResult, sweep as sweep
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("jaxflow")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"

@@ -1,17 +1,26 @@
 """The `jaxflow` command: `sweep`, `landscape`, `frustration`, `study`.
 
-Each subcommand loads its config, runs a job from `jaxflow.jobs`, and writes JSON, CSV and
-plots to `--out`. Errors in the input are printed as one line, without a traceback, and exit with
+Each subcommand is a module of `jaxflow.experiments` (`COMMANDS`): it loads its config, runs, and
+writes JSON, CSV and plots to `--out`. This module alone sets JAX up (float64; for `sweep`, one CPU
+device per core). Errors in the input are printed as one line, without a traceback, and exit with
 status 2 (as does a study across models in which some model failed).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 
-from .config import ConfigError
+import jax
+
+from ._checks import InputError
+from .experiments import frustration, landscape, study, sweep
+
+COMMANDS = {"sweep": sweep, "landscape": landscape, "frustration": frustration, "study": study}
+"""Command name → its experiment module (`main(args)` runs it)."""
+CPU_DEVICES = {"sweep"}
+"""Commands that shard over devices: on CPU they get one device per core."""
 
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
 
@@ -49,12 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    job = importlib.import_module(f"jaxflow.jobs.{args.command}")
+def _cores_as_devices() -> None:
+    """On CPU, one device per core: `sweep` shards lanes over devices, and a solve of small matrices
+    uses one core. Possible only before JAX's first computation (kept as is otherwise)."""
     try:
-        status = job.main(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:  # backends already initialized (e.g. called in-process after other JAX work)
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `jaxflow ARGV…`; the exit status (0, or 2 for an input error)."""
+    args = _parser().parse_args(argv)
+    if args.command in CPU_DEVICES:
+        _cores_as_devices()
+    jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
+    try:
+        status = COMMANDS[args.command].main(args)
+    except (InputError, FileNotFoundError) as e:  # the input is wrong; anything else is a bug
         print(f"jaxflow {args.command}: error: {e}", file=sys.stderr)
         return 2
     return status or 0

@@ -14,16 +14,35 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+from ._checks import InputError, count_problem
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value is missing, unknown, of the wrong type or out of range."""
 
 
 def fail(key: str, message: str):
     """Raise `ConfigError` for `key`."""
     raise ConfigError(f"config key '{key}': {message}")
+
+
+def require_widths(key: str, widths) -> None:
+    """`widths` under config key `key` are `d_0, …, d_h`: two or more positive integers."""
+    if len(widths) < 2:
+        fail(key, f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(widths)}")
+    for i, d in enumerate(widths):
+        if problem := count_problem(d):
+            fail(f"{key}[{i}]", f"{problem} in {list(widths)}")
+
+
+def require_counts(config, *names: str) -> None:
+    """Each of `config`'s fields `names` that is set is a positive integer (`_checks.count_problem`)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (problem := count_problem(value)):
+            fail(name, problem)
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -190,9 +209,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                fail(name, f"must be a positive integer, got {getattr(self, name)}")
+        require_counts(self, "epochs", "batch_size", "checkpoint_every")
         if not self.learning_rate > 0:
             fail("learning_rate", f"must be > 0, got {self.learning_rate}")
         if not 0 < self.test_fraction < 1:
@@ -212,8 +229,7 @@ class StudyFrustrationConfig:
     null_model: Literal["block", "kernel", "global", "flip"] = "block"
 
     def __post_init__(self):
-        if self.restarts is not None and self.restarts < 1:
-            fail("restarts", f"must be a positive integer, got {self.restarts}")
+        require_counts(self, "restarts")
         if self.tol is not None and not 0 <= self.tol < 1:
             fail("tol", f"must be in [0, 1) (a fraction of Σ|a| per sweep), got {self.tol}")
         if self.null_samples < 2:
@@ -235,9 +251,7 @@ class StudyMonotonicityConfig:
     memory_mb: int = 512
 
     def __post_init__(self):
-        for name in ("inputs", "perturbations", "active_inputs", "memory_mb"):
-            if getattr(self, name) < 1:
-                fail(name, f"must be a positive integer, got {getattr(self, name)}")
+        require_counts(self, "inputs", "perturbations", "active_inputs", "memory_mb")
         if self.null_samples < 2:
             fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
         if not self.sizes or any(not e > 0 for e in self.sizes):
@@ -403,11 +417,7 @@ class SweepNetworkConfig:
             fail("widths", "must list at least one architecture, got []")
         for a, w in enumerate(archs):
             key = "widths" if len(archs) == 1 else f"widths[{a}]"
-            if len(w) < 2:
-                fail(key, f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(w)}")
-            for i, d in enumerate(w):
-                if d < 1:
-                    fail(f"{key}[{i}]", f"must be a positive integer, got {d} in {list(w)}")
+            require_widths(key, w)
             if (w[0], w[-1]) != (archs[0][0], archs[0][-1]):
                 fail(key, f"all architectures must share d_0 and d_h, got {list(w)} and {list(archs[0])}")
         if not 0 < self.scale < float("inf"):
@@ -435,8 +445,7 @@ class SweepFlowConfig:
         for name in ("t1", "rtol", "atol", "gtol"):
             if not 0 < getattr(self, name) < float("inf"):
                 fail(name, f"must be finite and > 0, got {getattr(self, name)}")
-        if self.max_steps < 1:
-            fail("max_steps", f"must be a positive integer, got {self.max_steps}")
+        require_counts(self, "max_steps")
         if self.saves < 2:
             fail("saves", f"must be >= 2 (times 0 and t1 at least), got {self.saves}")
 
@@ -454,11 +463,7 @@ class SweepRunConfig:
     sort: bool = True
 
     def __post_init__(self):
-        for name in ("inits", "chunk"):
-            if getattr(self, name) < 1:
-                fail(name, f"must be a positive integer, got {getattr(self, name)}")
-        if self.batch is not None and self.batch < 1:
-            fail("batch", f"must be a positive integer, got {self.batch}")
+        require_counts(self, "inits", "chunk", "batch")
         if self.seed < 0:
             fail("seed", f"must be >= 0, got {self.seed}")
 
@@ -498,14 +503,7 @@ class LandscapeConfig:
     max_parameters: int = 2000
 
     def __post_init__(self):
-        if len(self.widths) < 2:
-            fail(
-                "widths",
-                f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(self.widths)}",
-            )
-        for i, d in enumerate(self.widths):
-            if d < 1:
-                fail(f"widths[{i}]", f"must be a positive integer, got {d} in {list(self.widths)}")
+        require_widths("widths", self.widths)
         d_in, d_out = self.widths[0], self.widths[-1]
         if len(self.task.singular_values) > min(d_in, d_out):
             fail(
@@ -513,10 +511,7 @@ class LandscapeConfig:
                 f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
                 f"got {list(self.task.singular_values)}",
             )
-        if self.probes < 1:
-            fail("probes", f"must be a positive integer, got {self.probes}")
-        if self.max_parameters < 1:
-            fail("max_parameters", f"must be a positive integer, got {self.max_parameters}")
+        require_counts(self, "probes", "max_parameters")
         P = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
         if P > self.max_parameters:
             fail(

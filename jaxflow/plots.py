@@ -1,17 +1,22 @@
-"""Figures (matplotlib, Agg backend): each function draws one figure from JSON-ready results and
-saves it to `path`."""
+"""Figures: each function draws one figure from JSON-ready results and saves it to `path`.
+
+Figures are `matplotlib.figure.Figure` objects saved with their own canvas, so drawing needs no
+pyplot state and leaves the user's matplotlib backend alone."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(*grid: int, layout: str | None = None, **kwargs):
+    """A new figure and its axes (as `pyplot.subplots`, without pyplot)."""
+    fig = Figure(figsize=kwargs.pop("figsize", None), layout=layout)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _save(fig, path) -> Path:
@@ -19,13 +24,12 @@ def _save(fig, path) -> Path:
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_null_histogram(null, value: float, path, *, title: str, xlabel: str) -> Path:
     """Histogram of a null distribution with the network's own value marked."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = _subplots(figsize=(5.5, 3.8))
     ax.hist(null, bins=min(30, max(5, len(null) // 3)), color="0.7", edgecolor="0.4", label="null models")
     ax.axvline(value, color="C3", lw=2, label=f"network: {value:.4g}")
     ax.set(title=title, xlabel=xlabel, ylabel="count")
@@ -79,7 +83,7 @@ def plot_layer_frustration(layers: list[dict], path) -> Path:
     std = np.array([lay["null_std"] for lay in layers])
     z = _zscores(layers)
     few = n <= LABELLED_LAYERS
-    fig, (a, b) = plt.subplots(
+    fig, (a, b) = _subplots(
         2, 1, figsize=(min(14.0, max(6.0, 4.0 + 0.05 * n)), 5.6), sharex=True,
         gridspec_kw={"height_ratios": (2.2, 1.0)},
     )  # fmt: skip
@@ -119,7 +123,7 @@ def plot_models(rows: list[dict], path, *, title: str = "frustration vs null mod
     n = len(rows)
     size = 9 if n <= 12 else 8 if n <= 24 else 7
     width = max(24, min(40, max((len(r["model"]) for r in rows), default=0)))
-    fig, (a, b) = plt.subplots(
+    fig, (a, b) = _subplots(
         1, 2, figsize=(11.5, 1.8 + 0.34 * max(n, 3)), sharey=True, layout="constrained",
         gridspec_kw={"width_ratios": (3.0, 1.5)},
     )  # fmt: skip
@@ -177,7 +181,7 @@ def plot_models(rows: list[dict], path, *, title: str = "frustration vs null mod
 def plot_monotonicity(mono: dict, path) -> Path:
     """Left: the Jacobian score against null-model networks and random orthants. Right: the
     orthant-perturbation test by perturbation size."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     bins = np.linspace(0.3, 1.0, 36)
     a.hist(mono["null_scores"], bins=bins, color="0.7", edgecolor="0.4", label="null networks (own gauge)")
     a.hist(mono["random_orthant_scores"], bins=bins, color="C0", alpha=0.5, label="random orthants")
@@ -200,7 +204,7 @@ def plot_monotonicity(mono: dict, path) -> Path:
 
 def plot_active_subnetworks(active: dict, full_normalized: float, path) -> Path:
     """Frustration of the active subnetworks and the agreement of their gauges across inputs."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
     a.hist(active["normalized"], bins=15, color="C0", alpha=0.7, label="active subnetworks")
     a.axvline(full_normalized, color="C3", lw=2, label="whole network")
     a.set(xlabel="normalized frustration", ylabel="inputs", title="active subnetworks")
@@ -214,7 +218,7 @@ def plot_active_subnetworks(active: dict, full_normalized: float, path) -> Path:
 def plot_training(trace: list[dict], path) -> Path:
     """Frustration and Jacobian score along training (with their null means), and the loss."""
     epochs = [c["epoch"] for c in trace]
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, (a, b, c) = _subplots(1, 3, figsize=(13, 3.6))
     a.plot(epochs, [c["frustration"]["normalized"] for c in trace], "o-", color="C3", label="network")
     mean = np.array([c["frustration"]["null_mean"] for c in trace])
     std = np.array([c["frustration"]["null_std"] for c in trace])
@@ -242,7 +246,7 @@ def plot_dln_frustration(dln: dict, path) -> Path:
     ts = np.asarray(dln["ts"])
     value, loss = np.asarray(dln["frustration"]), np.asarray(dln["loss"])
     mean, std = np.asarray(dln["null_mean"]), np.asarray(dln["null_std"])
-    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (a, b) = _subplots(2, 1, figsize=(7, 6), sharex=True)
     a.fill_between(ts, mean.mean(0) - 2 * std.mean(0), mean.mean(0) + 2 * std.mean(0), color="0.85")
     a.plot(ts, mean.mean(0), "--", color="0.4", label="null mean ± 2 std (avg over inits)")
     for i, v in enumerate(value):
@@ -262,7 +266,7 @@ def plot_dln_frustration(dln: dict, path) -> Path:
 def plot_sweep_losses(result, path, *, max_curves: int = 64) -> Path:
     """Loss curves of a sweep (up to `max_curves` per architecture) over time, with the critical
     values as horizontal lines; the levels each curve visited are marked on it."""
-    fig, axes = plt.subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 4.2), squeeze=False)
     for a, ax in enumerate(axes[0]):
         rows = np.flatnonzero(result.arch == a)[:max_curves]
         for lvl in result.levels[a]:
@@ -279,7 +283,7 @@ def plot_sweep_losses(result, path, *, max_curves: int = 64) -> Path:
 
 def plot_learning_times(result, path) -> Path:
     """Histogram per mode of the time each mode strength first reached half its singular value."""
-    fig, axes = plt.subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 3.8), squeeze=False)
+    fig, axes = _subplots(1, len(result.widths), figsize=(5.5 * len(result.widths), 3.8), squeeze=False)
     for a, ax in enumerate(axes[0]):
         times = result.learning_times[result.arch == a]
         finite = times[np.isfinite(times)]
@@ -297,7 +301,7 @@ def plot_hessian_spectra(rows: list[dict], path) -> Path:
     """One line per critical point: its Hessian eigenvalues (symlog axis), negative in red, zero
     in grey, positive in blue, labelled with the learnt modes, the value, the kind and the
     inertia `(n_neg, n_zero, n_pos)`."""
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+    fig, ax = _subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
     lim = max((max(abs(v) for v in r["eigenvalues"]) for r in rows), default=1.0) or 1.0
     for y, r in enumerate(rows):
         lam = np.asarray(r["eigenvalues"])

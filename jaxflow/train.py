@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from ._checks import InputError
 from ._types import Array, Float, Int, Key
 from .config import ModelConfig, TrainConfig
 
@@ -77,9 +78,9 @@ def load_digits(
     from sklearn.datasets import load_digits as _load
 
     if int(np.prod(shape)) != 64:
-        raise ValueError(f"shape must hold the 64 pixels of a digit, e.g. (64,) or (1, 8, 8), got {shape}")
+        raise InputError(f"shape must hold the 64 pixels of a digit, e.g. (64,) or (1, 8, 8), got {shape}")
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = _load(return_X_y=True)
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
@@ -153,7 +154,7 @@ def train(
     shuffled minibatches of `config.batch_size`; checkpoint at epoch 0, every
     `config.checkpoint_every` epochs and at the end, calling `callback` on each."""
     if config.batch_size > data.x_train.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"config.batch_size = {config.batch_size} exceeds the {data.x_train.shape[0]} training samples"
         )
     optimizer = _optimizer(config.optimizer, config.learning_rate)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import jaxflow.jobs.sweep
+import jaxflow.cli
 from jaxflow.cli import main
 
 
@@ -14,7 +14,7 @@ from jaxflow.cli import main
 def _keep_devices(monkeypatch):
     # The command makes one CPU device per core before JAX starts; inside the test process that
     # would change the devices every later test sees.
-    monkeypatch.setattr(jaxflow.jobs.sweep, "_cores_as_devices", lambda: None)
+    monkeypatch.setattr(jaxflow.cli, "_cores_as_devices", lambda: None)
 
 
 # Same shapes as tests/test_sweep.py's config, so the compiled sweep is reused in one process.
@@ -67,3 +67,21 @@ def test_missing_config_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not found" in err, err
+
+
+def test_only_input_errors_are_one_line(monkeypatch, capsys):
+    """An `InputError` is one line and status 2; any other exception is a bug and propagates."""
+    from jaxflow._checks import InputError
+
+    def fails(error):
+        def main(args):
+            raise error
+
+        return main
+
+    monkeypatch.setattr(jaxflow.cli.COMMANDS["landscape"], "main", fails(InputError("widths: bad")))
+    assert jaxflow.cli.main(["landscape", "any.toml"]) == 2
+    assert capsys.readouterr().err == "jaxflow landscape: error: widths: bad\n"
+    monkeypatch.setattr(jaxflow.cli.COMMANDS["landscape"], "main", fails(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        jaxflow.cli.main(["landscape", "any.toml"])

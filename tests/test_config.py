@@ -122,7 +122,8 @@ def test_search_defaults_are_the_librarys(tmp_path):
     w = np.array([[1.0, -2.0], [3.0, 4.0]])
     g = SignedGraph.from_layers([Layer("x", shape=(2,)), Layer("y", {"x": Dense(w, (2,), (2,))})])
     key = jax.random.key(0)
-    settings = frustration(g, method=config.method, key=key, restarts=config.restarts, tol=config.tol).settings
+    res = frustration(g, method=config.method, key=key, restarts=config.restarts, tol=config.tol)
+    settings = res.settings
     assert (settings.restarts, settings.tol) == (default_restarts(g, "layerwise"), default_tol(g))
     assert parse(FrustrationConfig, {"tol": 1e-5, "restarts": 3}).tol == 1e-5
 

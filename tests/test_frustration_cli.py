@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from jaxflow._checks import InputError
 from jaxflow.cli import main
 
 
@@ -223,15 +224,15 @@ def test_bad_input_shape_is_one_line(npz_model, tmp_path, text, capsys):
 
 
 def test_input_shape_reaches_the_importer(zoo, tmp_path, monkeypatch, capsys):
-    import jaxflow.study.models as models
+    import jaxflow.experiments.frustration as frustration
 
     seen = []
 
     def spy(path, **kwargs):  # records what the importer is asked for, then fails the model
         seen.append(kwargs.get("input_shape"))
-        raise ValueError(f"{path}: stop here")
+        raise InputError(f"{path}: stop here")  # as the importer does for a bad file
 
-    monkeypatch.setattr(models, "load_graph", spy)
+    monkeypatch.setattr(frustration, "load_graph", spy)
     config = zoo / "shaped.toml"  # (the spy needs no files)
     config.write_text(
         SMALL

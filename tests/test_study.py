@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxflow._checks import InputError
 from jaxflow.cli import main
-from jaxflow.study import FILES
+from jaxflow.experiments.study import FILES
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -77,15 +78,15 @@ def test_layer_table_has_one_row_per_learned_block(tmp_path):
 
 
 def test_study_input_shape(tmp_path, monkeypatch, capsys):
-    import jaxflow.study.models as models
+    import jaxflow.experiments.study as study
 
     seen = []
 
     def spy(path, **kwargs):  # records the shape the importer is asked for, then stops the study
         seen.append(kwargs.get("input_shape"))
-        raise ValueError(f"{path}: stop here")
+        raise InputError(f"{path}: stop here")  # as the importer does for a bad file
 
-    monkeypatch.setattr(models, "load_graph", spy)
+    monkeypatch.setattr(study, "load_graph", spy)
     config = tmp_path / "study.toml"
     config.write_text('model_file = "net.onnx"\ninput_shape = [1, 3, 16, 16]\n')
     assert main(["study", str(config), "--out", str(tmp_path / "out")]) == 2
@@ -105,3 +106,13 @@ def test_study_input_shape(tmp_path, monkeypatch, capsys):
     config.write_text("input_shape = [1, 3]\n[dln]\n")
     assert main(["study", str(config), "--out", str(tmp_path / "out")]) == 2
     assert "'input_shape': is only allowed with model_file" in capsys.readouterr().err
+
+
+def test_null_summary_places_the_network_among_its_nulls():
+    from jaxflow.experiments.nulls import null_summary
+
+    s = null_summary(1.0, [2.0, 4.0, 3.0], 4.0)  # δ = 1 and null δ = 2, 4, 3 of Σ|a| = 4
+    assert s["normalized"] == 0.25 and s["null_normalized"] == [0.5, 1.0, 0.75]
+    assert s["null_mean"] == pytest.approx(0.75) and s["null_std"] == pytest.approx(0.25)
+    assert s["zscore"] == pytest.approx(-2.0)
+    assert np.isnan(null_summary(1.0, [2.0, 2.0], 4.0)["zscore"])  # no null spread: no z-score

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxflow.config import SweepConfig, parse
-from jaxflow.sweep import FIELDS, STATUS, sweep
+from jaxflow.linear.sweep import FIELDS, STATUS, sweep
 
 # Tiny shapes keep compiles short; 12 inits in chunks of 2 give 6 chunk files.
 TABLE = {
@@ -31,14 +31,14 @@ SCRIPT = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     import numpy as np
     from jaxflow.config import SweepConfig, parse
-    from jaxflow.sweep import FIELDS, sweep
+    from jaxflow.linear.sweep import FIELDS, sweep
     table, out, dest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     config = parse(SweepConfig, table)
     r = sweep(config, out=out or None)
     # The compiled chunk program: which collectives does it hold (none: devices never wait)?
     from jax.sharding import Mesh
     from jaxflow.linear.task import Task
-    from jaxflow.sweep import _Architecture, _run_chunk
+    from jaxflow.linear.sweep import _Architecture, _run_chunk
     w = config.network.architectures[0]
     arch = _Architecture(config, w, Task.from_spectrum(config.task.singular_values, w[0], w[-1]),
                          Mesh(np.array(jax.devices()), ("lanes",)))

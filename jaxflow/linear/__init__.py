@@ -1,21 +1,21 @@
-"""Deep linear networks: the network, its task, the gradient flow and the landscape."""
+"""Deep linear networks: the network, its task, the gradient flow and the landscape.
+
+Modules: `task` (Task, modes), `network` (DeepLinearNetwork), `objective` (loss, −∇L on the
+weights and on `A`), `_stepper` (the Diffrax solver wrapper), `flow` (gradient_flow,
+gradient_descent, solve), `theory` (closed forms), `landscape` (critical values and points),
+`symmetry` (the hidden-node symmetry), `hessian` (exact Hessian, HVP, Lanczos, inertia),
+`saddles` (classification). The function `hessian` is `jaxflow.linear.hessian.hessian`: the name
+`jaxflow.linear.hessian` is its module.
+"""
 
 from .flow import (
     FlowStats as FlowStats,
     Trajectory as Trajectory,
-    conservation_drift as conservation_drift,
-    end_to_end_loss as end_to_end_loss,
     gradient_descent as gradient_descent,
     gradient_flow as gradient_flow,
-    loss as loss,
-    loss_adjacency as loss_adjacency,
-    vector_field as vector_field,
-    vector_field_adjacency as vector_field_adjacency,
 )
 from .hessian import (
     LanczosResult as LanczosResult,
-    flat_gradient as flat_gradient,
-    hessian as hessian,
     hessian_spectrum as hessian_spectrum,
     hvp as hvp,
     inertia as inertia,
@@ -24,27 +24,17 @@ from .hessian import (
 )
 from .landscape import (
     CriticalValue as CriticalValue,
-    Modes as Modes,
     NearestCritical as NearestCritical,
     NetworkClass as NetworkClass,
-    aligned_network as aligned_network,
-    apply_symmetry as apply_symmetry,
-    check_subset as check_subset,
-    class_distance as class_distance,
     critical_levels as critical_levels,
     critical_point as critical_point,
     critical_values as critical_values,
-    fiber as fiber,
     level_index as level_index,
-    mode_spectrum as mode_spectrum,
-    mode_strengths as mode_strengths,
     nearest_critical_value as nearest_critical_value,
     network_class as network_class,
-    random_symmetry as random_symmetry,
-    subset_map as subset_map,
-    task_modes as task_modes,
 )
 from .network import DeepLinearNetwork as DeepLinearNetwork
+from .objective import conservation_drift as conservation_drift, loss as loss, vector_field as vector_field
 from .saddles import (
     CriticalPointReport as CriticalPointReport,
     Ray as Ray,
@@ -54,5 +44,6 @@ from .saddles import (
     path_direction as path_direction,
     ray_point as ray_point,
 )
-from .task import Task as Task
+from .symmetry import apply_symmetry as apply_symmetry, fiber as fiber, random_symmetry as random_symmetry
+from .task import Task as Task, mode_strengths as mode_strengths, modes_learnt as modes_learnt
 from .theory import learning_time as learning_time, mode_time as mode_time, mode_trajectory as mode_trajectory

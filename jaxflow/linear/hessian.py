@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._checks import check_array, check_task_widths
-from .._types import Array, Float, Int, Key
-from .flow import vector_field
-from .network import DeepLinearNetwork
+from .._checks import InputError, check_array, check_count
+from .._types import Array, ArrayLike, Float, Int, Key
+from .network import DeepLinearNetwork, check_network
+from .objective import vector_field
 from .task import Task
 
 
@@ -32,12 +32,6 @@ def flat_gradient(net: DeepLinearNetwork, task: Task) -> tuple[Float[Array, " P"
         return -ravel_pytree(list(field.weights))[0]
 
     return theta, grad
-
-
-def _check(net: DeepLinearNetwork, task: Task) -> None:
-    if not isinstance(net, DeepLinearNetwork):
-        raise ValueError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
-    check_task_widths(task, net.widths, "net.widths")
 
 
 @eqx.filter_jit
@@ -63,7 +57,7 @@ def hessian(net: DeepLinearNetwork, task: Task) -> Float[Array, "P P"]:
     layers up to `j` (the other tangents are symbolic zeros, the unused layers are dropped);
     block `(j, i)` is its transpose, so the result is exactly symmetric.
     """
-    _check(net, task)
+    check_network(net, task)
     return _hessian(net, task)
 
 
@@ -73,9 +67,9 @@ def _hvp(net: DeepLinearNetwork, task: Task, v: Float[Array, " P"]) -> Float[Arr
     return jax.jvp(grad, (theta,), (v,))[1]
 
 
-def hvp(net: DeepLinearNetwork, task: Task, v: Float[Array, " P"]) -> Float[Array, " P"]:
+def hvp(net: DeepLinearNetwork, task: Task, v: Float[ArrayLike, " P"]) -> Float[Array, " P"]:
     """The Hessian-vector product `H v` (forward mode over the blockwise gradient), `v` flat."""
-    _check(net, task)
+    check_network(net, task)
     check_array(v, "v", shape=(net.num_parameters,))
     return _hvp(net, task, jnp.asarray(v, net.weights[0].dtype))
 
@@ -88,13 +82,13 @@ def hessian_spectrum(
     return jnp.linalg.eigh(H) if vectors else jnp.linalg.eigvalsh(H)
 
 
-def spectrum_tolerance(eigenvalues: Float[Array, " P"]) -> float:
+def spectrum_tolerance(eigenvalues: Float[ArrayLike, " P"]) -> float:
     """`P · eps · max|λ|`: eigenvalues this small are numerically zero."""
     lam = np.asarray(eigenvalues)
     return float(lam.size * np.finfo(lam.dtype).eps * np.max(np.abs(lam), initial=0.0))
 
 
-def inertia(eigenvalues: Float[Array, " P"], tol: float | None = None) -> tuple[int, int, int]:
+def inertia(eigenvalues: Float[ArrayLike, " P"], tol: float | None = None) -> tuple[int, int, int]:
     """`(n_neg, n_zero, n_pos)`: eigenvalues below `−tol`, within `tol`, above `tol`.
 
     `tol` defaults to `spectrum_tolerance(eigenvalues)`.
@@ -174,10 +168,9 @@ def lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int = 64) 
     eigenvalues; memory is `(iterations + 1) × P` floats. With `iterations = P` the Ritz values
     are the whole spectrum.
     """
-    _check(net, task)
+    check_network(net, task)
     P = net.num_parameters
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    check_count(iterations, "iterations")
     if iterations > P:
-        raise ValueError(f"iterations must be at most the number of weights P = {P}, got {iterations}")
+        raise InputError(f"iterations must be at most the number of weights P = {P}, got {iterations}")
     return _lanczos(net, task, key, int(iterations))

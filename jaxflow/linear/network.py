@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_array, check_positive, check_widths
-from .._types import Array, Float, Key
+from .._checks import InputError, check_array, check_positive, check_task_widths, check_widths
+from .._types import Array, ArrayLike, Float, Key, Widths
 
 SCHEMES = ("gaussian", "orthogonal", "balanced", "aligned", "delta_balanced")
 
 
-def layer_offsets(widths: Sequence[int]) -> tuple[int, ...]:
+def layer_offsets(widths: Widths) -> tuple[int, ...]:
     """Start index of each layer's nodes in `A`: `(0, d_0, d_0+d_1, …, n)`."""
     return tuple(int(x) for x in np.concatenate([[0], np.cumsum(widths)]))
+
+
+def check_network(net, task=None) -> None:
+    """Raise unless `net` is a `DeepLinearNetwork` (and, given `task`, maps `d_0 → d_h` as it does)."""
+    if not isinstance(net, DeepLinearNetwork):
+        raise InputError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
+    if task is not None:
+        check_task_widths(task, net.widths, "net.widths")
 
 
 class DeepLinearNetwork(eqx.Module):
@@ -26,12 +32,12 @@ class DeepLinearNetwork(eqx.Module):
     Its adjacency matrix `A` (n×n, n = Σ d_i) holds `W_i` in block `(i, i−1)`.
     """
 
-    weights: tuple[Float[Array, "out in"], ...]
+    weights: tuple[Float[Array, "_d_i _d_im1"], ...]  # W_i: (d_i, d_{i−1}), unchecked (per layer)
 
     def __check_init__(self):
         for i in range(1, len(self.weights)):
             if self.weights[i].shape[1] != self.weights[i - 1].shape[0]:
-                raise ValueError(
+                raise InputError(
                     f"weights[{i}] has shape {self.weights[i].shape} but must take "
                     f"{self.weights[i - 1].shape[0]} inputs (weights[{i - 1}] has shape "
                     f"{self.weights[i - 1].shape})"
@@ -68,7 +74,7 @@ class DeepLinearNetwork(eqx.Module):
             A = A.at[off[i] : off[i + 1], off[i - 1] : off[i]].set(w)
         return A
 
-    def conserved(self) -> tuple[Float[Array, "d d"], ...]:
+    def conserved(self) -> tuple[Float[Array, "_d_i _d_i"], ...]:
         """`C_i = W_{i+1}ᵀ W_{i+1} − W_i W_iᵀ`, `i = 1..h−1` (constant along the flow)."""
         return tuple(
             self.weights[i].T @ self.weights[i] - self.weights[i - 1] @ self.weights[i - 1].T
@@ -76,7 +82,7 @@ class DeepLinearNetwork(eqx.Module):
         )
 
     @classmethod
-    def from_adjacency(cls, A: Float[Array, "n n"], widths: Sequence[int]) -> DeepLinearNetwork:
+    def from_adjacency(cls, A: Float[ArrayLike, "n n"], widths: Widths) -> DeepLinearNetwork:
         """Read `W_i` from block `(i, i−1)` of `A`; entries off that pattern must be zero."""
         widths = check_widths(widths)
         n = sum(widths)
@@ -88,7 +94,7 @@ class DeepLinearNetwork(eqx.Module):
         stray = np.abs(np.where(mask, 0.0, np.asarray(A)))
         if stray.max(initial=0.0) > 0:
             p, q = np.unravel_index(np.argmax(stray), stray.shape)
-            raise ValueError(
+            raise InputError(
                 f"A has non-zero entries off the block sub-diagonal of widths {widths}: "
                 f"e.g. A[{p}, {q}] = {np.asarray(A)[p, q]!r} (edge {q} -> {p} skips a layer "
                 "or stays inside one)"
@@ -99,7 +105,7 @@ class DeepLinearNetwork(eqx.Module):
     @classmethod
     def init(
         cls,
-        widths: Sequence[int],
+        widths: Widths,
         key: Key,
         scheme: str = "gaussian",
         scale: float = 1e-2,
@@ -123,7 +129,7 @@ class DeepLinearNetwork(eqx.Module):
         """
         widths = check_widths(widths)
         if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+            raise InputError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         scale = check_positive(scale, "scale")
         dtype = dtype or jnp.result_type(float)
         h = len(widths) - 1
@@ -156,9 +162,9 @@ def _orthonormal_columns(key: Key, d: int, r: int, dtype) -> Float[Array, "d r"]
 
 def _aligned(widths, task, strengths, dtype):
     if task is None:
-        raise ValueError('scheme="aligned" needs task= (its singular vectors give the alignment)')
+        raise InputError('scheme="aligned" needs task= (its singular vectors give the alignment)')
     if (task.d_in, task.d_out) != (widths[0], widths[-1]):
-        raise ValueError(
+        raise InputError(
             f"task maps {task.d_in} -> {task.d_out} but widths {widths} map {widths[0]} -> {widths[-1]}"
         )
     h = len(widths) - 1
@@ -169,7 +175,7 @@ def _aligned(widths, task, strengths, dtype):
         else np.asarray(strengths, float)
     )
     if s.shape != (r,) or np.any(s < 0) or not np.all(np.isfinite(s)):
-        raise ValueError(
+        raise InputError(
             f"strengths must be a non-negative scalar or a vector of length min(widths) = {r}, "
             f"got {strengths!r}"
         )
@@ -181,16 +187,16 @@ def _aligned(widths, task, strengths, dtype):
 
 def _delta_balanced(widths, keys, scale, delta, dtype):
     if delta is None:
-        raise ValueError('scheme="delta_balanced" needs delta= (the value of C_i = delta * I)')
+        raise InputError('scheme="delta_balanced" needs delta= (the value of C_i = delta * I)')
     delta = float(delta)
     h = len(widths) - 1
     if delta > 0 and any(widths[i + 1] < widths[i] for i in range(1, h)):
-        raise ValueError(
+        raise InputError(
             f"delta_balanced with delta > 0 needs d_1 <= ... <= d_h (C_i = W_(i+1)^T W_(i+1) - "
             f"W_i W_i^T = delta*I must be positive definite), got widths {widths}"
         )
     if delta < 0 and any(widths[i - 1] < widths[i] for i in range(1, h)):
-        raise ValueError(f"delta_balanced with delta < 0 needs d_0 >= ... >= d_(h-1), got widths {widths}")
+        raise InputError(f"delta_balanced with delta < 0 needs d_0 >= ... >= d_(h-1), got widths {widths}")
     if delta < 0:  # mirror: build the transposed network with -delta, then transpose back
         ws = _delta_balanced(widths[::-1], keys, scale, -delta, dtype)
         return [w.T for w in ws[::-1]]

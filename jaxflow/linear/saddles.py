@@ -17,22 +17,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._checks import check_positive, check_task_widths
-from .._types import Array, Float, Key
-from .flow import gradient_norm, loss, solve
+from .._checks import InputError, check_count, check_positive
+from .._types import Array, ArrayLike, Float, Key, Widths
+from .flow import solve
 from .hessian import flat_gradient, hessian_spectrum, inertia, spectrum_tolerance
-from .landscape import (
-    aligned_network,
-    check_subset,
-    critical_levels,
-    critical_values,
-    mode_spectrum,
-    network_class,
-)
-from .network import DeepLinearNetwork
-from .task import Task
+from .landscape import aligned_network, check_subset, critical_levels, critical_values, network_class
+from .network import DeepLinearNetwork, check_network
+from .objective import gradient_norm, loss
+from .task import Task, mode_spectrum
 
 KINDS = ("global_minimum", "strict_saddle", "nonstrict_saddle", "not_critical")
+
+GTOL_SCALE = 1e-8  # default `gtol = GTOL_SCALE · (1 + ‖Σ_yx‖_F)`: the critical test on `‖∇L‖`
+DEFAULT_KEY_SEED = 0  # `key=None` draws the probes with `jax.random.key(DEFAULT_KEY_SEED)`
+ROOT_EPS = float(np.sqrt(np.finfo(float).eps))  # relative size below which a coefficient or gap is 0
+VERIFY_RTOL, VERIFY_ATOL = 1e-8, 1e-10  # the escape run's tolerances in `_verify`
+VERIFY_TIME_FACTOR = 10.0  # the escape run lasts this many times its time scales
+VERIFY_GAP_FRACTION = 0.5  # verified when the loss falls this fraction of the way to the next lower level
 
 
 def line_polynomial(net: DeepLinearNetwork, task: Task, direction: DeepLinearNetwork) -> Float[Array, " K"]:
@@ -49,7 +50,7 @@ def line_polynomial(net: DeepLinearNetwork, task: Task, direction: DeepLinearNet
     return jnp.stack([0.5 * q - r for q, r in zip(quad, lin)]).at[0].add(0.5 * task.trace_yy)
 
 
-def first_order(coefficients: Float[Array, " K"], tol: float) -> int | None:
+def first_order(coefficients: Float[ArrayLike, " K"], tol: float) -> int | None:
     """The first `k >= 1` with `|c_k| > tol` (`None` if the polynomial is constant)."""
     big = np.flatnonzero(np.abs(np.asarray(coefficients)[1:]) > tol)
     return int(big[0]) + 1 if big.size else None
@@ -115,7 +116,7 @@ def path_direction(net: DeepLinearNetwork, task: Task) -> DeepLinearNetwork | No
     W = np.asarray(net.end_to_end())
     p, g, qt = np.linalg.svd(np.asarray(task.sigma_yx) - W @ np.asarray(task.sigma_xx))
     scale = max(1.0, float(np.linalg.norm(np.asarray(task.sigma_yx))))
-    if g[0] <= np.sqrt(np.finfo(float).eps) * scale:
+    if g[0] <= ROOT_EPS * scale:
         return None
     a, b = [None] * (h + 1), [None] * (h + 1)
     a[h], b[0] = p[:, 0], qt[0]
@@ -124,7 +125,7 @@ def path_direction(net: DeepLinearNetwork, task: Task) -> DeepLinearNetwork | No
         if Ka.shape[1] == 0 or Kb.shape[1] == 0:
             return None
         x, rho, yt = np.linalg.svd(Kb.T @ Ka)
-        if rho[0] <= np.sqrt(np.finfo(float).eps):
+        if rho[0] <= ROOT_EPS:
             return None
         a[i], b[i] = Ka @ yt[0], Kb @ x[:, 0]
     flat, unravel = ravel_pytree([np.outer(a[i], b[i - 1]) for i in range(1, h + 1)])
@@ -139,7 +140,7 @@ def _null(M: np.ndarray) -> np.ndarray:
     return vt[rank:].T
 
 
-def _probe_polynomials(net: DeepLinearNetwork, task: Task, flats: Float[Array, "n P"], unravel):
+def _probe_polynomials(net: DeepLinearNetwork, task: Task, flats: Float[Array, "probes P"], unravel):
     directions = jax.vmap(lambda x: DeepLinearNetwork(tuple(unravel(x))))(flats)
     return jax.vmap(line_polynomial, in_axes=(None, None, 0))(net, task, directions)
 
@@ -150,7 +151,7 @@ _probe_polynomials_jit = jax.jit(_probe_polynomials, static_argnums=3)
 def _escape(coefficients: np.ndarray) -> tuple[int | None, float, float]:
     """`(k, sign, c)`: the first non-vanishing order `k`, the sign of `d` making `c_k < 0`."""
     c = np.asarray(coefficients)
-    tol = np.sqrt(np.finfo(float).eps) * np.max(np.abs(c[1:]), initial=0.0)
+    tol = ROOT_EPS * np.max(np.abs(c[1:]), initial=0.0)
     k = first_order(c, tol)
     if k is None:
         return None, 1.0, 0.0
@@ -194,24 +195,30 @@ def classify_critical_point(
 ) -> CriticalPointReport:
     """Classify `net` as a global minimum, a strict or non-strict saddle, or not critical.
 
-    Critical when `‖∇L‖ <= gtol` (default `1e-8 · (1 + ‖Σ_yx‖_F)`). Then the Hessian's inertia
-    (eigenvalues within `tol`, default `spectrum_tolerance`, count as zero) decides: a negative
-    eigenvalue makes a strict saddle (order 2, escape along its eigenvector); a PSD Hessian at
-    the global minimum value is a global minimum; otherwise a non-strict saddle, proved by a
-    direction in `ker H` (the `path_direction` and `probes` random ones drawn with `key`) whose
-    first non-vanishing Taylor coefficient is negative. The class (critical value and subset)
-    is `network_class`. With `verify=True` the flow runs from `θ + step · d` and `verified`
-    says whether the loss fell below the critical value by half the gap to the next lower one.
+    Critical when `‖∇L‖ <= gtol`. Then the Hessian's inertia decides: a negative eigenvalue
+    makes a strict saddle (order 2, escape along its eigenvector); a PSD Hessian at the global
+    minimum value is a global minimum; otherwise a non-strict saddle, proved by a direction in
+    `ker H` (the `path_direction` and `probes` random ones) whose first non-vanishing Taylor
+    coefficient is negative. The class (critical value and subset) is `network_class`.
+
+    Args:
+        net: the network `θ = (W_1, …, W_h)` to classify.
+        task: the `Task` whose loss `L` is classified (`d_0`, `d_h` as `net`'s).
+        gtol: the critical test `‖∇L‖ <= gtol`; default `1e-8 · (1 + ‖Σ_yx‖_F)`.
+        tol: Hessian eigenvalues within `tol` count as zero; default `spectrum_tolerance`.
+        key: the PRNG key of the random probes in `ker H`; default `jax.random.key(0)`, so
+            repeated calls draw the same probes.
+        probes: the number of random unit directions in `ker H` tried for a non-strict saddle.
+        verify: run the flow from `θ + step · d`; `verified` then says whether the loss fell below
+            the critical value by half the gap to the next lower one.
+        step: the distance along the escape direction `d` that `verify` starts from.
     """
-    if not isinstance(net, DeepLinearNetwork):
-        raise ValueError(f"net must be a DeepLinearNetwork, got {type(net).__name__}")
-    check_task_widths(task, net.widths, "net.widths")
-    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    check_network(net, task)
+    check_count(probes, "probes")
     step = check_positive(step, "step")
     scale = 1.0 + float(jnp.linalg.norm(task.sigma_yx))
-    gtol = 1e-8 * scale if gtol is None else check_positive(gtol, "gtol", allow_zero=True)
-    key = jax.random.key(0) if key is None else key
+    gtol = GTOL_SCALE * scale if gtol is None else check_positive(gtol, "gtol", allow_zero=True)
+    key = jax.random.key(DEFAULT_KEY_SEED) if key is None else key
     theta, unravel = ravel_pytree(list(net.weights))
     L = float(loss(net, task))
     g = float(gradient_norm(net.weights, task))
@@ -251,10 +258,10 @@ def _verify(report: CriticalPointReport, net: DeepLinearNetwork, task: Task, ste
     start = DeepLinearNetwork(tuple(w + step * v for w, v in zip(net.weights, d.weights)))
     levels = critical_levels(task, net.widths)
     lower = levels[levels < report.critical_value].max()
-    target = report.critical_value - 0.5 * (report.critical_value - lower)
+    target = report.critical_value - VERIFY_GAP_FRACTION * (report.critical_value - lower)
     mu = mode_spectrum(task)
-    t1 = 10.0 * (step ** (2 - k) / abs(float(report.coefficients[k])) + 1.0 / mu[mu > 0].min())
-    sol = solve(start, task, jnp.asarray(t1), rtol=jnp.asarray(1e-8), atol=jnp.asarray(1e-10))
+    t1 = VERIFY_TIME_FACTOR * (step ** (2 - k) / abs(float(report.coefficients[k])) + 1.0 / mu[mu > 0].min())
+    sol = solve(start, task, jnp.asarray(t1), rtol=jnp.asarray(VERIFY_RTOL), atol=jnp.asarray(VERIFY_ATOL))
     after = float(loss(DeepLinearNetwork(tuple(y[-1] for y in sol.ys)), task))
     return dataclasses.replace(report, verified=bool(after < target), loss_after_escape=after)
 
@@ -274,7 +281,7 @@ class Ray:
     power: int
 
 
-def mode_rays(task: Task, widths: Sequence[int], subset: Sequence[int]) -> tuple[Ray, ...]:
+def mode_rays(task: Task, widths: Widths, subset: Sequence[int]) -> tuple[Ray, ...]:
     """The balanced aligned rays at `critical_point(task, widths, subset)` and where they flow.
 
     Learnt modes (`w* = σ^{1/h}`): `coefficient −h σ^{2−2/h}`, power 1, both rays flow in.
@@ -284,7 +291,7 @@ def mode_rays(task: Task, widths: Sequence[int], subset: Sequence[int]) -> tuple
     coefficient `−1`, power `2h − 1`, both flow in.
     """
     if not task.whitened:
-        raise ValueError("mode_rays needs a whitened task (the aligned set is invariant only then)")
+        raise InputError("mode_rays needs a whitened task (the aligned set is invariant only then)")
     widths, S = check_subset(subset, task, widths)
     mu = mode_spectrum(task)
     h = len(widths) - 1
@@ -304,7 +311,7 @@ def mode_rays(task: Task, widths: Sequence[int], subset: Sequence[int]) -> tuple
     return tuple(rays)
 
 
-def ray_point(task: Task, widths: Sequence[int], subset: Sequence[int], mode: int, w: float):
+def ray_point(task: Task, widths: Widths, subset: Sequence[int], mode: int, w: float):
     """The aligned balanced network at the critical point of `subset` with `mode`'s scalar set to `w`.
 
     Modes in `subset` sit at `σ_j^{1/h}`; `mode` (learnt or taking the next free hidden slot)

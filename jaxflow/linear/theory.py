@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from .._checks import check_positive
+from .._checks import InputError, check_count, check_positive
 
 
 def mode_time(s, s0, sigma, depth: int, delta=0.0):
@@ -36,7 +36,7 @@ def mode_trajectory(t, s0, sigma, depth: int, delta=0.0):
     the root of `mode_time(s) = t` (relative precision ~`16·h·eps`)."""
     t = np.asarray(t, float)
     if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(f"t must be finite and >= 0, got {t.tolist()}")
+        raise InputError(f"t must be finite and >= 0, got {t.tolist()}")
     s0, sigma = _check_mode(s0, sigma, depth, delta)
     if depth == 1:
         return sigma + (s0 - sigma) * np.exp(-t)
@@ -49,7 +49,7 @@ def learning_time(s0, sigma, depth: int, fraction=0.5, delta=0.0):
     """Escape time of a mode: when `s` first reaches `fraction · σ` from `s0 < fraction · σ`."""
     fraction = check_positive(fraction, "fraction")
     if fraction >= 1:
-        raise ValueError(f"fraction must be in (0, 1) (σ itself is reached only as t -> inf), got {fraction}")
+        raise InputError(f"fraction must be in (0, 1) (σ itself is reached only as t -> inf), got {fraction}")
     return mode_time(fraction * np.asarray(sigma, float), s0, sigma, depth, delta)
 
 
@@ -102,11 +102,10 @@ def _invert(t, s0, sigma, depth: int, delta: float):
 
 
 def _check_mode(s0, sigma, depth, delta, s=None):
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    check_count(depth, "depth")
     delta = float(delta)
     if not np.isfinite(delta) or (delta != 0 and depth != 2):
-        raise ValueError(
+        raise InputError(
             f"delta must be finite and is only defined for depth 2, got delta={delta}, depth={depth}"
         )
     arrays = {"s0": s0, "sigma": sigma} | ({} if s is None else {"s": s})
@@ -114,18 +113,18 @@ def _check_mode(s0, sigma, depth, delta, s=None):
     for name, v in arrays.items():
         out[name] = np.asarray(v, float)
         if not np.all(np.isfinite(out[name])):
-            raise ValueError(f"{name} must be finite, got {out[name].tolist()}")
+            raise InputError(f"{name} must be finite, got {out[name].tolist()}")
     if np.any(out["sigma"] <= 0):
-        raise ValueError(f"sigma must be > 0, got {out['sigma'].tolist()}")
+        raise InputError(f"sigma must be > 0, got {out['sigma'].tolist()}")
     if depth >= 2 and delta == 0 and np.any(out["s0"] <= 0):
-        raise ValueError(
+        raise InputError(
             f"s0 must be > 0 for depth >= 2 with delta = 0 (s = 0 is a fixed point), got {out['s0'].tolist()}"
         )
     if s is not None:
         lo, hi = np.minimum(out["s0"], out["sigma"]), np.maximum(out["s0"], out["sigma"])
         inside = (lo <= out["s"]) & (out["s"] <= hi) & (out["s"] != out["sigma"])
         if not np.all(inside):
-            raise ValueError(
+            raise InputError(
                 "s must lie between s0 and sigma (a mode moves monotonically from s0 towards sigma "
                 f"and reaches it only as t -> inf), got s={out['s'].tolist()}, s0={out['s0'].tolist()}, "
                 f"sigma={out['sigma'].tolist()}"

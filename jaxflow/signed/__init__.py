@@ -1,14 +1,11 @@
-"""Signed graphs of networks: matrix-free blocks, frustration estimators, null models."""
+"""Signed graphs of networks: matrix-free blocks, frustration estimators, null models, monotonicity.
 
-from .frustration import (
-    FrustrationResult as FrustrationResult,
-    SearchSettings as SearchSettings,
-    block_frustration as block_frustration,
-    frustration as frustration,
-    gauge_frustration as gauge_frustration,
-)
-from .graph import (
-    Activation as Activation,
+The frustration estimator itself is `jaxflow.signed.frustration.frustration` (also
+`jaxflow.frustration`); this package does not bind it, so `jaxflow.signed.frustration` stays the module.
+"""
+
+from .activations import Activation as Activation
+from .blocks import (
     Block as Block,
     Broadcast as Broadcast,
     ChannelRoute as ChannelRoute,
@@ -16,13 +13,21 @@ from .graph import (
     Conv2d as Conv2d,
     ConvTranspose2d as ConvTranspose2d,
     Dense as Dense,
-    Layer as Layer,
     Pool as Pool,
     Route as Route,
-    SignedGraph as SignedGraph,
     Skip as Skip,
     Sparse as Sparse,
 )
+from .energy import block_frustration as block_frustration, gauge_frustration as gauge_frustration
+from .frustration import (
+    FrustrationResult as FrustrationResult,
+    SearchSettings as SearchSettings,
+    default_restarts as default_restarts,
+    default_survivors as default_survivors,
+    default_tol as default_tol,
+)
+from .function import GraphFunction as GraphFunction, with_graph_weights as with_graph_weights
+from .graph import Layer as Layer, SignedGraph as SignedGraph
 from .importers import (
     from_equinox as from_equinox,
     from_npz as from_npz,
@@ -41,7 +46,6 @@ from .monotonicity import (
     orthant_perturbation_test as orthant_perturbation_test,
     relu_masks as relu_masks,
     restrict as restrict,
-    with_graph_weights as with_graph_weights,
 )
 from .nullmodels import (
     NullModelResult as NullModelResult,

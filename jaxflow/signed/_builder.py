@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .graph import (
-    Activation,
+from .._checks import InputError
+from .activations import IDENTITY, Activation, compose, mixture
+from .blocks import (
     Block,
     Broadcast,
     ChannelRoute,
@@ -35,16 +36,14 @@ from .graph import (
     Conv2d,
     ConvTranspose2d,
     Dense,
-    Layer,
     Pool,
     Route,
-    SignedGraph,
+    Shape,
     Skip,
     Sparse,
 )
+from .graph import Layer, SignedGraph
 
-Shape = tuple[int, ...]
-IDENTITY = Activation()
 FLOAT64_MAX_EDGES = 10**7  # graphs up to this many edges are built in float64 by default
 _DENSE_LIMIT = 2**22  # entries of a dense fallback block (32 MiB in float64)
 
@@ -229,7 +228,7 @@ class GraphBuilder:
             else:
                 terms[j] = Sparse(pos, local, 1.0, shape, v.shape, dtype=self.float)
         if not terms:
-            raise ValueError(f"a tensor of shape {v.shape} holds no nodes (all structural zeros)")
+            raise InputError(f"a tensor of shape {v.shape} holds no nodes (all structural zeros)")
         return terms
 
     def _pending(self, x: Tensor, name: str) -> Pending:
@@ -259,18 +258,18 @@ class GraphBuilder:
         that border as `((top, bottom), (left, right))`."""
         v = self.view(x)
         if len(v.shape) != 3:
-            raise ValueError(f"{what} needs a (C, H, W) input, got shape {v.shape}")
+            raise InputError(f"{what} needs a (C, H, W) input, got shape {v.shape}")
         live = v.nodes >= 0
         pads, cut = [], [slice(None)]
         for a in (1, 2):
             rows = np.flatnonzero(live.any(axis=tuple(b for b in range(3) if b != a)))
             if rows.size == 0:
-                raise ValueError(f"{what}: the input holds no nodes (all zero padding)")
+                raise InputError(f"{what}: the input holds no nodes (all zero padding)")
             pads.append((int(rows[0]), int(v.shape[a] - 1 - rows[-1])))
             cut.append(slice(rows[0], rows[-1] + 1))
         inner = View(v.nodes[tuple(cut)])
         if inner.nodes.min() < 0:
-            raise ValueError(
+            raise InputError(
                 f"{what}: the input has structural zeros inside (only zero padding is supported)"
             )
         return inner, tuple(pads)
@@ -282,7 +281,7 @@ class GraphBuilder:
             return j, None
         chans = self._channels(v)
         if chans is None:
-            raise ValueError(
+            raise InputError(
                 f"the input of shape {v.shape} is not made of whole channels of earlier layers (a "
                 f"rearrangement moved nodes across positions); a {what} can only read channel "
                 "permutations, selections and concatenations"
@@ -296,7 +295,7 @@ class GraphBuilder:
         x = self.view(x)
         weight = self.weights(weight)
         if weight.ndim != 2 or weight.shape[1] != x.nodes.size:
-            raise ValueError(
+            raise InputError(
                 f"weight of shape {weight.shape} must be (outputs, {x.nodes.size}) for an input of "
                 f"shape {x.shape}"
             )
@@ -317,7 +316,7 @@ class GraphBuilder:
         x, border = self._image(x, "a 2-D convolution")
         kernel = self.weights(kernel)
         if kernel.ndim != 4 or kernel.shape[1] * groups != x.shape[0] or kernel.shape[0] % groups:
-            raise ValueError(
+            raise InputError(
                 f"kernel of shape {kernel.shape} with groups={groups} does not fit an input of shape "
                 f"{x.shape} (needs (C_out, {x.shape[0]}/groups, kh, kw), C_out divisible by groups)"
             )
@@ -333,10 +332,10 @@ class GraphBuilder:
         """A 2-D transposed convolution of a `(C, H, W)` input, `kernel` `(C, C_out/groups, kh, kw)`."""
         x = self.view(x)
         if len(x.shape) != 3:
-            raise ValueError(f"a 2-D transposed convolution needs a (C, H, W) input, got shape {x.shape}")
+            raise InputError(f"a 2-D transposed convolution needs a (C, H, W) input, got shape {x.shape}")
         kernel = self.weights(kernel)
         if kernel.ndim != 4 or kernel.shape[0] != x.shape[0] or kernel.shape[0] % groups:
-            raise ValueError(
+            raise InputError(
                 f"kernel of shape {kernel.shape} with groups={groups} does not fit an input of shape "
                 f"{x.shape} (needs ({x.shape[0]}, C_out/groups, kh, kw), {x.shape[0]} divisible by groups)"
             )
@@ -358,7 +357,7 @@ class GraphBuilder:
         weight = self.weights(weight)
         moved = np.moveaxis(self.view(x).nodes, axis, 0)
         if weight.ndim != 2 or weight.shape[0] != moved.shape[0]:
-            raise ValueError(f"weight of shape {weight.shape} must be ({moved.shape[0]}, outputs)")
+            raise InputError(f"weight of shape {weight.shape} must be ({moved.shape[0]}, outputs)")
         rest = moved.shape[1:]
         chans = self._channels(View(moved.reshape(moved.shape[0], -1)), exact=False)
         spatial = {self.layers[j].shape[1:] for j in np.unique(chans[0])} if chans is not None else set()
@@ -368,7 +367,7 @@ class GraphBuilder:
         elif math.prod(rest) == 1:
             p = self.dense(View(moved.ravel()), weight.T, name)
         else:
-            raise ValueError(
+            raise InputError(
                 f"a product by a constant over axis {axis} of a tensor of shape {x.shape} is supported "
                 "over the channels of (C, H, W) layers at each of their positions (a Linear layer on "
                 "channels-last images: a 1x1 convolution) or over a flat vector; here the other axes "
@@ -397,7 +396,7 @@ class GraphBuilder:
         x, border = self._image(x, "2-D pooling")
         if any(map(any, border)):
             if mode == "avg" and not count_include_pad and any(map(any, _padding_pairs(padding))):
-                raise ValueError("zero padding before an average pool with pads and count_include_pad=0")
+                raise InputError("zero padding before an average pool with pads and count_include_pad=0")
             padding, count_include_pad = _add_pads(padding, border), True
         make = lambda shape: Pool(window, shape, stride, padding, dilation, mode=mode,
                                   count_include_pad=count_include_pad, dtype=self.float)  # fmt: skip
@@ -442,13 +441,13 @@ class GraphBuilder:
             for j, pos, local in self._split(View(nodes))
         }
         if not terms:
-            raise ValueError("the map reads no nodes")
+            raise InputError("the map reads no nodes")
         return Pending.of(terms, name)
 
     def add(self, a: Tensor, b: Tensor, name: str, sign: float = 1.0) -> Pending:
         """`a + sign · b` (a residual sum); the smaller tensor may broadcast to the other's shape."""
         if not (_broadcasts(b.shape, a.shape) or _broadcasts(a.shape, b.shape)):
-            raise ValueError(f"cannot add tensors of shapes {a.shape} and {b.shape} (not broadcastable)")
+            raise InputError(f"cannot add tensors of shapes {a.shape} and {b.shape} (not broadcastable)")
         lead_b = b.shape != a.shape and _broadcasts(a.shape, b.shape)
         if lead_b or (isinstance(a, View) and isinstance(b, Pending) and b.shape == a.shape):
             total = self.add(b, a, name, sign)  # a + s·b = s·(b + s·a): keep b's layout
@@ -478,7 +477,7 @@ class GraphBuilder:
         try:
             factor = np.broadcast_to(np.asarray(factor), x.shape)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"a scale of shape {np.shape(factor)} does not broadcast to the tensor's shape {x.shape}"
             ) from None
         if np.all(factor == 1):
@@ -502,19 +501,14 @@ class GraphBuilder:
             x = self.view(self._pending(x, name))
             layers = self.layers_of(x)
         for j in layers:
-            old = self.layers[j].activation
-            self.layers[j].activation = (
-                activation
-                if old == IDENTITY
-                else Activation(f"{activation.name}∘{old.name}", activation.monotone and old.monotone)
-            )
+            self.layers[j].activation = compose(activation, self.layers[j].activation)
         return x
 
     def gate(self, x: Tensor, g: Tensor, name: str, activation: Activation) -> View:
         """`x ⊙ g` with `g` broadcast to `x`'s shape (a channel gate): a new layer with identity
         edges from `x` and `Broadcast` edges of weight 1 from `g`, recording `activation`."""
         if not _broadcasts(g.shape, x.shape):
-            raise ValueError(f"a gate of shape {g.shape} does not broadcast to {x.shape}")
+            raise InputError(f"a gate of shape {g.shape} does not broadcast to {x.shape}")
         gated = self.view(self.add(self.view(x), self.view(g), name))
         self.layers[int(self.layers_of(gated)[0])].activation = activation
         return gated
@@ -522,7 +516,7 @@ class GraphBuilder:
     def reshape(self, x: Tensor, shape: Shape) -> Tensor:
         """The same nodes in another shape (C order)."""
         if math.prod(shape) != math.prod(x.shape):
-            raise ValueError(f"cannot reshape a tensor of shape {x.shape} to {shape}")
+            raise InputError(f"cannot reshape a tensor of shape {x.shape} to {shape}")
         return self.rearrange(x, lambda nodes: nodes.reshape(shape))
 
     def rearrange(self, x: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
@@ -545,14 +539,14 @@ class GraphBuilder:
             v = self.view(t)
             j = self._permuted(v)
             if j is None:
-                raise ValueError(f"output {k} (shape {v.shape}) is not the nodes of one layer")
+                raise InputError(f"output {k} (shape {v.shape}) is not the nodes of one layer")
             heads.append(j)
         if len(set(heads)) != len(heads):
-            raise ValueError("two outputs are the same nodes")
+            raise InputError("two outputs are the same nodes")
         for j in heads:
             users = [d.name for d in self.layers if j in d.inputs]
             if users:
-                raise ValueError(
+                raise InputError(
                     f"output layer {self.layers[j].name!r} also feeds {users}; the output layer must be last"
                 )
         order = [j for j in range(len(self.layers)) if j not in heads]
@@ -624,7 +618,7 @@ def _ungroup(kernel: np.ndarray, groups: int) -> np.ndarray:
 def _small_dense(block: Block, why: str) -> Dense:
     n_in, n_out = math.prod(block.in_shape), math.prod(block.out_shape)
     if n_in * n_out > _DENSE_LIMIT:
-        raise ValueError(f"{why} ({type(block).__name__} block {block.in_shape} -> {block.out_shape})")
+        raise InputError(f"{why} ({type(block).__name__} block {block.in_shape} -> {block.out_shape})")
     return Dense(np.asarray(block.to_dense()), block.in_shape, block.out_shape)
 
 
@@ -769,10 +763,4 @@ def _stack(drafts: Sequence[_Draft], name: str, dtype) -> _Draft:
             for b, d in zip(blocks, drafts)
         ]
         inputs[src] = Dense(np.concatenate(rows), in_shape, shape)
-    acts = {d.activation for d in drafts}
-    activation = (
-        acts.pop()
-        if len(acts) == 1
-        else Activation("+".join(a.name for a in acts), all(a.monotone for a in acts))
-    )
-    return _Draft(name, shape, inputs, activation)
+    return _Draft(name, shape, inputs, mixture({d.activation for d in drafts}))

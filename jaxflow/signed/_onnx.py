@@ -14,6 +14,7 @@ table of what each op means in the signed graph.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import InputError
 from ._builder import GraphBuilder, Pending, Tensor, View
-from .activations import NAMED, ONNX_ACTIVATIONS
-from .graph import Activation, SignedGraph
+from .activations import NAMED, ONNX_ACTIVATIONS, Activation
+from .graph import SignedGraph
 
 HANDLERS: dict[str, Callable] = {}  # op type -> handler(reader, node, args, attrs) -> value(s)
 _PROBE = np.linspace(-6.0, 6.0, 241)  # where composite activations are compared with `NAMED`
@@ -222,7 +224,7 @@ class _Reader:
         elif key in self.stored:
             v = _initializer(self.onnx, self.stored[key], self.folder)
         else:
-            raise ValueError(
+            raise InputError(
                 f"input {name!r} is not produced by an earlier node or initializer (malformed graph)"
             )
         if self.uses[key] > 1 and isinstance(v, (Pending, Lazy)):
@@ -235,7 +237,7 @@ class _Reader:
     def tensor(self, v, what: str = "input") -> Tensor:
         """`v` as a computed tensor (a lazy expression is applied)."""
         if v is None or isinstance(v, np.ndarray):
-            raise ValueError(f"{what} must be a tensor computed from the model input, got a constant")
+            raise InputError(f"{what} must be a tensor computed from the model input, got a constant")
         return self.materialize(v) if isinstance(v, Lazy) else v
 
     def lazy(self, v, key: str) -> Lazy:
@@ -262,7 +264,7 @@ class _Reader:
         """An `(N=1, C, H, W)` input as a `(C, H, W)` tensor."""
         t = self.tensor(v)
         if len(t.shape) != 4 or t.shape[0] != 1:
-            raise ValueError(f"{what} needs an (N=1, C, H, W) input, got shape {t.shape}")
+            raise InputError(f"{what} needs an (N=1, C, H, W) input, got shape {t.shape}")
         return self.batchless(t)
 
     def batched(self, t: Tensor, shape=None) -> Tensor:
@@ -275,7 +277,7 @@ class _Reader:
         lz = self.lazy(v, key)
         scale, shift = np.asarray(scale), np.asarray(shift)
         if np.broadcast_shapes(lz.shape, scale.shape, shift.shape) != lz.shape:
-            raise ValueError(
+            raise InputError(
                 f"a constant of shape {scale.shape if scale.ndim else shift.shape} would broadcast the "
                 f"tensor of shape {lz.shape} to a larger shape"
             )
@@ -328,7 +330,7 @@ class _Reader:
     def run(self, input_shape) -> SignedGraph:
         inputs = [i for i in self.graph.input if i.name not in self.stored]
         if len(inputs) != 1:
-            raise ValueError(
+            raise InputError(
                 f"an ONNX model must have exactly one data input, got {[i.name for i in inputs]}"
             )
         shape = _input_shape(inputs[0], input_shape)
@@ -341,10 +343,10 @@ class _Reader:
             try:
                 self.node(node)
             except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
+                raise InputError(f"{where}: {e}") from None
         heads = [self.fetch(o.name) for o in self.graph.output]
         if any(h is None or isinstance(h, np.ndarray) for h in heads):
-            raise ValueError("an ONNX output is a constant, not computed from the input")
+            raise InputError("an ONNX output is a constant, not computed from the input")
         return self.b.build([self.batchless(self.tensor(h)) for h in heads])
 
     def node(self, node):
@@ -352,13 +354,13 @@ class _Reader:
         attrs = {a.name: _attribute(self.onnx, a) for a in node.attribute}
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
-            raise ValueError(f"unsupported op {op!r} of domain {node.domain!r}")
+            raise InputError(f"unsupported op {op!r} of domain {node.domain!r}")
         if all(a is None or isinstance(a, np.ndarray) for a in args) and not _random(op):
             outs = _run(self.onnx, node, args, self.opset)
         elif op in HANDLERS:
             outs = HANDLERS[op](self, node, args, attrs)
         else:
-            raise ValueError(f"unsupported op {op!r}; supported ops: {', '.join(sorted(HANDLERS))}")
+            raise InputError(f"unsupported op {op!r}; supported ops: {', '.join(sorted(HANDLERS))}")
         outs = outs if isinstance(outs, list) else [outs]
         self.check_unused(node, node.output[len(outs) :], "")
         for name, value in zip(node.output, outs):
@@ -369,15 +371,15 @@ class _Reader:
         for extra in names:
             if extra and self.uses[self.root(extra)]:
                 prefix = f"{where}: " if where else ""
-                raise ValueError(
+                raise InputError(
                     f"{prefix}its output {extra!r} is used, but only the first output is supported"
                 )
 
     def const(self, args, i: int, what: str) -> np.ndarray:
         if i >= len(args) or args[i] is None:
-            raise ValueError(f"missing input {i} ({what})")
+            raise InputError(f"missing input {i} ({what})")
         if not isinstance(args[i], np.ndarray):
-            raise ValueError(f"input {i} ({what}) must be a constant (an initializer or a Constant node)")
+            raise InputError(f"input {i} ({what}) must be a constant (an initializer or a Constant node)")
         return args[i]
 
 
@@ -398,7 +400,7 @@ def _run(onnx, node, inputs, opset: int) -> list[np.ndarray]:
     try:
         outs = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
     except Exception as e:  # noqa: BLE001 - the reference raises many kinds of errors on bad inputs
-        raise ValueError(f"cannot evaluate it: {type(e).__name__}: {e}") from None
+        raise InputError(f"cannot evaluate it: {type(e).__name__}: {e}") from None
     return [np.asarray(o) for o in outs]
 
 
@@ -417,7 +419,10 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     """
     onnx = _import_onnx()
     proto, folder = _load(onnx, model)
-    return _Reader(onnx, proto, GraphBuilder(dtype), folder).run(input_shape)
+    graph = _Reader(onnx, proto, GraphBuilder(dtype), folder).run(input_shape)
+    del proto
+    gc.collect()  # the reader's reference cycles hold the parsed model (VGG-16: 0.5 GB) until then
+    return graph
 
 
 def _import_onnx():
@@ -439,12 +444,12 @@ def _load(onnx, model):
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - protobuf raises various errors on bad bytes
-            raise ValueError(f"{path} is not a readable ONNX model: {type(e).__name__}: {e}") from None
+            raise InputError(f"{path} is not a readable ONNX model: {type(e).__name__}: {e}") from None
         folder, check = path.resolve().parent, str(path)
     try:
         onnx.checker.check_model(check)
     except onnx.checker.ValidationError as e:
-        raise ValueError(f"malformed ONNX model: {str(e).splitlines()[0]}") from None
+        raise InputError(f"malformed ONNX model: {str(e).splitlines()[0]}") from None
     return proto, folder
 
 
@@ -454,17 +459,17 @@ def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
         return onnx.numpy_helper.to_array(tensor)
     info = {e.key: e.value for e in tensor.external_data}
     if folder is None:
-        raise ValueError(f"initializer {tensor.name!r} has external data; pass the model's path, not a proto")
+        raise InputError(f"initializer {tensor.name!r} has external data; pass the model's path, not a proto")
     path = (folder / info.get("location", "")).resolve()
     if not path.is_relative_to(folder) or not path.is_file():
-        raise ValueError(
+        raise InputError(
             f"initializer {tensor.name!r}: external data {info.get('location')!r} is not a file in {folder}"
         )
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).newbyteorder("<")
     count = math.prod(tensor.dims)
     offset, length = int(info.get("offset", 0)), int(info.get("length", count * dtype.itemsize))
     if length != count * dtype.itemsize or offset < 0 or offset + length > path.stat().st_size:
-        raise ValueError(
+        raise InputError(
             f"initializer {tensor.name!r}: external data ({length} bytes at offset {offset} of {path.name}, "
             f"{path.stat().st_size} bytes) does not hold a {dtype} tensor of shape {tuple(tensor.dims)}"
         )
@@ -482,21 +487,21 @@ def _input_shape(value_info, input_shape) -> tuple[int, ...]:
         if len(given) < 2 or any(
             isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in given
         ):
-            raise ValueError(
+            raise InputError(
                 f"input_shape must be positive integers (N, C, ...) with N = 1, got {input_shape!r}"
             )
         if given[0] != 1:
-            raise ValueError(f"input_shape must have batch size 1, got {given}")
+            raise InputError(f"input_shape must have batch size 1, got {given}")
         if len(given) != len(declared) or any(d not in (None, s) for d, s in zip(declared[1:], given[1:])):
-            raise ValueError(f"input_shape {given} disagrees with ONNX input {name!r} of shape {shown}")
+            raise InputError(f"input_shape {given} disagrees with ONNX input {name!r} of shape {shown}")
         return tuple(int(s) for s in given)
     if len(declared) < 2 or any(s is None for s in declared[1:]):
-        raise ValueError(
+        raise InputError(
             f"ONNX input {name!r} has shape {shown} with dynamic (symbolic or unknown) dimensions; give "
             "the full input shape: input_shape=(1, C, H, W) (on the command line: --input-shape 1,C,H,W)"
         )
     if declared[0] not in (None, 1):
-        raise ValueError(f"ONNX input {name!r} has batch size {declared[0]}; only batch size 1 is supported")
+        raise InputError(f"ONNX input {name!r} has batch size {declared[0]}; only batch size 1 is supported")
     return (1, *declared[1:])
 
 
@@ -534,13 +539,13 @@ def _arithmetic(r: _Reader, node, args, attrs):
     for v, c, i in ((a, b, 0), (b, a, 1)):
         if isinstance(c, np.ndarray) and not isinstance(v, np.ndarray):
             if op == "Div" and i == 1:
-                raise ValueError("a constant divided by a computed tensor (c / x) is not supported")
+                raise InputError("a constant divided by a computed tensor (c / x) is not supported")
             scale, shift = {
                 "Add": (1.0, c), "Sub": (1.0, -c) if i == 0 else (-1.0, c), "Mul": (c, 0.0),
                 "Div": (1.0 / np.where(c == 0, np.nan, c), 0.0),
             }[op]  # fmt: skip
             if np.any(np.isnan(scale)):
-                raise ValueError("division by a constant with zero entries")
+                raise InputError("division by a constant with zero entries")
             return r.affine(v, r.key(node, i, v), scale, shift, out)
     ka, kb = r.key(node, 0, a), r.key(node, 1, b)
     if ka == kb:  # two functions of the same tensor
@@ -550,7 +555,7 @@ def _arithmetic(r: _Reader, node, args, attrs):
         return _residual(r, r.tensor(a), r.tensor(b), out, 1.0 if op == "Add" else -1.0)
     if op == "Mul":
         return _gate(r, node, a, b)
-    raise ValueError(
+    raise InputError(
         f"Div of two tensors computed from the input ({node.input[0]!r} and {node.input[1]!r}): a "
         "quotient of two computed tensors has no fixed edge weights, so its signed graph is undefined"
     )
@@ -562,7 +567,7 @@ def _residual(r: _Reader, a: Tensor, b: Tensor, name: str, sign: float) -> Tenso
     if len(a.shape) != len(b.shape):
         full = np.broadcast_shapes(*shapes) if _broadcastable(*shapes) else None
         if full is None:
-            raise ValueError(f"cannot add tensors of shapes {a.shape} and {b.shape} (not broadcastable)")
+            raise InputError(f"cannot add tensors of shapes {a.shape} and {b.shape} (not broadcastable)")
         a, b = (View(np.broadcast_to(r.b.view(t).nodes, full)) if t.shape != full else t for t in (a, b))
     shape = a.shape if math.prod(a.shape) >= math.prod(b.shape) else b.shape
     return r.batched(r.b.add(r.batchless(a), r.batchless(b), name, sign), shape)
@@ -590,13 +595,13 @@ def _gate(r: _Reader, node, a, b) -> Tensor:
         gate = r.b.depends(tb, ta) or r.b.depends(ta, tb)
         x, g = (ta, tb) if r.b.depends(tb, ta) else (tb, ta)
     if not gate:
-        raise ValueError(
+        raise InputError(
             f"Mul of two tensors computed from the input ({node.input[0]!r} and {node.input[1]!r}, shapes "
             f"{ta.shape} and {tb.shape}) that is neither a function of one tensor nor a gate (one factor "
             f"computed from the other or broadcast over it): {_BILINEAR}"
         )
     if not r.nonnegative(g):
-        raise ValueError(
+        raise InputError(
             f"Mul of computed tensors of shapes {ta.shape} and {tb.shape}: a gate must be non-negative "
             f"(end in Sigmoid, HardSigmoid, Relu, …) so that it keeps the gated tensor's signs; "
             f"otherwise {_BILINEAR}"
@@ -613,11 +618,11 @@ def _gate(r: _Reader, node, a, b) -> Tensor:
 def _batch_norm(r: _Reader, node, args, attrs):
     """`γ (x − μ)/√(σ² + ε) + β`: an affine map per channel (axis 1), lazy."""
     if attrs.get("training_mode", 0):
-        raise ValueError("training_mode=1 is not supported (export the model in inference mode)")
+        raise InputError("training_mode=1 is not supported (export the model in inference mode)")
     gamma, beta, mean, var = (r.const(args, i, w) for i, w in enumerate(("scale", "B", "mean", "var"), 1))
     rank = len(args[0].shape)
     if rank < 2:
-        raise ValueError(f"BatchNormalization needs an (N, C, …) input, got shape {args[0].shape}")
+        raise InputError(f"BatchNormalization needs an (N, C, …) input, got shape {args[0].shape}")
     channel = lambda v: np.reshape(v, (1, -1, *(1,) * (rank - 2)))
     s = gamma / np.sqrt(var + np.asarray(attrs.get("epsilon", 1e-5), var.dtype))
     return r.affine(args[0], r.key(node, 0, args[0]), channel(s), channel(beta - mean * s), node.output[0])
@@ -649,7 +654,7 @@ def _cast(r: _Reader, node, args, attrs):
     to = like.dtype if like is not None else np.float32
     to = r.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]) if node.op_type == "Cast" else to
     if not np.issubdtype(to, np.floating):
-        raise ValueError("a computed tensor cast to a non-floating type is not supported")
+        raise InputError("a computed tensor cast to a non-floating type is not supported")
     return args[0]
 
 
@@ -671,10 +676,10 @@ def _window(attrs, shape, kernel) -> dict:
     elif auto in ("NOTSET", "VALID"):
         p = attrs.get("pads", (0, 0, 0, 0)) if auto == "NOTSET" else (0, 0, 0, 0)
         if len(p) != 4:
-            raise ValueError(f"pads must have 4 entries for a 2-D window, got {list(p)}")
+            raise InputError(f"pads must have 4 entries for a 2-D window, got {list(p)}")
         pads = [(p[0], p[2]), (p[1], p[3])]
     else:
-        raise ValueError(f"unknown auto_pad {auto!r}")
+        raise InputError(f"unknown auto_pad {auto!r}")
     if attrs.get("ceil_mode", 0):  # extra end padding gives the ceil-mode outputs
         for a in range(2):
             span = shape[a] + sum(pads[a]) - dilation[a] * (kernel[a] - 1) - 1
@@ -687,7 +692,7 @@ def _conv(r: _Reader, node, args, attrs):
     """Kernel edges (`Conv2d`); the bias is dropped."""
     x, kernel = r.image(args[0], "a 2-D convolution"), r.const(args, 1, "weight")
     if kernel.ndim != 4:
-        raise ValueError(f"only 2-D convolutions are supported, got a weight of shape {kernel.shape}")
+        raise InputError(f"only 2-D convolutions are supported, got a weight of shape {kernel.shape}")
     window = _window(attrs, x.shape[1:], kernel.shape[2:])
     return r.batched(r.b.conv(x, kernel, node.output[0], groups=attrs.get("group", 1), **window))
 
@@ -697,11 +702,11 @@ def _conv_transpose(r: _Reader, node, args, attrs):
     """Kernel edges of the transposed convolution (`ConvTranspose2d`); the bias is dropped."""
     x, kernel = r.image(args[0], "a 2-D transposed convolution"), r.const(args, 1, "weight")
     if kernel.ndim != 4:
-        raise ValueError(
+        raise InputError(
             f"only 2-D transposed convolutions are supported, got a weight of shape {kernel.shape}"
         )
     if "output_shape" in attrs or attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise ValueError("output_shape and auto_pad SAME_* are not supported (export with explicit pads)")
+        raise InputError("output_shape and auto_pad SAME_* are not supported (export with explicit pads)")
     window = _window({k: v for k, v in attrs.items() if k != "auto_pad"}, x.shape[1:], kernel.shape[2:])
     extra = tuple(attrs.get("output_padding", (0, 0)))
     p = r.b.conv_transpose(
@@ -716,7 +721,7 @@ def _gemm(r: _Reader, node, args, attrs):
     a = r.tensor(args[0], "input 0 (A)")
     w = r.const(args, 1, "B")
     if len(a.shape) != 2 or 1 not in a.shape or w.ndim != 2:
-        raise ValueError(f"Gemm needs A of shape (1, k) and a 2-D B, got shapes {a.shape} and {w.shape}")
+        raise InputError(f"Gemm needs A of shape (1, k) and a 2-D B, got shapes {a.shape} and {w.shape}")
     w = w if attrs.get("transB", 0) else w.T
     alpha = attrs.get("alpha", 1.0)
     p = r.b.dense(a, w if alpha == 1 else alpha * w, node.output[0])
@@ -730,7 +735,7 @@ def _matmul(r: _Reader, node, args, attrs):
     (attention): refused."""
     a, b = args
     if not isinstance(a, np.ndarray) and not isinstance(b, np.ndarray):
-        raise ValueError(
+        raise InputError(
             f"MatMul of two tensors computed from the input ({node.input[0]!r} and {node.input[1]!r}): "
             f"{_BILINEAR}"
         )
@@ -738,7 +743,7 @@ def _matmul(r: _Reader, node, args, attrs):
     x = r.tensor(args[i])
     w = const.reshape(const.shape[-2:]) if const.ndim > 2 and math.prod(const.shape[:-2]) == 1 else const
     if w.ndim != 2 or len(x.shape) < max(const.ndim, 1 + i):
-        raise ValueError(
+        raise InputError(
             f"only products with a 2-D constant are supported, got shapes {x.shape} and {const.shape}"
         )
     return r.b.linear(x, w if i == 0 else w.T, len(x.shape) - 1 - i, node.output[0])
@@ -750,13 +755,13 @@ def _pool(r: _Reader, node, args, attrs):
     x = r.image(args[0], "2-D pooling")
     kernel = tuple(attrs["kernel_shape"])
     if len(kernel) != 2:
-        raise ValueError(f"only 2-D pooling is supported, got kernel_shape {list(kernel)}")
+        raise InputError(f"only 2-D pooling is supported, got kernel_shape {list(kernel)}")
     window = _window(attrs, x.shape[1:], kernel)
     if node.op_type == "MaxPool":
         return r.batched(r.b.pool(x, node.output[0], kernel, mode="max", **window))
     include = bool(attrs.get("count_include_pad", 0))
     if attrs.get("ceil_mode", 0) and include:
-        raise ValueError("ceil_mode=1 with count_include_pad=1 is not supported")
+        raise InputError("ceil_mode=1 with count_include_pad=1 is not supported")
     return r.batched(r.b.pool(x, node.output[0], kernel, mode="avg", count_include_pad=include, **window))
 
 
@@ -794,9 +799,9 @@ def _resize(r: _Reader, node, args, attrs):
     x = r.image(args[0], f"{node.op_type}")
     mode = attrs.get("mode", "nearest")
     if mode not in ("nearest", "linear", "bilinear") or attrs.get("antialias", 0):
-        raise ValueError(f"only nearest and linear modes without antialias are supported, got mode {mode!r}")
+        raise InputError(f"only nearest and linear modes without antialias are supported, got mode {mode!r}")
     if attrs.get("axes") is not None or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise ValueError("the axes and keep_aspect_ratio_policy attributes are not supported")
+        raise InputError("the axes and keep_aspect_ratio_policy attributes are not supported")
     names = ("roi", "scales", "sizes") if node.op_type == "Resize" and r.opset >= 11 else ("scales",)
     named = {k: v for k, v in zip(names, args[1:]) if v is not None and np.size(v)}
     scales, sizes = named.get("scales", attrs.get("scales")), named.get("sizes")
@@ -807,9 +812,9 @@ def _resize(r: _Reader, node, args, attrs):
         scales = np.asarray(scales, float)
         out = tuple(int(math.floor(n * s)) for n, s in zip(full, scales))
     else:
-        raise ValueError("needs scales or sizes")
+        raise InputError("needs scales or sizes")
     if len(out) != 4 or out[:2] != full[:2]:
-        raise ValueError(f"only the spatial axes (H, W) may be resized, got output shape {out}")
+        raise InputError(f"only the spatial axes (H, W) may be resized, got output shape {out}")
     ctm = (
         "asymmetric"
         if node.op_type == "Upsample"
@@ -845,7 +850,7 @@ def _interpolation(n: int, m: int, scale: float, mode: str, ctm: str, nearest: s
         "tf_half_pixel_for_nearest": (i + 0.5) / scale,
     }
     if ctm not in coords:
-        raise ValueError(
+        raise InputError(
             f"coordinate_transformation_mode {ctm!r} is not supported; use one of {sorted(coords)}"
         )
     x = coords[ctm]
@@ -858,7 +863,7 @@ def _interpolation(n: int, m: int, scale: float, mode: str, ctm: str, nearest: s
             "ceil": np.ceil,
         }
         if nearest not in rounding:
-            raise ValueError(f"nearest_mode {nearest!r} is not supported")
+            raise InputError(f"nearest_mode {nearest!r} is not supported")
         mat[np.arange(m), np.clip(rounding[nearest](x), 0, n - 1).astype(int)] = 1.0
         return mat
     x = np.clip(x, 0, n - 1)
@@ -891,7 +896,7 @@ def _move(r: _Reader, node, args, attrs):
         if i in computed:
             continue
         if i in data and np.any(args[i]):
-            raise ValueError(
+            raise InputError(
                 f"input {i} ({node.input[i]!r}) is a non-zero constant joined to computed tensors: a "
                 "constant tensor (such as a class token or position embedding) has no nodes in the "
                 "signed graph"
@@ -915,7 +920,7 @@ def _pad(r: _Reader, node, args, attrs):
     mode = attrs.get("mode", "constant")
     value = args[2] if len(args) > 2 and args[2] is not None else attrs.get("value", 0.0)
     if mode != "constant" or np.any(np.asarray(value) != 0):
-        raise ValueError(
+        raise InputError(
             f"only zero padding (mode 'constant', value 0) is supported, got mode {mode!r}, value {value}"
         )
     nodes = r.b.view(r.tensor(args[0])).nodes

@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._checks import InputError
 from .._types import Array, Float, Key
-from .graph import Block, SignedGraph
+from .blocks import Block
+from .graph import SignedGraph
 
 SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
 ENERGY_BATCH = 8  # block energies are block products of this many vectors (the default restarts)
@@ -146,7 +148,7 @@ def driver(name: str | None, graph: SignedGraph, lanes: bool = False):
     """The driver called `name` (`None`: `choose_driver(graph)`)."""
     name = choose_driver(graph) if name is None else name
     if name not in DRIVERS:
-        raise ValueError(f"driver must be one of {DRIVERS}, got {name!r}")
+        raise InputError(f"driver must be one of {DRIVERS}, got {name!r}")
     if name == "program":
         return PROGRAM
     return Signatures(lanes) if lanes else SIGNATURES
@@ -293,6 +295,11 @@ def _down_up(s, *, dtype):
     return jnp.zeros((ENERGY_BATCH, *s.shape), dtype).at[0].set(1 - up).at[1].set(up)
 
 
+def _energy_zeros(s, *, dtype):
+    """Zero fields for a batch of `ENERGY_BATCH` on the layer of `s`."""
+    return jnp.zeros((ENERGY_BATCH, *s.shape), dtype)
+
+
 def _energy_terms(s_dst, pos, neg, *, dtype):
     # δ_b = u'P v + v'P u + u'N u + v'N v with A_b = P − N (P, N >= 0), u = [s = +1], v = [s = −1]:
     # a sum of non-negative terms, so an unfrustrated block gives exactly 0 (no cancellation).
@@ -332,13 +339,13 @@ def block_energies(graph: SignedGraph, gauge: Sequence[Array], drv=PROGRAM) -> t
     """`δ_b(s)` of every block (one gauge, no restart axis): two block products each, of `P` and
     `N` on the batch `[v_src, u_src]` (the sweep's product function, for a batch of two)."""
     dtype = graph.dtype
-    down_up = [drv.call(_down_up, "l", g, dtype=dtype) for g in gauge]
-    zeros = [drv.call(_zero_fields, "l", x)[0] for x in down_up]
     out = []
-    for (src, dst), block in zip(graph.links, graph.blocks):
+    for (src, dst), block in zip(graph.links, graph.blocks):  # one block's batches alive at a time
+        down_up = drv.call(_down_up, "l", gauge[src], dtype=dtype)
+        zero = drv.call(_energy_zeros, "l", gauge[dst], dtype=dtype)
         pos, neg = drv.call(_parts, "b", block)
-        pos = drv.product(pos, down_up[src], zeros[dst], False)
-        neg = drv.product(neg, down_up[src], zeros[dst], False)
+        pos = drv.product(pos, down_up, zero, False)
+        neg = drv.product(neg, down_up, zero, False)
         out.append(drv.call(_energy_terms, "lll", gauge[dst], pos, neg, dtype=dtype))
     return tuple(out)
 
@@ -469,10 +476,10 @@ def _greedy(graph: SignedGraph, s: Float[Array, "restarts n"], max_flips: int):
 def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
     """Run `settings.restarts` searches, `batch_size` at a time; returns gauges, energies, iterations
     and convergence. `"greedy"` (dense) runs only inside a program."""
-    method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors = settings
-    batch = min(batch_size or restarts, restarts)
+    method, restarts, anneal_steps = settings.method, settings.restarts, settings.anneal_steps
+    batch = min(settings.batch_size or restarts, restarts)
     chunks = -(-restarts // batch)
-    keep = min(batch, -(-(survivors or restarts) // chunks))  # survivors per chunk
+    keep = min(batch, -(-(settings.survivors or restarts) // chunks))  # survivors per chunk
     dtype = graph.dtype
     total = total_weight(graph, drv) if total is None else total
 
@@ -481,17 +488,19 @@ def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
         flat = drv.call(_flat_start, "ls", k_start, chunk == 0, batch=batch, n=graph.num_nodes, dtype=dtype)
         off = graph.offsets
         s = tuple(drv.call(_layer_slice, "ls", flat, off[j], shape=sh) for j, sh in enumerate(graph.shapes))
+        if method != "greedy":
+            del flat  # (as large as all the gauges: not kept through the descent)
         if method == "greedy":
-            flat, its, ok = _greedy(graph, flat, max_iterations)
+            flat, its, ok = _greedy(graph, flat, settings.max_iterations)
             s = tuple(jax.vmap(graph.unflatten)(flat))
             return s, _quadratic_energy(graph, s), its, ok
         if method == "anneal":
-            t0, t1 = anneal_temperatures
+            t0, t1 = settings.anneal_temperatures
             betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
             s = anneal(graph, s, k_anneal, betas, drv)
         if keep < batch:
             s = screen(graph, s, keep, drv)
-        s, energy, its, ok = descend(graph, s, max_iterations, tol, total, drv)
+        s, energy, its, ok = descend(graph, s, settings.max_iterations, settings.tol, total, drv)
         its = its + (anneal_steps if method == "anneal" else SCREEN_SWEEPS * (keep < batch))
         return s, energy, its, ok
 
@@ -509,6 +518,7 @@ def estimate(graph: SignedGraph, key: Key, settings, drv=PROGRAM):
     total = total_weight(graph, drv)
     gauges, values, iterations, converged = search(graph, key, settings, drv, total)
     gauge = best_gauge(values, gauges, drv)
+    del gauges  # every restart's gauge: freed before the block energies
     value = sum(block_energies(graph, gauge, drv), start=jnp.zeros((), graph.dtype))
     return gauge, value, total, values, iterations, converged
 

@@ -1,5 +1,8 @@
-"""Elementwise activations: one table of ONNX ops (NumPy function, monotone flag, sign), the JAX
-functions the Equinox importer knows, and the composite functions an importer names by value.
+"""Elementwise activations, the one vocabulary: `Activation` (a layer's name and monotone flag),
+the ONNX ops (NumPy function, monotone flag, sign), the JAX functions the Equinox importer knows
+(`JAX_ACTIVATIONS`), those a graph can be evaluated with (`JAX_FUNCTIONS`), and the composite
+functions an importer names by value (`NAMED`). Names are matched without case (`"Relu"` from ONNX
+is `"relu"` from JAX) by `name_key`.
 
 `monotone` says whether the function is non-decreasing; `nonnegative` whether its values are
 `>= 0` (a gate that multiplies a tensor keeps its signs). Either may depend on a parameter: the
@@ -16,7 +19,47 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .graph import Activation
+from .._checks import InputError
+
+
+class Activation(NamedTuple):
+    """The elementwise nonlinearity applied to a layer's summed input (biases are not edges).
+
+    `monotone` says whether it is non-decreasing (ReLU, sigmoid, tanh, …), which the
+    near-monotonicity guarantee of a balanced graph needs.
+    """
+
+    name: str = "identity"
+    monotone: bool = True
+
+
+IDENTITY = Activation()
+RELU = "relu"
+
+
+def name_key(name: str) -> str:
+    """The case-free key under which an activation name is looked up (`"Relu"` → `"relu"`)."""
+    return name.lower()
+
+
+def compose(outer: Activation, inner: Activation) -> Activation:
+    """`outer ∘ inner`: one layer's two activations in turn (`outer` alone after the identity)."""
+    if inner == IDENTITY:
+        return outer
+    return Activation(f"{outer.name}∘{inner.name}", outer.monotone and inner.monotone)
+
+
+def mixture(activations: set[Activation]) -> Activation:
+    """One layer whose parts carry different activations: `"a+b"`, monotone when all are."""
+    if len(activations) == 1:
+        return next(iter(activations))
+    return Activation("+".join(a.name for a in activations), all(a.monotone for a in activations))
+
+
+def is_relu(activation: Activation) -> bool:
+    """Whether `activation` is ReLU (ONNX `"Relu"` or JAX `"relu"`)."""
+    return name_key(activation.name) == RELU
+
 
 _erf = np.vectorize(math.erf, otypes=[float])
 
@@ -95,7 +138,7 @@ NAMED: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 JAX_ACTIVATIONS = {
-    jax.nn.relu: Activation("relu", True),
+    jax.nn.relu: Activation(RELU, True),
     jax.nn.relu6: Activation("relu6", True),
     jax.nn.sigmoid: Activation("sigmoid", True),
     jax.nn.hard_sigmoid: Activation("hard_sigmoid", True),
@@ -113,10 +156,28 @@ JAX_ACTIVATIONS = {
 }
 
 
+# The activations a graph can be evaluated with (`function.GraphFunction`), by `name_key`.
+JAX_FUNCTIONS: dict[str, Callable] = {
+    name_key(IDENTITY.name): lambda x: x,
+    RELU: jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,
+}
+
+
+def jax_function(activation: Activation) -> Callable | None:
+    """The JAX function that evaluates `activation` (any case), or `None` if there is none here."""
+    return JAX_FUNCTIONS.get(name_key(activation.name))
+
+
 def named_activation(name: str, where: str) -> Activation:
-    """The ONNX activation `name` (any case) whose flags need no parameters, as an `Activation`."""
+    """The ONNX activation `name` (any case) whose flags need no parameters, as an `Activation`
+    (`"identity"`: `IDENTITY`)."""
+    if name_key(name) == name_key(IDENTITY.name):
+        return IDENTITY
     fixed = {k: v for k, v in ONNX_ACTIVATIONS.items() if isinstance(v.monotone, bool)}
-    canon = {k.lower(): k for k in fixed}.get(name.lower())
+    canon = {name_key(k): k for k in fixed}.get(name_key(name))
     if canon is None:
-        raise ValueError(f"{where}: unknown activation {name!r}; expected identity or one of {sorted(fixed)}")
+        raise InputError(f"{where}: unknown activation {name!r}; expected identity or one of {sorted(fixed)}")
     return Activation(canon, fixed[canon].monotone)

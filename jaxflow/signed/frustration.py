@@ -1,15 +1,14 @@
-"""Frustration of a signed graph: the energy `δ(s)`, layer-parallel estimators and the exact optimum.
+"""`frustration()`: the frustration `min_s δ(s)` of a signed graph, its result and search settings.
 
-`δ(s) = Σ_{q→p : s_p a_pq s_q < 0} |a_pq| = ½(Σ|a| − sᵀAs)` for a gauge `s ∈ {±1}^n`; the
-frustration is `min_s δ(s)` (an Ising ground state, NP-hard). Every heuristic returns the energy of
-a gauge it found, hence an upper bound on the minimum; `"exact"` also reports the solver's proven
-lower bound.
+`δ(s)` is the energy of a gauge (`energy`); its minimum is an Ising ground state (NP-hard). The
+heuristics run the layer-parallel engine (`_search`) and return the energy of a gauge they found,
+hence an upper bound on the minimum; `"exact"` (`_exact`) also reports the solver's proven lower
+bound. The default effort (`default_restarts`, `default_tol`, `default_survivors`) is set here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -18,10 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Bool
 
-from .._checks import check_key, check_positive
+from .._checks import InputError, check_count, check_key, check_positive
 from .._types import Array, Float, Int, Key, Scalar
 from ._exact import ENUMERATION_MAX_WORK, enumerate_cover, enumeration_work, independent_set, milp_gauge
-from ._search import PROGRAM, block_energies, driver as make_driver, estimate, search
+from ._search import PROGRAM, driver as make_driver, estimate, search
+
+# `block_frustration` is re-exported for compatibility (`study/network.py` imports it from here).
+from .energy import (
+    block_frustration as block_frustration,
+    energy_graph,
+    gauge_frustration,
+)
 from .graph import SignedGraph
 
 METHODS = ("greedy", "layerwise", "anneal", "exact")
@@ -30,17 +36,26 @@ EXACT_MAX_EDGES = 5000
 LARGE_GRAPH_EDGES = 10**7  # `default_tol`: graphs above this many edges stop at LARGE_GRAPH_TOL
 LARGE_GRAPH_TOL = 1e-5
 EXACT_TOLERANCE = 1e-9  # relative to Σ|a|: values this close to the bound count as proven optimal
+RESTARTS = 64  # default restarts of every method but `"layerwise"`
+MAX_SWEEPS = 1000  # default cap on sweeps (`"layerwise"`, `"anneal"`)
+GREEDY_FLIPS_PER_NODE = 10  # `"greedy"`: default cap on flips, per node
+LAYERWISE_NODE_STATES = 2**16  # `"layerwise"`: default restarts × nodes
+LAYERWISE_RESTARTS = (8, 4096)  # `"layerwise"`: the default restarts lie in this range
+SCREEN_FRACTION = 4  # `"layerwise"`: one restart in this many goes on past the screen by default
+SCREEN_MIN_SURVIVORS = 64  # ... but at least this many (a screen pays off on large batches only)
+ANNEAL_STEPS = 200  # `"anneal"`: default sweeps of the temperature schedule
+ANNEAL_TEMPERATURES = (2.0, 0.02)  # `"anneal"`: default start and end temperatures
 
 
 class SearchSettings(NamedTuple):
     """How a gauge was searched for (the effort), so null models can repeat it exactly."""
 
     method: str = "layerwise"
-    restarts: int = 64
-    max_iterations: int = 1000
+    restarts: int = RESTARTS
+    max_iterations: int = MAX_SWEEPS
     tol: float = 0.0
-    anneal_steps: int = 200
-    anneal_temperatures: tuple[float, float] = (2.0, 0.02)
+    anneal_steps: int = ANNEAL_STEPS
+    anneal_temperatures: tuple[float, float] = ANNEAL_TEMPERATURES
     batch_size: int | None = None
     survivors: int | None = None
 
@@ -62,7 +77,7 @@ class FrustrationResult(eqx.Module):
     normalized: Scalar
     total: Scalar
     lower_bound: Scalar
-    gauge: tuple[Float[Array, "*layer"], ...]
+    gauge: tuple[Float[Array, "*_layer"], ...]
     restart_values: Float[Array, " restarts"]
     iterations: Int[Array, ""]
     converged: Bool[Array, ""]
@@ -90,45 +105,11 @@ class FrustrationResult(eqx.Module):
         return jnp.concatenate([s.ravel() for s in self.gauge])
 
 
-# ------------------------------------------------------------------------- energy
-
-
-def _signed(graph: SignedGraph, weighted: bool) -> SignedGraph:
-    """The graph whose energy is minimised: itself, or `sign(a)` for the unweighted count."""
-    return graph if weighted else graph.map_weights(jnp.sign)
-
-
-_block_energies_program = eqx.filter_jit(block_energies)
-
-
-def _block_energies(graph: SignedGraph, gauge: Sequence[Array], driver: str | None = None):
-    """`δ_b(s)` of every block, in one program or block by block (`choose_driver`)."""
-    drv = make_driver(driver, graph)
-    return _block_energies_program(graph, gauge) if drv is PROGRAM else block_energies(graph, gauge, drv)
-
-
-def block_frustration(
-    graph: SignedGraph, gauge: Sequence[Array], *, weighted: bool = True
-) -> tuple[Scalar, ...]:
-    """`δ_b(s)`, the frustrated weight (or edge count) inside each block `b` of `graph`."""
-    gauge = _check_gauge(graph, gauge)
-    return _block_energies(_signed(graph, weighted), gauge)
-
-
-def gauge_frustration(graph: SignedGraph, gauge: Sequence[Array], *, weighted: bool = True) -> Scalar:
-    """`δ(s) = Σ_{s_p a_pq s_q < 0} |a_pq|` (or the number of such edges when not `weighted`).
-
-    `gauge` is one `±1` array per layer, or a flat vector over all nodes.
-    """
-    blocks = block_frustration(graph, gauge, weighted=weighted)
-    return sum(blocks[1:], start=blocks[0]) if blocks else jnp.zeros((), graph.dtype)
-
-
 # ------------------------------------------------------------------ estimators
 # The engine is `_search`: one algorithm, run as one program (small graphs) or as one compiled
 # function per block signature driven from Python (deep graphs); see `_search.choose_driver`.
 
-_search = eqx.filter_jit(search)
+_search_program = eqx.filter_jit(search)
 _estimate_program = eqx.filter_jit(estimate)
 
 
@@ -156,8 +137,8 @@ def frustration(
     weighted: bool = True,
     max_iterations: int | None = None,
     tol: float | None = None,
-    anneal_steps: int = 200,
-    anneal_temperatures: tuple[float, float] = (2.0, 0.02),
+    anneal_steps: int = ANNEAL_STEPS,
+    anneal_temperatures: tuple[float, float] = ANNEAL_TEMPERATURES,
     batch_size: int | None = None,
     survivors: int | None = None,
     dtype=None,
@@ -167,40 +148,52 @@ def frustration(
     """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
 
     Methods: `"layerwise"` (default: block-coordinate descent, every layer set to the sign of its
-    local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts` random gauges
-    vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the `survivors` lowest in
-    `δ` go on, default a quarter); `"anneal"` (heat-bath annealing with the same
-    layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in units of
-    the mean node strength, then `"layerwise"` descent); `"greedy"` (the published heuristic: flip the
-    node whose row-plus-column sum `s_i h_i` is most negative until none is; dense, up to
-    8192 nodes); `"exact"` (graphs up to `max_edges` edges: every gauge of a vertex cover `S` when
-    `2^{|S|−1}·n <= 2^36`, the other nodes set to their best sign, else an integer
-    program solved by HiGHS below the best `"anneal"` gauge, run first with the same effort).
-    Heuristic values are upper bounds.
+    local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts`
+    random gauges vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the
+    `survivors` lowest in `δ` go on, default a quarter); `"anneal"` (heat-bath annealing with the
+    same layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in
+    units of the mean node strength, then `"layerwise"` descent); `"greedy"` (the published
+    heuristic: flip the node whose row-plus-column sum `s_i h_i` is most negative until none is;
+    dense, up to `GREEDY_MAX_NODES` nodes); `"exact"` (graphs up to `max_edges` edges: every gauge
+    of a vertex cover `S` when `2^{|S|−1}·n <= 2^36`, the other nodes set to their best sign, else
+    an integer program solved by HiGHS below the best `"anneal"` gauge, run first with the same
+    effort). Heuristic values are upper bounds. Graphs of many blocks are searched block by block
+    with one compiled function per block signature (`_search.choose_driver`): compile time bounded
+    by the distinct block shapes, not the depth.
 
-    Effort: `restarts` defaults to `default_restarts(graph, method)`; `max_iterations` caps sweeps
-    (flips for `"greedy"`); `tol` stops the sweeps once a sweep lowers `δ` by at most `tol · Σ|a|`
-    in every restart (`0`: until nothing changes; `converged` is false when it stopped a restart
-    before its fixed point), default `default_tol(graph)`: `0` up to 10^7 edges, `1e-5` above,
-    where the long tail of tiny improvements costs most sweeps. `batch_size` runs the restarts
-    that many at a time to bound memory; `dtype` (e.g. `jnp.float32`) casts the weights first;
-    `time_limit` (seconds) caps HiGHS, whose `lower_bound` then shows the remaining gap. Graphs of
-    many blocks are searched block by block with one compiled function per block signature
-    (`_search.choose_driver`): compile time bounded by the distinct block shapes, not the depth.
+    Args:
+        graph: the `SignedGraph`.
+        method: `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"` (`METHODS`).
+        key: PRNG key of the random restarts; default `jax.random.key(0)` (a fixed seed).
+        restarts: random starts; default `default_restarts(graph, method)`.
+        weighted: minimise the frustrated weight (`True`) or the number of frustrated edges.
+        max_iterations: cap on sweeps (flips for `"greedy"`); default `MAX_SWEEPS`
+            (`GREEDY_FLIPS_PER_NODE · n` for `"greedy"`).
+        tol: stop once a sweep lowers `δ` by at most `tol · Σ|a|` in every restart (`0`: until
+            nothing changes; `converged` is false when it stopped a restart before its fixed
+            point); default `default_tol(graph)`.
+        anneal_steps: `"anneal"`: sweeps of the temperature schedule.
+        anneal_temperatures: `"anneal"`: start and end temperatures, start >= end > 0.
+        batch_size: run the restarts this many at a time to bound memory (default: all at once).
+        survivors: `"layerwise"`: restarts that go on past the screen; default
+            `default_survivors(restarts)`.
+        dtype: cast the weights to this dtype first (e.g. `jnp.float32`); default: as they are.
+        time_limit: `"exact"`: seconds for HiGHS, whose `lower_bound` then shows the remaining gap.
+        max_edges: `"exact"`: the largest graph (in edges) it accepts.
     """
     if not isinstance(graph, SignedGraph):
-        raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+        raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     effort = (restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors)
     settings = _settings(graph, method, *effort)
     if dtype is not None:
         graph = graph.astype(dtype)
-    target = _signed(graph, weighted)
+    target = energy_graph(graph, weighted)
     key = jax.random.key(0) if key is None else check_key(key)
     if method == "exact":
         total = target.abs_sum()
         edges = graph.num_edges()
         if edges > max_edges:
-            raise ValueError(
+            raise InputError(
                 f'method="exact" solves graphs of up to max_edges={max_edges} edges, this one has {edges}; '
                 'use method="layerwise" or "anneal" (upper bounds), or raise max_edges'
             )
@@ -210,7 +203,7 @@ def frustration(
             s, bound, its = enumerate_cover(A, T)
             ok = True
         else:  # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it
-            gauges, values, _, _ = _search(target, key, _settings(graph, "anneal", *effort))
+            gauges, values, _, _ = _search_program(target, key, _settings(graph, "anneal", *effort))
             incumbent = np.concatenate([np.ravel(g[jnp.argmin(values)]) for g in gauges])
             cutoff = float(jnp.min(values)) - 0.5 * EXACT_TOLERANCE * max(float(total), 1.0)
             s, bound, its, ok = milp_gauge(A, time_limit, incumbent, cutoff)
@@ -244,8 +237,9 @@ def default_restarts(graph: SignedGraph, method: str) -> int:
     random dense layered graphs of 200–2,000 edges this came within 1% of the proven optimum on
     all of them, in less time than `"greedy"`'s 64 restarts (`benchmarks/frustration.py`)."""
     if method != "layerwise":
-        return 64
-    return int(min(4096, max(8, 2**16 // graph.num_nodes)))
+        return RESTARTS
+    low, high = LAYERWISE_RESTARTS
+    return int(min(high, max(low, LAYERWISE_NODE_STATES // graph.num_nodes)))
 
 
 def default_tol(graph: SignedGraph) -> float:
@@ -264,34 +258,34 @@ def default_tol(graph: SignedGraph) -> float:
 def default_survivors(restarts: int) -> int:
     """`"layerwise"` restarts that go on past the screen by default: a quarter, at least 64 (a
     screen pays off on large batches; up to 64 restarts all descend)."""
-    return min(restarts, max(64, restarts // 4))
+    return min(restarts, max(SCREEN_MIN_SURVIVORS, restarts // SCREEN_FRACTION))
 
 
 def _settings(
     graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors
 ):
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
-        raise ValueError(
+        raise InputError(
             f'method="greedy" keeps the dense n×n matrix A + Aᵀ and takes up to {GREEDY_MAX_NODES} '
             f'nodes, this graph has {graph.num_nodes}; use method="layerwise"'
         )
     if max_iterations is None:
-        max_iterations = 10 * graph.num_nodes if method == "greedy" else 1000
+        max_iterations = GREEDY_FLIPS_PER_NODE * graph.num_nodes if method == "greedy" else MAX_SWEEPS
     if restarts is None:
         restarts = default_restarts(graph, method)
     if tol is None:
         tol = default_tol(graph)
     return SearchSettings(
-        method,
-        _count(restarts, "restarts"),
-        _count(max_iterations, "max_iterations"),
-        check_positive(tol, "tol", allow_zero=True),
-        _count(anneal_steps, "anneal_steps"),
-        _temperatures(anneal_temperatures),
-        None if batch_size is None else _count(batch_size, "batch_size"),
-        _survivors(method, restarts, survivors),
+        method=method,
+        restarts=check_count(restarts, "restarts"),
+        max_iterations=check_count(max_iterations, "max_iterations"),
+        tol=check_positive(tol, "tol", allow_zero=True),
+        anneal_steps=check_count(anneal_steps, "anneal_steps"),
+        anneal_temperatures=_temperatures(anneal_temperatures),
+        batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
+        survivors=_survivors(method, restarts, survivors),
     )
 
 
@@ -300,41 +294,19 @@ def _survivors(method: str, restarts, survivors) -> int | None:
     `None` (no screen) for the other methods."""
     if method != "layerwise":
         if survivors is not None:
-            raise ValueError(f'survivors applies to method="layerwise" only, got method={method!r}')
+            raise InputError(f'survivors applies to method="layerwise" only, got method={method!r}')
         return None
-    restarts = _count(restarts, "restarts")
-    return default_survivors(restarts) if survivors is None else min(_count(survivors, "survivors"), restarts)
-
-
-def _count(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+    restarts = check_count(restarts, "restarts")
+    if survivors is None:
+        return default_survivors(restarts)
+    return min(check_count(survivors, "survivors"), restarts)
 
 
 def _temperatures(t) -> tuple[float, float]:
     try:
         t0, t1 = (float(x) for x in t)
     except (TypeError, ValueError):
-        raise ValueError(f"anneal_temperatures must be a pair (start, end), got {t!r}") from None
+        raise InputError(f"anneal_temperatures must be a pair (start, end), got {t!r}") from None
     if not (math.isfinite(t0) and math.isfinite(t1) and t0 >= t1 > 0):
-        raise ValueError(f"anneal_temperatures must satisfy start >= end > 0, got {t!r}")
+        raise InputError(f"anneal_temperatures must satisfy start >= end > 0, got {t!r}")
     return t0, t1
-
-
-def _check_gauge(graph: SignedGraph, gauge) -> tuple[Array, ...]:
-    """Per-layer `±1` arrays of the layers' shapes (a flat vector over all nodes is split)."""
-    if not isinstance(gauge, (tuple, list)):
-        gauge = jnp.asarray(gauge)
-        if gauge.shape != (graph.num_nodes,):
-            raise ValueError(
-                f"gauge must be a ±1 vector over all {graph.num_nodes} nodes or one array per layer, "
-                f"got shape {gauge.shape}"
-            )
-        gauge = graph.unflatten(gauge)
-    if len(gauge) != graph.num_layers or any(jnp.shape(g) != s for g, s in zip(gauge, graph.shapes)):
-        raise ValueError(
-            f"gauge must hold one array per layer of shapes {graph.shapes}, got "
-            f"{[jnp.shape(g) for g in gauge]}"
-        )
-    return tuple(jnp.asarray(g) for g in gauge)

@@ -20,11 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_array, check_positive
-from .._types import Array, Bool, Float, Key, Scalar
+from .._checks import InputError, check_array, check_count, check_positive
+from .._types import Array, ArrayLike, Bool, Float, Key, Real, Scalar
+from .activations import is_relu
+from .blocks import Masked
 from .frustration import frustration
-from .graph import Block, Pool, Shape, SignedGraph
-from .nullmodels import _weight, shuffle_signs
+from .function import GraphFunction, with_graph_weights
+from .graph import SignedGraph
+from .nullmodels import shuffle_signs
 
 
 class Orthant(eqx.Module):
@@ -78,35 +81,36 @@ def _check_signs(s, name: str, size: int, what: str) -> Array:
     check_array(s, name)
     flat = np.asarray(s).reshape(-1)
     if flat.size != size:
-        raise ValueError(f"{name} must have one sign per {what} ({size}), got {flat.size} entries")
+        raise InputError(f"{name} must have one sign per {what} ({size}), got {flat.size} entries")
     if not np.all(np.abs(flat) == 1):
-        raise ValueError(f"{name} must hold only +1 and -1, got values {np.unique(flat).tolist()}")
+        raise InputError(f"{name} must hold only +1 and -1, got values {np.unique(flat).tolist()}")
     return jnp.asarray(flat)
 
 
 def _check_problem(fn, s_in, s_out, inputs):
     """Validate and return flat `s_in`, `s_out` (in the inputs' dtype) and the output shape."""
     if not callable(fn):
-        raise ValueError(f"fn must be callable (one input -> one output), got {type(fn).__name__}")
+        raise InputError(f"fn must be callable (one input -> one output), got {type(fn).__name__}")
     check_array(inputs, "inputs")
     inputs = jnp.asarray(inputs)
     if inputs.ndim < 2 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must be a non-empty batch of shape (N, *input_shape), got {inputs.shape}")
+        raise InputError(f"inputs must be a non-empty batch of shape (N, *input_shape), got {inputs.shape}")
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
-        raise ValueError(f"inputs must be floating point (fn is differentiated), got dtype {inputs.dtype}")
+        raise InputError(f"inputs must be floating point (fn is differentiated), got dtype {inputs.dtype}")
     in_shape = inputs.shape[1:]
     try:
         out = jax.eval_shape(fn, jax.ShapeDtypeStruct(in_shape, inputs.dtype))
     except Exception as e:  # noqa: BLE001 - any failure means fn does not take one input
-        raise ValueError(f"fn cannot be applied to one input of shape {in_shape}: {e}") from None
+        raise InputError(f"fn cannot be applied to one input of shape {in_shape}: {e}") from None
     if not isinstance(out, jax.ShapeDtypeStruct):
-        raise ValueError(f"fn must return one array, got {type(out).__name__}")
+        raise InputError(f"fn must return one array, got {type(out).__name__}")
     s_in = _check_signs(s_in, "s_in", int(np.prod(in_shape)), f"input coordinate of shape {in_shape}")
     s_out = _check_signs(s_out, "s_out", int(np.prod(out.shape)), f"output of shape {out.shape}")
     return inputs, s_in.astype(inputs.dtype), s_out.astype(inputs.dtype)
 
 
 MEMORY_BUDGET = 2**29  # bytes of working memory for one batch of Jacobian rows or perturbed evaluations
+PERTURBATION_ARRAYS = 4  # per input and evaluation: deltas, their flips, changes (inputs and outputs)
 
 
 def _batched(f, xs, batch_size):
@@ -226,9 +230,9 @@ def _jacobian_scores(fn, s_in, s_out, inputs, reverse: bool, chunk: int, batch: 
 
 def monotonicity_score(
     fn: Callable[[Array], Array],
-    s_in: Float[Array, "*shape"],
-    s_out: Float[Array, "*shape"],
-    inputs: Float[Array, "N ..."],
+    s_in: Real[ArrayLike, "*_in_shape"],
+    s_out: Real[ArrayLike, "*_out_shape"],
+    inputs: Float[ArrayLike, "N ..."],
     *,
     batch_size: int | None = 64,
     memory_budget: int = MEMORY_BUDGET,
@@ -258,7 +262,7 @@ def _check_budget(memory_budget) -> int:
         or not isinstance(memory_budget, (int, np.integer))
         or memory_budget < 1
     ):
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+        raise InputError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     return int(memory_budget)
 
 
@@ -289,9 +293,9 @@ def _perturbation_fractions(fn, s_in, s_out, inputs, key, sizes, samples, group,
 
 def orthant_perturbation_test(
     fn: Callable[[Array], Array],
-    s_in: Float[Array, "*shape"],
-    s_out: Float[Array, "*shape"],
-    inputs: Float[Array, "N ..."],
+    s_in: Real[ArrayLike, "*_in_shape"],
+    s_out: Real[ArrayLike, "*_out_shape"],
+    inputs: Float[ArrayLike, "N ..."],
     key: Key,
     *,
     sizes: Sequence[float] = (1e-2, 1e-1, 1.0),
@@ -310,17 +314,16 @@ def orthant_perturbation_test(
     memory_budget = _check_budget(memory_budget)
     sizes = np.atleast_1d(np.asarray(sizes, float))
     if sizes.ndim != 1 or sizes.size == 0:
-        raise ValueError(f"sizes must be a non-empty list of perturbation norms, got {sizes.tolist()}")
+        raise InputError(f"sizes must be a non-empty list of perturbation norms, got {sizes.tolist()}")
     for i, e in enumerate(sizes):
         check_positive(e, f"sizes[{i}]")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    samples = check_count(samples, "samples")
     x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
     item, n_in, n_out = np.dtype(inputs.dtype).itemsize, s_in.size, s_out.size
     evaluations = sizes.size * samples
     per_eval = item * (forward_size(fn, x) + n_in + n_out)
     group = int(min(evaluations, max(1, memory_budget // per_eval)))
-    per_input = group * per_eval + 4 * item * evaluations * (n_in + n_out)  # deltas, their flips, changes
+    per_input = group * per_eval + PERTURBATION_ARRAYS * item * evaluations * (n_in + n_out)
     cap = inputs.shape[0] if batch_size is None else min(batch_size, inputs.shape[0])
     batch = int(min(cap, max(1, memory_budget // per_input)))
     sizes = jnp.asarray(sizes, inputs.dtype)
@@ -328,106 +331,21 @@ def orthant_perturbation_test(
     return PerturbationTest(sizes, *fractions)
 
 
-# ------------------------------------------------------------------ a graph as a function
-
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "identity": lambda x: x,
-    "relu": jax.nn.relu,
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "softplus": jax.nn.softplus,
-}
-
-
-def _max_pool(block: Pool, x: Array) -> Array:
-    pads = ((0, 0), *block.padding)
-    window, stride, dilation = (1, *block.window), (1, *block.stride), (1, *block.dilation)
-    return lax.reduce_window(x, -np.inf, lax.max, window, stride, pads, window_dilation=dilation)
-
-
-class GraphFunction(eqx.Module):
-    """The bias-free network of a `SignedGraph`: layer 0 is the input, layer `j` holds
-    `act_j(Σ_b A_b x_src)` over its incoming blocks (a max-pooling block takes the maximum of its
-    window), and the output is the last layer. Supported activations: `ACTIVATIONS`."""
-
-    graph: SignedGraph
-
-    def __check_init__(self):
-        for name, act in zip(self.graph.names, self.graph.activations):
-            if act.name.lower() not in ACTIVATIONS:
-                raise ValueError(
-                    f"layer {name!r} has activation {act.name!r}, which cannot be evaluated here; "
-                    f"supported: {sorted(ACTIVATIONS)}"
-                )
-
-    def layers(self, x: Float[Array, "*input"]) -> tuple[Array, ...]:
-        """The values of every layer at input `x` (after their activations)."""
-        g = self.graph
-        values = [x.reshape(g.shapes[0])]
-        for j in range(1, g.num_layers):
-            z = jnp.zeros(g.shapes[j], x.dtype)
-            for b in g.incoming(j):
-                block, src = g.blocks[b], values[g.links[b][0]]
-                max_pool = isinstance(block, Pool) and block.mode == "max"
-                z = z + (_max_pool(block, src) if max_pool else block.apply(src))
-            values.append(ACTIVATIONS[g.activations[j].name.lower()](z))
-        return tuple(values)
-
-    def __call__(self, x: Float[Array, "*input"]) -> Array:
-        return self.layers(x)[-1]
-
-
 # ------------------------------------------------------------------ active subnetworks
 
 
-class _Masked(Block):
-    """`D_out A_b D_in`: a block restricted to the nodes where the boolean masks are true."""
-
-    block: Block
-    in_mask: Bool[Array, "*in"]
-    out_mask: Bool[Array, "*out"]
-    in_shape: Shape = eqx.field(static=True)
-    out_shape: Shape = eqx.field(static=True)
-
-    def __init__(self, block: Block, in_mask, out_mask):
-        self.block, self.in_mask, self.out_mask = block, in_mask, out_mask
-        self.in_shape, self.out_shape = block.in_shape, block.out_shape
-
-    def apply(self, x):
-        return jnp.where(self.out_mask, self.block.apply(jnp.where(self.in_mask, x, 0)), 0)
-
-    def apply_transpose(self, y):
-        return jnp.where(self.in_mask, self.block.apply_transpose(jnp.where(self.out_mask, y, 0)), 0)
-
-    def _masked_sum(self, fn) -> Scalar:
-        """`Σ_{p, q active} fn(a_pq)` for an elementwise `fn >= 0` with `fn(0) = 0`."""
-        dtype = self.block.abs_sum().dtype
-        m_in, m_out = self.in_mask.astype(dtype), self.out_mask.astype(dtype)
-        return jnp.vdot(m_out, self.block.map_weights(fn).apply(m_in))
-
-    def abs_sum(self):
-        return self._masked_sum(jnp.abs)
-
-    def num_edges(self):
-        return int(round(float(self._masked_sum(lambda w: (w != 0).astype(w.dtype)))))
-
-    def to_dense(self):
-        dense = self.block.to_dense()
-        return jnp.where(self.out_mask.reshape(-1, 1) & self.in_mask.reshape(1, -1), dense, 0)
-
-
-def restrict(graph: SignedGraph, masks: Sequence[Bool[Array, "*layer"]]) -> SignedGraph:
+def restrict(graph: SignedGraph, masks: Sequence[Bool[Array, "*_layer"]]) -> SignedGraph:
     """The graph restricted to the nodes where `masks` (one boolean array per layer) are true:
     every edge with an end outside is removed (`A ↦ D A D`, `D = diag(mask)`), matrix-free."""
     shapes = [jnp.shape(m) for m in masks]
     if len(masks) != graph.num_layers or any(s != t for s, t in zip(shapes, graph.shapes)):
-        raise ValueError(f"masks must hold one array per layer of shapes {graph.shapes}, got {shapes}")
+        raise InputError(f"masks must hold one array per layer of shapes {graph.shapes}, got {shapes}")
     if any(jnp.asarray(m).dtype != bool for m in masks):
-        raise ValueError(
+        raise InputError(
             f"masks must be boolean arrays, got dtypes {[str(jnp.asarray(m).dtype) for m in masks]}"
         )
     blocks = tuple(
-        _Masked(block, jnp.asarray(masks[src]), jnp.asarray(masks[dst]))
+        Masked(block, jnp.asarray(masks[src]), jnp.asarray(masks[dst]))
         for (src, dst), block in zip(graph.links, graph.blocks)
     )
     return eqx.tree_at(lambda g: g.blocks, graph, blocks)
@@ -446,11 +364,11 @@ class ActiveSubnetworks(eqx.Module):
     agreement_full: Float[Array, " N"]
 
 
-def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bool[Array, "*layer"], ...]:
+def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bool[Array, "*_layer"], ...]:
     """Per graph layer, the nodes active at input `x`: for the layers with a ReLU, the units of
     the matching `Lambda(jax.nn.relu)` of the `eqx.nn.Sequential` `model` (in order; or of the
     `GraphFunction` `model`) with output `> 0`; every node of the other layers."""
-    relu_layers = [j for j, a in enumerate(graph.activations) if a.name.lower() == "relu"]
+    relu_layers = [j for j, a in enumerate(graph.activations) if is_relu(a)]
     if isinstance(model, GraphFunction):
         values = model.layers(x)
         outputs = [values[j] > 0 for j in relu_layers]
@@ -461,7 +379,7 @@ def relu_masks(model, graph: SignedGraph, x: Float[Array, "*shape"]) -> tuple[Bo
             if isinstance(layer, eqx.nn.Lambda) and layer.fn is jax.nn.relu:
                 outputs.append(out > 0)
     if [graph.shapes[j] for j in relu_layers] != [o.shape for o in outputs]:
-        raise ValueError(
+        raise InputError(
             f"model's ReLU outputs have shapes {[o.shape for o in outputs]} but the graph's ReLU "
             f"layers have shapes {[graph.shapes[j] for j in relu_layers]}: not the graph of this model"
         )
@@ -506,7 +424,7 @@ def active_subnetworks(
         full_gauge = frustration(graph, key=key, **search).gauge
     full = np.asarray(graph.flatten(full_gauge)).astype(np.int8)
     relu = np.concatenate(
-        [np.full(math.prod(s), a.name.lower() == "relu") for s, a in zip(graph.shapes, graph.activations)]
+        [np.full(math.prod(s), is_relu(a)) for s, a in zip(graph.shapes, graph.activations)]
     )
     n_inputs = len(inputs)
     gauges = np.empty((n_inputs, graph.num_nodes), np.int8)
@@ -532,29 +450,6 @@ def active_subnetworks(
 # ------------------------------------------------------------------ null models
 
 
-def _is_weight(x) -> bool:
-    return isinstance(x, (eqx.nn.Linear, eqx.nn.Conv))
-
-
-def with_graph_weights(model, graph: SignedGraph):
-    """`model` with the weights of its `Linear`/`Conv` layers, in order, replaced by those of
-    the learned blocks of `graph` (e.g. a `shuffle_signs` null model of `model`'s graph); for a
-    `GraphFunction`, the function of `graph`."""
-    if isinstance(model, GraphFunction):
-        return GraphFunction(graph)
-    layers = [x for x in jax.tree.leaves(model, is_leaf=_is_weight) if _is_weight(x)]
-    weights = [_weight(b) for b in graph.blocks if b.learned]
-    if [x.weight.size for x in layers] != [w.size for w in weights]:
-        raise ValueError(
-            f"graph's learned blocks have {[w.size for w in weights]} weights but the model's "
-            f"Linear/Conv layers have {[x.weight.size for x in layers]}: not the graph of this model"
-        )
-    new = [w.reshape(x.weight.shape).astype(x.weight.dtype) for w, x in zip(weights, layers)]
-    return eqx.tree_at(
-        lambda m: [x.weight for x in jax.tree.leaves(m, is_leaf=_is_weight) if _is_weight(x)], model, new
-    )
-
-
 class NullMonotonicity(eqx.Module):
     """Jacobian scores of null-model networks, each under its own best gauge (`scores`), and
     of the network with random input/output signs (`random_orthants`); `perturbation` (when
@@ -567,10 +462,12 @@ class NullMonotonicity(eqx.Module):
 
     @property
     def mean(self) -> Scalar:
+        """Mean null-model score."""
         return jnp.mean(self.scores)
 
     @property
     def std(self) -> Scalar:
+        """Standard deviation of the null-model scores (`ddof = 1`)."""
         return jnp.std(self.scores, ddof=1)
 
     def zscore(self, value) -> Scalar:
@@ -599,7 +496,7 @@ def null_model_monotonicity(
     samples=perturbations)`. The null networks are built and scored one at a time, each within
     `memory_budget` bytes of working memory (see `monotonicity_score`)."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
+        raise InputError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
     check_array(inputs, "inputs")
     in_shape = tuple(inputs.shape[1:])
     n_out = graph.sizes[-1]

@@ -9,11 +9,13 @@ import numpy as np
 from jax import lax
 from jaxtyping import Bool
 
-from .._checks import check_key
-from .._types import Array, Float, Key, Scalar
+from .._checks import InputError, check_count, check_key
+from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
-from .frustration import FrustrationResult, _count, _signed, block_frustration, frustration
-from .graph import Block, SignedGraph
+from .blocks import Block, learned_weight
+from .energy import block_frustration, energy_graph
+from .frustration import FrustrationResult, frustration
+from .graph import SignedGraph
 
 MODELS = ("block", "kernel", "global", "flip")
 CHUNK_WEIGHTS = 2**20  # default chunk: as many samples as hold this many shuffled weights
@@ -21,12 +23,6 @@ CHUNK_WEIGHTS = 2**20  # default chunk: as many samples as hold this many shuffl
 
 def _learned(graph: SignedGraph) -> list[int]:
     return [b for b, block in enumerate(graph.blocks) if block.learned]
-
-
-def _weight(block: Block) -> Array:
-    """A learned block's one weight array (`Dense.weight`, `Conv2d.kernel`)."""
-    (w,) = jax.tree.leaves(eqx.filter(block, eqx.is_inexact_array))
-    return w
 
 
 def _with_weight(block: Block, w: Array) -> Block:
@@ -51,7 +47,7 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     are structure, not learned, and stay positive.
     """
     if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        raise InputError(f"model must be one of {MODELS}, got {model!r}")
     key = check_key(key)
     drv = engine.driver(None, graph)
     return _shuffle_program(graph, key, model) if drv is engine.PROGRAM else _shuffle(graph, key, model, drv)
@@ -86,7 +82,7 @@ def _choose(
 def _shuffle(graph: SignedGraph, key: Key, model: str, drv=engine.PROGRAM) -> SignedGraph:
     """`shuffle_signs` by the search driver `drv` (per learned block, or all at once for `"global"`)."""
     which = _learned(graph)
-    ws = [_weight(graph.blocks[b]) for b in which]
+    ws = [learned_weight(graph.blocks[b]) for b in which]
     keys = engine.split(key, max(len(ws), 1), drv)
     if model == "global":
         new = drv.call(_global_shuffle, "sl", tuple(ws), drv.take(keys, 0))
@@ -173,19 +169,19 @@ class NullModelResult(eqx.Module):
 def _null_sample(graph: SignedGraph, key: Key, model: str, weighted: bool, settings, drv):
     """`δ_b` of every block under the best gauge the search finds on one shuffled graph."""
     k_shuffle, k_search = engine.split2(key, drv)
-    target = _signed(_shuffle(graph, k_shuffle, model, drv), weighted)
+    target = energy_graph(_shuffle(graph, k_shuffle, model, drv), weighted)
     gauges, values, _, _ = engine.search(target, k_search, settings, drv)
     return engine.stack(engine.block_energies(target, engine.best_gauge(values, gauges, drv), drv), drv)
 
 
 @eqx.filter_jit
-def _null_program(graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int):
+def _null_program(graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, chunk_size: int):
     one = lambda key: _null_sample(graph, key, model, weighted, settings, engine.PROGRAM)  # noqa: E731
     return lax.map(one, keys, batch_size=chunk_size)
 
 
 def _null_blocks(
-    graph: SignedGraph, keys: Key, model: str, weighted: bool, settings, chunk_size: int, driver=None
+    graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, chunk_size: int, driver=None
 ) -> Float[Array, "samples blocks"]:
     """`(samples, blocks)`: `δ_b` of each null sample, `chunk_size` samples vmapped at a time, in one
     program (`lax.map`) or through the per-signature functions (`engine.choose_driver`): each chunk of
@@ -208,7 +204,7 @@ def _null_blocks(
 def default_chunk_size(graph: SignedGraph, samples: int) -> int:
     """Null samples searched together by default: as many as hold `CHUNK_WEIGHTS` (2^20) shuffled
     weights, at least one (vectorise small graphs; one at a time once samples are big)."""
-    weights = sum(_weight(graph.blocks[b]).size for b in _learned(graph))
+    weights = sum(learned_weight(graph.blocks[b]).size for b in _learned(graph))
     return max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
 
 
@@ -223,19 +219,26 @@ def null_model_frustration(
 ) -> NullModelResult:
     """Frustration of `samples` sign-shuffled copies of `graph` (see `shuffle_signs`) and of `graph`.
 
-    `options` (`method`, `restarts`, `weighted`, `dtype`, …) go to `frustration`, and every sample
-    is searched with exactly the graph's own settings and effort. Samples are vmapped in chunks of
-    `chunk_size` (default: as many as hold 2^20 shuffled weights together, at least one) to bound
-    memory; `method="exact"` solves them in turn.
+    Every sample is searched with exactly the graph's own settings and effort. Samples are vmapped
+    in chunks to bound memory; `method="exact"` solves them in turn.
+
+    Args:
+        graph: the `SignedGraph`.
+        key: PRNG key, split between the graph's own search and the null samples.
+        samples: number of null graphs.
+        model: how signs are shuffled: `"block"`, `"kernel"`, `"global"` or `"flip"` (`MODELS`).
+        chunk_size: null samples searched together; default `default_chunk_size(graph, samples)`
+            (as many as hold `CHUNK_WEIGHTS` shuffled weights, at least one).
+        **options: passed to `frustration` (`method`, `restarts`, `weighted`, `dtype`, …).
     """
     if not isinstance(graph, SignedGraph):
-        raise ValueError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+        raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        raise InputError(f"model must be one of {MODELS}, got {model!r}")
     check_key(key)
-    samples = _count(samples, "samples")
+    samples = check_count(samples, "samples")
     chunk_size = (
-        default_chunk_size(graph, samples) if chunk_size is None else _count(chunk_size, "chunk_size")
+        default_chunk_size(graph, samples) if chunk_size is None else check_count(chunk_size, "chunk_size")
     )
     k_obs, k_null = jax.random.split(key)
     observed = frustration(graph, key=k_obs, **options)

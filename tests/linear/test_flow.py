@@ -22,7 +22,7 @@ from jaxflow import (
     vector_field,
 )
 from jaxflow.linear import flow as flow_module
-from jaxflow.linear.flow import loss_adjacency, vector_field_adjacency
+from jaxflow.linear.objective import gradient_norm, loss_adjacency, vector_field_adjacency
 
 W2, W3 = (2, 3, 3), (2, 3, 3, 3)
 SIGMA = jnp.array([2.0, 1.0])
@@ -183,7 +183,7 @@ def test_stop_event_fires_at_the_first_step_end_below_gtol(solver, teacher_task)
     solvers); it must stop where an independent `‖∇L‖` of the saved step ends first drops below."""
     net = DeepLinearNetwork.init(W2, jax.random.key(5), "gaussian", scale=0.5)
     args = dict(solver=solver, rtol=jnp.asarray(1e-6), atol=jnp.asarray(1e-6), max_steps=4096)
-    every = diffrax.SaveAt(steps=True, fn=lambda t, w, task: flow_module.gradient_norm(w, task))
+    every = diffrax.SaveAt(steps=True, fn=lambda t, w, task: gradient_norm(w, task))
     free = flow_module.solve(net, teacher_task, jnp.asarray(40.0), saveat=every, **args)
     norms, ts = np.asarray(free.ys), np.asarray(free.ts)
     gtol = float(np.quantile(norms[np.isfinite(ts)], 0.3))  # crossed somewhere mid-run
@@ -191,7 +191,7 @@ def test_stop_event_fires_at_the_first_step_end_below_gtol(solver, teacher_task)
     stopped = flow_module.solve(net, teacher_task, jnp.asarray(40.0), gtol=jnp.asarray(gtol), **args)
     assert float(stopped.ts[-1]) == ts[first]  # same steps up to the stop, bitwise
     np.testing.assert_allclose(
-        flow_module.gradient_norm(tuple(w[-1] for w in stopped.ys), teacher_task), norms[first], rtol=1e-12
+        gradient_norm(tuple(w[-1] for w in stopped.ys), teacher_task), norms[first], rtol=1e-12
     )
 
 
@@ -325,3 +325,13 @@ def test_bad_flow_input_raises_a_clear_error(case, spectrum_task):
     call, match = calls[case]
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_hold_after_stop_fills_unreached_slots_with_the_end_values():
+    saved_ts = jnp.array([0.0, 1.0, jnp.inf, jnp.inf])
+    saved = (jnp.array([3.0, 2.0, jnp.nan, jnp.nan]), jnp.arange(8.0).reshape(4, 2))
+    end = (jnp.array(1.5), jnp.array([-1.0, -2.0]))
+    reached, (losses, rows) = flow_module.hold_after_stop(saved_ts, saved, end)
+    np.testing.assert_array_equal(reached, [True, True, False, False])
+    np.testing.assert_array_equal(losses, [3.0, 2.0, 1.5, 1.5])
+    np.testing.assert_array_equal(rows, [[0.0, 1.0], [2.0, 3.0], [-1.0, -2.0], [-1.0, -2.0]])

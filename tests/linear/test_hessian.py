@@ -7,7 +7,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from jaxflow import DeepLinearNetwork, Task, loss
-from jaxflow.linear import critical_point, hessian, hessian_spectrum, hvp, inertia, lanczos
+from jaxflow.linear import critical_point, hessian_spectrum, hvp, inertia, lanczos
+from jaxflow.linear.hessian import hessian
 
 DIAG31 = Task.from_spectrum(jnp.array([3.0, 1.0]), 2, 2)
 

@@ -20,7 +20,8 @@ from jaxflow.linear import (
     network_class,
     random_symmetry,
 )
-from jaxflow.linear.flow import gradient_norm, solve
+from jaxflow.linear.flow import solve
+from jaxflow.linear.objective import gradient_norm
 
 EPS = np.finfo(np.float64).eps
 DIAG31 = Task.from_spectrum(jnp.array([3.0, 1.0]), 2, 2)
@@ -147,6 +148,11 @@ def test_nearest_critical_value_and_level_index(key):
     assert near.distance == pytest.approx(abs(float(loss(bump, DIAG31)) - 4.5), abs=1e-15)
     levels = jnp.asarray(critical_levels(DIAG31, (2, 2, 2)))  # (0, 0.5, 4.5, 5)
     np.testing.assert_array_equal(level_index(jnp.array([[4.9, 0.2], [2.0, 3.0]]), levels), [[3, 0], [1, 2]])
+    # halfway between two levels takes the lower; NaN the highest; one level is always index 0
+    np.testing.assert_array_equal(
+        level_index(jnp.array([0.25, 2.5, jnp.nan, -1.0, 9.0]), levels), [0, 1, 3, 0, 3]
+    )
+    np.testing.assert_array_equal(level_index(jnp.array([1.0, -3.0]), levels[:1]), [0, 0])
     # ties in value are broken by the end-to-end map: σ = (2, 2), mode 1 learnt
     task = Task.from_spectrum(jnp.array([2.0, 2.0]), 2, 2)
     assert nearest_critical_value(critical_point(task, (2, 1, 2), (1,)), task).subset == (1,)

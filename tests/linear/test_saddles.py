@@ -17,9 +17,9 @@ from jaxflow.linear import (
     line_polynomial,
     mode_rays,
     ray_point,
-    task_modes,
 )
 from jaxflow.linear.flow import solve
+from jaxflow.linear.task import task_modes
 
 DIAG31 = Task.from_spectrum(jnp.array([3.0, 1.0]), 2, 2)
 RANK4 = Task.from_spectrum(jnp.array([4.0, 3.0, 2.0, 1.0]), 4, 4)

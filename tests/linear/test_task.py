@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from jaxflow import DeepLinearNetwork, Task, loss
-from jaxflow.linear.flow import end_to_end_loss
+from jaxflow.linear.objective import end_to_end_loss
+from jaxflow.linear.task import mode_strengths, modes_learnt, task_modes
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,19 @@ def test_teacher_task_has_its_rank_and_a_zero_loss_optimum(key):
 def test_bad_task_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_modes_learnt_is_strength_above_half_the_mode_and_never_a_zero_mode(key):
+    task = Task.from_spectrum(jnp.array([3.0, 1.0]), 3, 3)  # modes μ = (3, 1, 0)
+    mu = task_modes(task).mu
+    np.testing.assert_array_equal(modes_learnt(jnp.array([1.6, 0.4, 0.2]), mu), [True, False, False])
+    np.testing.assert_array_equal(
+        modes_learnt(np.array([1.5, 0.6, -1.0]), np.array([3.0, 1.0, 0.0])), [False, True, False]
+    )
+    # on the critical point of a subset exactly that subset is learnt; batched over leading axes
+    nets = [
+        DeepLinearNetwork.init((3, 3, 3), key, "aligned", task=task, strengths=jnp.array(s))
+        for s in ([3.0, 0.01, 0.0], [0.01, 1.0, 0.0])
+    ]
+    strengths = jnp.stack([mode_strengths(n.end_to_end(), task) for n in nets])
+    np.testing.assert_array_equal(modes_learnt(strengths, mu), [[True, False, False], [False, True, False]])

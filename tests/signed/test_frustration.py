@@ -15,9 +15,9 @@ from jaxflow.signed import (
     SignedGraph,
     Skip,
     block_frustration,
-    frustration,
     gauge_frustration,
 )
+from jaxflow.signed.frustration import frustration
 
 WIDTHS = (3, 4, 4, 3)  # 14 nodes, 40 edges: brute force over 2^13 gauges
 INSTANCES = 100

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from test_frustration import channel_gauge_cnn, random_weights
 
-from jaxflow.signed import SignedGraph, frustration
+from jaxflow.signed import SignedGraph
 from jaxflow.signed._search import (
     SCREEN_SWEEPS,
     random_signs as _random_signs,
     screen as _screen,
     sweep as _sweep,
 )
+from jaxflow.signed.frustration import frustration
 
 
 def dense_energy(A, s):

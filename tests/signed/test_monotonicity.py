@@ -7,10 +7,10 @@ import pytest
 from jaxflow.config import ModelConfig, TrainConfig
 from jaxflow.signed import Activation, Dense, Layer, SignedGraph
 from jaxflow.signed.frustration import frustration
+from jaxflow.signed.function import GraphFunction
 from jaxflow.signed.importers import from_equinox
 from jaxflow.signed.monotonicity import (
     AGREEMENT_CHUNK,
-    GraphFunction,
     Orthant,
     _agreements,
     active_subnetworks,

@@ -13,10 +13,10 @@ from jaxflow.signed import (
     Pool,
     SignedGraph,
     Skip,
-    frustration,
     null_model_frustration,
     shuffle_signs,
 )
+from jaxflow.signed.frustration import frustration
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ from jaxflow.signed import (
     Sparse,
     _builder,
 )
+from jaxflow.signed.function import GraphFunction
 from jaxflow.signed.importers import from_onnx, load_graph
-from jaxflow.signed.monotonicity import GraphFunction
 
 node = helper.make_node
 TOL = {"rtol": 1e-10, "atol": 1e-10}

@@ -19,9 +19,9 @@ from .._types import Array, Float, Key
 from ..config import StudyDLNConfig, StudyFrustrationConfig
 from ..linear import DeepLinearNetwork, Task, loss
 from ..linear.flow import solve
-from ..linear.landscape import mode_strengths, task_modes
+from ..linear.task import mode_strengths, modes_learnt, task_modes
 from ..signed import SignedGraph
-from .network import frustration_vs_null
+from .nulls import frustration_vs_null
 
 
 @eqx.filter_jit
@@ -36,7 +36,7 @@ def _losses_and_phases(weights, task: Task) -> tuple[Float[Array, "inits T"], Ar
 
     def one(*ws):
         net = DeepLinearNetwork(ws)
-        learnt = jnp.sum((mode_strengths(net.end_to_end(), task) > mu / 2) & (mu > 0))
+        learnt = jnp.sum(modes_learnt(mode_strengths(net.end_to_end(), task), mu))
         return loss(net, task), learnt
 
     return jax.vmap(jax.vmap(one))(*weights)

@@ -19,8 +19,19 @@ from ..config import LandscapeConfig, load_config
 from ..linear import Task, classify_critical_point, critical_point, critical_values, spectrum_tolerance
 
 
-def landscape_table(config: LandscapeConfig, *, progress: bool = True) -> list[dict]:
-    """One JSON-ready row per critical value: subset, value, kind, inertia, order, spectrum."""
+@dataclasses.dataclass(frozen=True)
+class LandscapeResult:
+    """`rows`: one JSON-ready dict per critical value (subset, value, kind, inertia, order,
+    gradient norm, escape coefficient, verification, Hessian eigenvalues), ascending in value."""
+
+    config: LandscapeConfig
+    rows: list[dict]
+    seconds: float
+
+
+def run(config: LandscapeConfig, *, progress: bool = False) -> LandscapeResult:
+    """Classify the canonical critical point of every critical value of `config`'s task."""
+    start = time.perf_counter()
     widths = config.widths
     task = Task.from_spectrum(jnp.asarray(config.task.singular_values), widths[0], widths[-1])
     key = jax.random.key(config.seed)
@@ -41,7 +52,13 @@ def landscape_table(config: LandscapeConfig, *, progress: bool = True) -> list[d
             "tolerance": spectrum_tolerance(rep.eigenvalues),
             "eigenvalues": rep.eigenvalues.tolist(),
         })  # fmt: skip
-    return rows
+    return LandscapeResult(config, rows, time.perf_counter() - start)
+
+
+def summarize(result: LandscapeResult) -> dict:
+    """The content of `landscape.json`: the config, the time and every critical point."""
+    config = dataclasses.asdict(result.config)
+    return {"config": config, "seconds": result.seconds, "critical_points": result.rows}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -57,23 +74,27 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> None:
-    """Run `jaxflow landscape` for `args.config`, writing to `args.out`."""
-    jax.config.update("jax_enable_x64", True)  # float64 for Hessians (DESIGN)
-    config = load_config(args.config, LandscapeConfig)
-    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+def write(result: LandscapeResult, out) -> list[Path]:
+    """`landscape.json`, `landscape.csv` (one row per critical value) and `hessian_spectra.png`."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    rows = landscape_table(config)
-    seconds = time.perf_counter() - start
-    print(format_table(rows))
-    summary = {"config": dataclasses.asdict(config), "seconds": seconds, "critical_points": rows}
-    (out / "landscape.json").write_text(json.dumps(summary, indent=1))
-    with (out / "landscape.csv").open("w", newline="") as f:
+    files = [out / "landscape.json", out / "landscape.csv"]
+    files[0].write_text(json.dumps(summarize(result), indent=1))
+    with files[1].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["learnt_modes", "value", "kind", "n_neg", "n_zero", "n_pos", "order", "verified"])
-        for r in rows:
+        for r in result.rows:
             modes = " ".join(str(j + 1) for j in r["subset"])
             w.writerow([modes, f"{r['value']:.12g}", r["kind"], *r["inertia"], r["order"], r["verified"]])
-    plots.plot_hessian_spectra(rows, out / "hessian_spectra.png")
-    print(f"{len(rows)} critical points in {seconds:.1f} s -> {out}")
+    files.append(plots.plot_hessian_spectra(result.rows, out / "hessian_spectra.png"))
+    return files
+
+
+def main(args) -> None:
+    """`jaxflow landscape`: run `args.config`, print the table, write to `args.out`."""
+    config = load_config(args.config, LandscapeConfig)
+    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    result = run(config, progress=True)
+    print(format_table(result.rows))
+    write(result, out)
+    print(f"{len(result.rows)} critical points in {result.seconds:.1f} s -> {out}")

@@ -29,18 +29,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Bool
 from tqdm.auto import tqdm
 
-from ._types import Array, Float, Int, Key
-from .config import SweepConfig
-from .linear.flow import conservation_drift, end_to_end_loss, solve
-from .linear.landscape import critical_levels, mode_strengths
-from .linear.network import DeepLinearNetwork
-from .linear.task import Task
-from .linear.theory import learning_time
+from .._checks import InputError
+from .._types import Array, Float, Int, Key
+from ..config import SweepConfig
+from .flow import hold_after_stop, solve
+from .landscape import critical_levels, level_index
+from .network import DeepLinearNetwork
+from .objective import conservation_drift, end_to_end_loss
+from .task import Task, mode_strengths, modes_learnt
+from .theory import learning_time
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3}
 STATUS = ("converged", "t1", "max_steps", "diverged")
-"""Status codes: `‖∇L‖ < gtol` reached; `t1` reached first; `max_steps` reached first; a
-non-finite state or a solver failure."""
+"""Status names, indexed by the codes below: `‖∇L‖ < gtol` reached; `t1` reached first;
+`max_steps` reached first; a non-finite state or a solver failure."""
+CONVERGED, T1, MAX_STEPS, DIVERGED = (STATUS.index(s) for s in STATUS)
 PLATEAU_TOL = 0.1
 """A saved loss is on a critical level when within this fraction of the smallest gap between levels."""
 FIELDS = (
@@ -121,14 +124,12 @@ def _lane(i, key, task: Task, ts, tols, spec: _Spec) -> dict:
     (saved_ts, t_end), ((losses, Ws), y_end) = sol.ts, sol.ys
     final = DeepLinearNetwork(tuple(w[0] for w in y_end))
     W_end = final.end_to_end()
-    reached = jnp.isfinite(saved_ts)  # Diffrax leaves save slots after a stop at inf: hold the end
-    losses = jnp.where(reached, losses, end_to_end_loss(W_end, task))
-    Ws = jnp.where(reached[:, None, None], Ws, W_end)
+    _, (losses, Ws) = hold_after_stop(saved_ts, (losses, Ws), (end_to_end_loss(W_end, task), W_end))
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in final.weights]))
     status = jnp.select(
         [~finite | ~diffrax.is_okay(sol.result), sol.result == diffrax.RESULTS.max_steps_reached,
          sol.result == diffrax.RESULTS.event_occurred],
-        [3, 2, 0], 1,
+        [DIVERGED, MAX_STEPS, CONVERGED], T1,
     )  # fmt: skip
     return dict(
         losses=losses,
@@ -169,23 +170,13 @@ def _learning_times(ts, strengths, sigma) -> Float[np.ndarray, "C m"]:
     return np.where(above.any(axis=1) & (sigma > 0), t, np.nan)
 
 
-def _nearest_level(losses, levels) -> Int[np.ndarray, " *batch"]:
-    """Index of the level (ascending `levels`) nearest to each loss, by bisection: `O(log k)` memory
-    per loss where a task of rank r has up to `2^r` levels."""
-    if levels.size == 1:
-        return np.zeros(np.shape(losses), int)
-    hi = np.clip(np.searchsorted(levels, losses), 1, levels.size - 1)
-    lo = hi - 1
-    return np.where(np.abs(losses - levels[lo]) <= np.abs(levels[hi] - losses), lo, hi)
-
-
 def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, "C slots"]:
     """Critical levels the loss stays on (within `PLATEAU_TOL` of the smallest level gap) for at
     least `dwell = 1/μ_1`, in order of visit, NaN-padded. `1/μ_1` is the flow's fastest time scale (the
     largest escape rate from a two-layer saddle): passing through a level is quicker, a plateau
     lasts `~ log(1/s0)/μ` longer."""
     gap = np.diff(levels).min() if levels.size > 1 else max(abs(levels[0]), 1.0)
-    idx = _nearest_level(losses, levels)
+    idx = np.asarray(level_index(losses, levels))
     label = np.where(np.abs(losses - levels[idx]) <= PLATEAU_TOL * gap, idx, -1)
     out = np.full((losses.shape[0], slots), np.nan)
     for n, row in enumerate(label):
@@ -267,8 +258,8 @@ class _Architecture:
         strengths = out.pop("strengths").astype(float)
         final = strengths[:, -1, :]
         out["index"] = indices
-        out["critical_value"] = self.levels[_nearest_level(out["final_loss"], self.levels)]
-        out["learnt"] = final > self.sigma / 2
+        out["critical_value"] = self.levels[np.asarray(level_index(out["final_loss"], self.levels))]
+        out["learnt"] = np.asarray(modes_learnt(final, self.sigma))
         out["learning_times"] = _learning_times(self.ts.astype(float), strengths, self.sigma)
         out["visited"] = _visited(
             self.ts.astype(float),
@@ -290,9 +281,9 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
     skips the saved chunks and returns identical numbers. `progress` shows a bar over chunks.
     """
     if not isinstance(config, SweepConfig):
-        raise ValueError(f"config must be a jaxflow.config.SweepConfig, got {type(config).__name__}")
+        raise InputError(f"config must be a jaxflow.config.SweepConfig, got {type(config).__name__}")
     if config.flow.dtype == "float64" and not jax.config.read("jax_enable_x64"):
-        raise ValueError(
+        raise InputError(
             'flow.dtype = "float64" needs 64-bit JAX: call jax.config.update("jax_enable_x64", True) '
             'first, or use flow.dtype = "float32"'
         )
@@ -331,7 +322,7 @@ def _prepare(out: Path, config: SweepConfig) -> Path:
     if manifest.exists():
         found = json.loads(manifest.read_text()).get("config_hash")
         if found != digest:
-            raise ValueError(
+            raise InputError(
                 f"out folder {out} holds a different sweep (config hash {found}, this config {digest}); "
                 "choose another folder or delete it"
             )

@@ -1,0 +1,115 @@
+"""`jaxflow sweep CONFIG [--out DIR]`: gradient flows from many initializations (`jaxflow.sweep`),
+resumable, summarized as JSON, a CSV with one row per trajectory, and plots."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from .. import plots
+from ..config import SweepConfig, load_config
+from ..linear.sweep import STATUS, SweepResult, sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+    """A finished sweep: its config, per-trajectory `result`, wall `seconds` and the devices used."""
+
+    config: SweepConfig
+    result: SweepResult
+    seconds: float
+    devices: tuple[str, ...]
+
+
+def run(config: SweepConfig, *, out=None, progress: bool = False) -> SweepRun:
+    """`sweep(config, out=out)`, timed (`out/chunks/` makes it resumable)."""
+    start = time.perf_counter()
+    result = sweep(config, out=out, progress=progress)
+    return SweepRun(config, result, time.perf_counter() - start, tuple(str(d) for d in jax.devices()))
+
+
+def summarize(run: SweepRun) -> dict:
+    """Per architecture: status counts, how often each critical value was reached, learning-time
+    statistics per mode and the largest conservation drift (the content of `summary.json`)."""
+    result = run.result
+    archs = []
+    for a, widths in enumerate(result.widths):
+        rows = result.arch == a
+        times = result.learning_times[rows]
+        values, counts = np.unique(result.critical_value[rows], return_counts=True)
+        archs.append({
+            "widths": list(widths),
+            "trajectories": int(rows.sum()),
+            "status": {s: int(np.sum(result.status[rows] == i)) for i, s in enumerate(STATUS)},
+            "critical_levels": result.levels[a].tolist(),
+            "final_critical_values": {f"{v:.10g}": int(c) for v, c in zip(values, counts)},
+            "learning_time_median": [
+                float(np.nanmedian(t)) if np.isfinite(t).any() else None for t in times.T
+            ],
+            "learnt_fraction": result.learnt[rows].mean(axis=0).tolist(),
+            "max_drift": float(np.max(result.drift[rows])),
+        })  # fmt: skip
+    return {
+        "config": dataclasses.asdict(run.config),
+        "singular_values": result.sigma.tolist(),
+        "devices": list(run.devices),
+        "seconds": run.seconds,
+        "architectures": archs,
+    }
+
+
+def _fmt(values) -> str:
+    return " ".join(f"{v:.6g}" for v in values if np.isfinite(v))
+
+
+def write_csv(result: SweepResult, path: Path) -> Path:
+    """One row per trajectory: architecture, init, status, losses, learning times, visited levels."""
+    m = result.sigma.size
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["widths", "depth", "init", "status", "final_loss", "critical_value", "learnt_modes", "visited",
+             "drift", "t_final", "num_steps"] + [f"learning_time_{k + 1}" for k in range(m)]
+        )  # fmt: skip
+        for n in range(result.index.size):
+            a = result.arch[n]
+            w.writerow(
+                ["x".join(map(str, result.widths[a])), len(result.widths[a]) - 1, result.index[n],
+                 STATUS[result.status[n]], f"{result.final_loss[n]:.10g}", f"{result.critical_value[n]:.10g}",
+                 " ".join(str(k + 1) for k in np.flatnonzero(result.learnt[n])), _fmt(result.visited[n]),
+                 f"{result.drift[n]:.3g}", f"{result.t_final[n]:.6g}", result.num_steps[n]]
+                + [f"{t:.6g}" for t in result.learning_times[n]]
+            )  # fmt: skip
+    return path
+
+
+def write(run: SweepRun, out) -> list[Path]:
+    """`summary.json`, `trajectories.csv`, `losses.png` and `learning_times.png` in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "summary.json", write_csv(run.result, out / "trajectories.csv")]
+    files[0].write_text(json.dumps(summarize(run), indent=2))
+    files.append(plots.plot_sweep_losses(run.result, out / "losses.png"))
+    files.append(plots.plot_learning_times(run.result, out / "learning_times.png"))
+    return files
+
+
+def main(args) -> None:
+    """`jaxflow sweep`: run `args.config` into `args.out` (resumable), print a summary."""
+    config = load_config(args.config, SweepConfig)
+    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    n = config.sweep.inits * len(config.network.architectures)
+    print(f"{n} trajectories on {jax.device_count()} device(s), results in {out}")
+    done = run(config, out=out, progress=True)
+    files = write(done, out)
+    for arch in summarize(done)["architectures"]:
+        print(f"widths {arch['widths']}: {arch['status']}, final levels {arch['final_critical_values']}")
+    print(f"{n} trajectories in {done.seconds:.1f} s ({n / done.seconds:.1f}/s)")
+    for f in files:
+        print(f"  {f}")
