@@ -22,8 +22,6 @@ float64, and writes benchmarks/results/flow_sweep-<date>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import sys
 import time
@@ -41,7 +39,7 @@ import numpy as np  # noqa: E402
 import scipy.integrate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_record  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task  # noqa: E402
 from jaxflow.config import SweepConfig, parse  # noqa: E402
@@ -238,12 +236,7 @@ def main() -> None:
     print(f"  profile: {prof}")
     print(f"  speedup vs scipy {record['speedup_vs_scipy']:.1f}x, vs best JAX baseline "
           f"{record['speedup_vs_best_jax_baseline']:.1f}x; max final-loss differences {diffs}")  # fmt: skip
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    stamp = datetime.date.today().strftime("%Y%m%d") + ("-quick" if args.quick else "")
-    path = out / f"flow_sweep-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"  {path}")
+    print(f"  {write_record('flow_sweep', record, args.quick)}")
 
 
 if __name__ == "__main__":

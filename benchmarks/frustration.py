@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import resource
 import subprocess
@@ -30,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_record  # noqa: E402
 
 METHODS = ("greedy", "layerwise", "anneal")
-RESULTS = Path(__file__).resolve().parent / "results"
 RESNET_TOL = 1e-5
 REFERENCE_ANNEAL = {"restarts": 512, "anneal_steps": 1000}  # beyond proof: the best-known value's search
 
@@ -288,11 +286,7 @@ def main() -> None:
         "reference": {"exact_ip_edges_per_minute": 1.5e4, "largest_published_heuristic_edges": 2e7},
         "machine": machine_info(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.date.today().strftime("%Y%m%d")
-    path = RESULTS / f"frustration-{stamp}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {write_record('frustration', record, args.quick)}")
 
 
 if __name__ == "__main__":

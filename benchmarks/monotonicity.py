@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,10 +115,7 @@ def main() -> None:
     cnn = record["study"]["study_digits_cnn.toml"]["seconds"]
     record["goal_cnn_study_under_300s"] = cnn < 300
     print(f"goal: digits CNN study < 300 s: {'met' if cnn < 300 else 'NOT met'} ({cnn:.0f} s)")
-    out = ROOT / "benchmarks" / "results" / f"monotonicity-{datetime.date.today():%Y%m%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {write_record('monotonicity', record, args.quick)}")
 
 
 if __name__ == "__main__":

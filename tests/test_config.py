@@ -154,3 +154,23 @@ def test_study_input_shape_and_the_option():
     for text in ("1,3,x", "224", "", "1,,3", "1.5,3", "1,3,0"):
         with pytest.raises(ConfigError, match="--input-shape must be the full input shape"):
             parse_input_shape(text)
+
+
+def test_config_choices_are_the_librarys():
+    """Each config choice list is the library's own (config cannot import the cores: it is below them)."""
+    import typing
+
+    from jaxflow.config import StudyDLNConfig, StudyFrustrationConfig, SweepFlowConfig, SweepNetworkConfig
+    from jaxflow.linear.network import SCHEMES
+    from jaxflow.linear.sweep import SOLVERS
+    from jaxflow.signed.frustration import METHODS
+    from jaxflow.signed.nullmodels import MODELS
+
+    def choices(cls, field):
+        return set(typing.get_args(typing.get_type_hints(cls)[field]))
+
+    assert choices(StudyFrustrationConfig, "method") == set(METHODS)
+    assert choices(StudyFrustrationConfig, "null_model") == set(MODELS)
+    assert choices(SweepNetworkConfig, "init") == set(SCHEMES)
+    assert choices(StudyDLNConfig, "scheme") <= set(SCHEMES)
+    assert choices(SweepFlowConfig, "solver") == set(SOLVERS)

@@ -279,6 +279,12 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
     all of `jax.devices()`. With `out`, each chunk is saved to `out/chunks/` as it finishes, with
     `out/manifest.json` naming the config's hash; rerunning the same config into the same `out`
     skips the saved chunks and returns identical numbers. `progress` shows a bar over chunks.
+
+    Args:
+        config: a `jaxflow.config.SweepConfig` (task, architectures, initialization, solver and
+            tolerances, number of inits, seed, chunk and batch sizes).
+        out: a folder for the chunk files and manifest (resumable); None keeps everything in memory.
+        progress: show a progress bar over chunks.
     """
     if not isinstance(config, SweepConfig):
         raise InputError(f"config must be a jaxflow.config.SweepConfig, got {type(config).__name__}")
