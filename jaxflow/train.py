@@ -26,6 +26,9 @@ from .config import ModelConfig, TrainConfig
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 8, 8)
 
+DIGIT_MAX = 16.0
+"""scikit-learn's digits have pixel values 0…16; inputs are scaled to [0, 1]."""
+
 
 def input_shape(config: ModelConfig) -> tuple[int, ...]:
     """The shape of one input: `(64,)` for an MLP, `(1, 8, 8)` for a CNN."""
@@ -85,7 +88,7 @@ def load_digits(
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     dtype = dtype or jnp.result_type(float)
-    x = jnp.asarray(x[order] / 16.0, dtype).reshape(len(y), *shape)
+    x = jnp.asarray(x[order] / DIGIT_MAX, dtype).reshape(len(y), *shape)
     y = jnp.asarray(y[order], jnp.result_type(int))
     return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test])
 
