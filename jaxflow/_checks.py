@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ._types import Widths
+from ._types import Array, Widths
 
 
 class InputError(ValueError):
@@ -71,7 +71,7 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
     return x
 
 
-def check_positive(x, name: str, *, allow_zero: bool = False) -> float:
+def check_positive(x, name: str, *, allow_zero: bool = False) -> float | Array:
     """A finite real number > 0 (or >= 0); a traced `x` is returned unchecked."""
     if is_traced(x):
         return x

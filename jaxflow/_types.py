@@ -10,6 +10,7 @@ import jaxtyping
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Real, UInt32
 
+FloatLike = float | int  # a Python number where a float is meant (int included, as in PEP 484)
 ArrayLike = Array | np.ndarray  # what the public edge accepts and converts: a JAX or NumPy array
 Matrix = Float[Array, "rows cols"]
 Vector = Float[Array, " n"]
@@ -23,6 +24,7 @@ __all__ = [
     "ArrayLike",
     "Bool",
     "Float",
+    "FloatLike",
     "Int",
     "Key",
     "Keys",

@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._checks import InputError, check_array, check_count
-from .._types import Array, ArrayLike, Float, Int, Key
+from .._types import Array, ArrayLike, Float, FloatLike, Int, Key
 from .network import DeepLinearNetwork, check_network
 from .objective import vector_field
 from .task import Task
@@ -88,7 +88,7 @@ def spectrum_tolerance(eigenvalues: Float[ArrayLike, " P"]) -> float:
     return float(lam.size * np.finfo(lam.dtype).eps * np.max(np.abs(lam), initial=0.0))
 
 
-def inertia(eigenvalues: Float[ArrayLike, " P"], tol: float | None = None) -> tuple[int, int, int]:
+def inertia(eigenvalues: Float[ArrayLike, " P"], tol: FloatLike | None = None) -> tuple[int, int, int]:
     """`(n_neg, n_zero, n_pos)`: eigenvalues below `−tol`, within `tol`, above `tol`.
 
     `tol` defaults to `spectrum_tolerance(eigenvalues)`.

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import InputError, check_array, check_positive, check_task_widths, check_widths
-from .._types import Array, ArrayLike, Float, Key, Widths
+from .._types import Array, ArrayLike, Float, FloatLike, Key, Widths
 
 SCHEMES = ("gaussian", "orthogonal", "balanced", "aligned", "delta_balanced")
 
@@ -108,11 +108,11 @@ class DeepLinearNetwork(eqx.Module):
         widths: Widths,
         key: Key,
         scheme: str = "gaussian",
-        scale: float = 1e-2,
+        scale: FloatLike = 1e-2,
         *,
         task=None,
         strengths=None,
-        delta: float | None = None,
+        delta: FloatLike | None = None,
         dtype=None,
     ) -> DeepLinearNetwork:
         """Initialize weights by `scheme`:

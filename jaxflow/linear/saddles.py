@@ -18,7 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._checks import InputError, check_count, check_positive
-from .._types import Array, ArrayLike, Float, Key, Widths
+from .._types import Array, ArrayLike, Float, FloatLike, Key, Widths
 from .flow import solve
 from .hessian import flat_gradient, hessian_spectrum, inertia, spectrum_tolerance
 from .landscape import aligned_network, check_subset, critical_levels, critical_values, network_class
@@ -50,7 +50,7 @@ def line_polynomial(net: DeepLinearNetwork, task: Task, direction: DeepLinearNet
     return jnp.stack([0.5 * q - r for q, r in zip(quad, lin)]).at[0].add(0.5 * task.trace_yy)
 
 
-def first_order(coefficients: Float[ArrayLike, " K"], tol: float) -> int | None:
+def first_order(coefficients: Float[ArrayLike, " K"], tol: FloatLike) -> int | None:
     """The first `k >= 1` with `|c_k| > tol` (`None` if the polynomial is constant)."""
     big = np.flatnonzero(np.abs(np.asarray(coefficients)[1:]) > tol)
     return int(big[0]) + 1 if big.size else None
@@ -186,12 +186,12 @@ def classify_critical_point(
     net: DeepLinearNetwork,
     task: Task,
     *,
-    gtol: float | None = None,
-    tol: float | None = None,
+    gtol: FloatLike | None = None,
+    tol: FloatLike | None = None,
     key: Key | None = None,
     probes: int = 16,
     verify: bool = False,
-    step: float = 0.1,
+    step: FloatLike = 0.1,
 ) -> CriticalPointReport:
     """Classify `net` as a global minimum, a strict or non-strict saddle, or not critical.
 
@@ -252,7 +252,7 @@ def classify_critical_point(
     return report
 
 
-def _verify(report: CriticalPointReport, net: DeepLinearNetwork, task: Task, step: float):
+def _verify(report: CriticalPointReport, net: DeepLinearNetwork, task: Task, step: FloatLike):
     """Flow from `θ + step · d`; verified when the loss ends below the value by half the gap."""
     d, k = report.escape_direction, report.order
     start = DeepLinearNetwork(tuple(w + step * v for w, v in zip(net.weights, d.weights)))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import InputError, check_array, check_count, check_positive, check_widths
-from .._types import Array, ArrayLike, Float, Key, Keys, Widths
+from .._types import Array, ArrayLike, Float, FloatLike, Key, Keys, Widths
 from .network import DeepLinearNetwork
 
 
@@ -58,7 +58,7 @@ def apply_symmetry(net: DeepLinearNetwork, T: Sequence[Float[ArrayLike, "_d_i _d
 GROUPS = ("orthogonal", "gl")
 
 
-def random_symmetry(key: Key, widths: Widths, group: str = "orthogonal", scale: float = 1.0) -> tuple:
+def random_symmetry(key: Key, widths: Widths, group: str = "orthogonal", scale: FloatLike = 1.0) -> tuple:
     """A random group element `(T_1, …, T_{h−1})`.
 
     `"orthogonal"`: Haar-distributed `O(d_i)`; `"gl"`: `T_i = Q diag(e^{scale·z}) Q'` with Haar
@@ -68,7 +68,7 @@ def random_symmetry(key: Key, widths: Widths, group: str = "orthogonal", scale: 
     return _random_element(key, check_widths(widths), *_check_group(group, scale))
 
 
-def _check_group(group: str, scale: float) -> tuple[str, float]:
+def _check_group(group: str, scale: FloatLike) -> tuple[str, float]:
     if group not in GROUPS:
         raise InputError(f"group must be one of {GROUPS}, got {group!r}")
     return group, check_positive(scale, "scale")

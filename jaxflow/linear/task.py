@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import InputError, check_array, check_count, check_positive
-from .._types import Array, ArrayLike, Bool, Float, Key, Scalar
+from .._types import Array, ArrayLike, Bool, Float, FloatLike, Key, Scalar
 
 
 class Task(eqx.Module):
@@ -98,7 +98,9 @@ class Task(eqx.Module):
         return cls(jnp.asarray(sxx, dtype), jnp.asarray(syx, dtype), jnp.asarray(tyy, dtype), whiten)
 
     @classmethod
-    def teacher(cls, key: Key, d_in: int, d_out: int, rank: int | None = None, scale: float = 1.0) -> Task:
+    def teacher(
+        cls, key: Key, d_in: int, d_out: int, rank: int | None = None, scale: FloatLike = 1.0
+    ) -> Task:
         """A whitened task whose target is a random teacher `W* = scale · G/√d_in` of rank `rank`."""
         check_positive(scale, "scale")
         r = min(d_in, d_out) if rank is None else rank

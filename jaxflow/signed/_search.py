@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._checks import InputError
-from .._types import Array, Float, Key
+from .._types import Array, Float, FloatLike, Key
 from .blocks import Block
 from .graph import SignedGraph
 
@@ -390,7 +390,7 @@ def sweep(graph: SignedGraph, s, total=None, drv=PROGRAM):
     return s, gain, drv.call(_energy, "ll", total, sas)
 
 
-def descend(graph: SignedGraph, s, max_sweeps: int, tol: float, total, drv=PROGRAM):
+def descend(graph: SignedGraph, s, max_sweeps: int, tol: FloatLike, total, drv=PROGRAM):
     """Block-coordinate descent: `sweep` after `sweep` until no restart gains more than `tol · Σ|a|`
     in a sweep (with `tol = 0`: until nothing changes). A restart at its fixed point is left unchanged
     by further sweeps, so the batch runs together. Returns the gauges, their `δ`, the sweeps and

@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_key, check_positive
-from .._types import Array, Float, Int, Key, Scalar
+from .._types import Array, Float, FloatLike, Int, Key, Scalar
 from ._exact import ENUMERATION_MAX_WORK, enumerate_cover, enumeration_work, independent_set, milp_gauge
 from ._search import PROGRAM, driver as make_driver, estimate, search
 
@@ -53,7 +53,7 @@ class SearchSettings(NamedTuple):
     method: str = "layerwise"
     restarts: int = RESTARTS
     max_iterations: int = MAX_SWEEPS
-    tol: float = 0.0
+    tol: FloatLike = 0.0
     anneal_steps: int = ANNEAL_STEPS
     anneal_temperatures: tuple[float, float] = ANNEAL_TEMPERATURES
     batch_size: int | None = None
@@ -136,13 +136,13 @@ def frustration(
     restarts: int | None = None,
     weighted: bool = True,
     max_iterations: int | None = None,
-    tol: float | None = None,
+    tol: FloatLike | None = None,
     anneal_steps: int = ANNEAL_STEPS,
     anneal_temperatures: tuple[float, float] = ANNEAL_TEMPERATURES,
     batch_size: int | None = None,
     survivors: int | None = None,
     dtype=None,
-    time_limit: float | None = None,
+    time_limit: FloatLike | None = None,
     max_edges: int = EXACT_MAX_EDGES,
 ) -> FrustrationResult:
     """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
