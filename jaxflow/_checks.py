@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import numpy as np
 
@@ -103,3 +105,16 @@ def check_key(key, name: str = "key"):
     if not (typed or legacy):
         raise InputError(f"{name} must be one JAX PRNG key, e.g. jax.random.key(0); got {key!r}")
     return key
+
+
+def output_folder(path, name: str = "out") -> Path:
+    """The folder `path`, created with its parents; an `InputError` naming it when that fails (an
+    existing file in the way, no permission, a read-only or full disk)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{name} {path} is a file, not a folder; choose another path") from None
+    except OSError as e:
+        raise InputError(f"{name} {path} cannot be created ({e.strerror}); choose another path") from None
+    return path

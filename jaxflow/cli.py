@@ -2,8 +2,9 @@
 
 Each subcommand is a module of `jaxflow.experiments` (`COMMANDS`): it loads its config, runs, and
 writes JSON, CSV and plots to `--out`. This module alone sets JAX up (float64; for `sweep`, one CPU
-device per core). Errors in the input are printed as one line, without a traceback, and exit with
-status 2 (as does a study across models in which some model failed).
+device per core). Errors in the input (`InputError`) are printed as one line, without a traceback
+(`--debug` shows it), and exit with status 2 (as does a study across models in which some model
+failed); any other exception is a bug: one line saying so, then its traceback.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ COMMANDS = {"sweep": sweep, "landscape": landscape, "frustration": frustration, 
 CPU_DEVICES = {"sweep"}
 """Commands that shard over devices: on CPU they get one device per core."""
 
+DEBUG_ENV = "JAXFLOW_DEBUG"
+BUG_REPORT = "this is a bug in jaxflow; please report it with the command and the traceback below"
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxflow", description=__doc__.splitlines()[0])
+    debug_help = f"show the traceback of an input error too (or set {DEBUG_ENV}=1)"
+    p.add_argument("--debug", action="store_true", help=debug_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="gradient flow of a deep linear network over many inits")
@@ -73,11 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in CPU_DEVICES:
         _cores_as_devices()
     jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         status = COMMANDS[args.command].main(args)
     except (InputError, FileNotFoundError) as e:  # the input is wrong; anything else is a bug
+        if debug:
+            raise
         print(f"jaxflow {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        print(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}", file=sys.stderr)
+        raise
     return status or 0
 
 

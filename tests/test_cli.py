@@ -82,6 +82,28 @@ def test_only_input_errors_are_one_line(monkeypatch, capsys):
     monkeypatch.setattr(jaxflow.cli.COMMANDS["landscape"], "main", fails(InputError("widths: bad")))
     assert jaxflow.cli.main(["landscape", "any.toml"]) == 2
     assert capsys.readouterr().err == "jaxflow landscape: error: widths: bad\n"
+    with pytest.raises(InputError, match="widths: bad"):  # --debug shows the traceback
+        jaxflow.cli.main(["--debug", "landscape", "any.toml"])
     monkeypatch.setattr(jaxflow.cli.COMMANDS["landscape"], "main", fails(ValueError("a bug")))
     with pytest.raises(ValueError, match="a bug"):
         jaxflow.cli.main(["landscape", "any.toml"])
+    assert "ValueError: a bug\nthis is a bug in jaxflow" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, kind):
+    import os
+
+    config = tmp_path / "landscape.toml"
+    config.write_text('widths = [2, 2, 2]\nprobes = 4\n[task]\nsingular_values = [3.0, 1.0]\n')
+    out = tmp_path / "taken"
+    if kind == "file":
+        out.write_text("not a folder")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root may write anywhere")
+        out.mkdir()
+        out.chmod(0o500)
+    assert jaxflow.cli.main(["landscape", str(config), "--out", str(out / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and "choose another path" in err, err

@@ -17,7 +17,7 @@ import jax
 from tqdm.auto import tqdm
 
 from .. import plots
-from .._checks import InputError
+from .._checks import InputError, output_folder
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
 from ..signed.importers import load_graph
 from . import models as table
@@ -63,7 +63,7 @@ def write_model(result: dict, out) -> list[Path]:
     """`frustration.json`, `frustration_null.png` and, with layers, `frustration_layers.png` and
     `frustration_layers.csv` of one model's `result` in the folder `out` (created)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     overall, layers = result["frustration"], result["layers"]
     files = [out / "frustration.json", out / "frustration_null.png"]
     files[0].write_text(json.dumps(result, indent=2))
@@ -223,7 +223,7 @@ def main(args) -> int:
     config = load_config(args.config, FrustrationConfig) if args.config else FrustrationConfig()
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     entries, across = _entries(args, config, input_shape)
-    out = _out(args, entries, across)
+    out = output_folder(_out(args, entries, across))
     result = run(config, entries, across=across, out=out, progress=True, log=print)
     files = write(result, out)
     summary = summarize(result)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from .. import plots
+from .._checks import output_folder
 from ..config import LandscapeConfig, load_config
 from ..linear import Task, classify_critical_point, critical_point, critical_values, spectrum_tolerance
 
@@ -77,7 +78,7 @@ def format_table(rows: list[dict]) -> str:
 def write(result: LandscapeResult, out) -> list[Path]:
     """`landscape.json`, `landscape.csv` (one row per critical value) and `hessian_spectra.png`."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     files = [out / "landscape.json", out / "landscape.csv"]
     files[0].write_text(json.dumps(summarize(result), indent=1))
     with files[1].open("w", newline="") as f:
@@ -93,7 +94,7 @@ def write(result: LandscapeResult, out) -> list[Path]:
 def main(args) -> None:
     """`jaxflow landscape`: run `args.config`, print the table, write to `args.out`."""
     config = load_config(args.config, LandscapeConfig)
-    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
     result = run(config, progress=True)
     print(format_table(result.rows))
     write(result, out)

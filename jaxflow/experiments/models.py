@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import plots
-from .._checks import InputError
+from .._checks import InputError, output_folder
 from ..config import FrustrationModel
 
 COLUMNS = (
@@ -96,7 +96,7 @@ def write_table(table: dict, out) -> list[Path]:
     """`TABLE_FILES` in the folder `out`: `models.csv` (`COLUMNS`, floats written exactly),
     `models.json` (the whole `table`), `models.md` (rounded for reading) and the figure."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     rows = table["models"]
     paths = [out / name for name in TABLE_FILES]
     with paths[0].open("w", newline="") as f:

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import plots
-from .._checks import InputError
+from .._checks import InputError, output_folder
 from .._types import Array, Float, Key
 from ..config import (
     StudyConfig,
@@ -252,7 +252,7 @@ def write(result: dict, out) -> list[Path]:
     """`study.json` and the figures and tables of `result` (its `files`) in the folder `out`
     (created)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     if "dln" in result:
         plots.plot_dln_frustration(result["dln"], out / "dln_frustration.png")
     else:
@@ -290,7 +290,7 @@ def main(args) -> None:
         if config.model_file is None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
-    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
     result = run(config, config_dir=Path(args.config).parent, progress=True)
     files = write(result, out)
     s = summarize(result)

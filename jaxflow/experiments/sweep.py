@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from .. import plots
+from .._checks import output_folder
 from ..config import SweepConfig, load_config
 from ..linear.sweep import STATUS, SweepResult, sweep
 
@@ -92,7 +93,7 @@ def write_csv(result: SweepResult, path: Path) -> Path:
 def write(run: SweepRun, out) -> list[Path]:
     """`summary.json`, `trajectories.csv`, `losses.png` and `learning_times.png` in `out`."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     files = [out / "summary.json", write_csv(run.result, out / "trajectories.csv")]
     files[0].write_text(json.dumps(summarize(run), indent=2))
     files.append(plots.plot_sweep_losses(run.result, out / "losses.png"))

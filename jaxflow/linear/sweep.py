@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Bool
 from tqdm.auto import tqdm
 
-from .._checks import InputError
+from .._checks import InputError, output_folder
 from .._types import Array, Float, Int, Key
 from ..config import SweepConfig
 from .flow import hold_after_stop, solve
@@ -333,12 +333,12 @@ def _prepare(out: Path, config: SweepConfig) -> Path:
                 "choose another folder or delete it"
             )
     elif jax.process_index() == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        output_folder(out)
         manifest.write_text(
             json.dumps({"config_hash": digest, "config": dataclasses.asdict(config)}, indent=1)
         )
     if jax.process_index() == 0:
-        (out / "chunks").mkdir(parents=True, exist_ok=True)
+        output_folder(out / "chunks")
     return out / "chunks"
 
 
