@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from ._checks import InputError
+from ._progress import progress_bar
 from ._types import Array, Float, Int, Key
 from .config import ModelConfig, TrainConfig
 
@@ -174,7 +174,7 @@ def train(
 
     checkpoint(0)
     keys = jax.random.split(key, config.epochs)
-    for epoch in tqdm(range(1, config.epochs + 1), desc="training", disable=not progress):
+    for epoch in progress_bar(range(1, config.epochs + 1), desc="training", enabled=progress):
         with jax.numpy_dtype_promotion("standard"):  # Optax's Adam mixes int32 counts and floats
             model, opt_state, loss = _epoch(
                 model, opt_state, data.x_train, data.y_train, keys[epoch - 1], optimizer, config.batch_size

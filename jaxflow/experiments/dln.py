@@ -13,8 +13,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .._types import Array, Float, Key
 from ..config import StudyDLNConfig, StudyFrustrationConfig
 from ..linear import DeepLinearNetwork, Task, loss
@@ -63,7 +63,7 @@ def dln_study(
     value, null_mean, null_std, pvalue = (np.zeros(shape) for _ in range(4))
     keys = jax.random.split(search_key, shape)
     cells = [(i, t) for i in range(config.inits) for t in range(config.times)]
-    for i, t in tqdm(cells, desc="frustration of A(t)", disable=not progress, leave=False):
+    for i, t in progress_bar(cells, desc="frustration of A(t)", enabled=progress, leave=False):
         graph = SignedGraph.from_weights([w[i, t] for w in weights])
         _, summary = frustration_vs_null(graph, frustration_config, keys[i, t], config.null_samples)
         value[i, t], null_mean[i, t] = summary["normalized"], summary["null_mean"]

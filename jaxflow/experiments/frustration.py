@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
-from tqdm.auto import tqdm
 
 from .. import plots
 from .._checks import InputError, output_folder
+from .._progress import progress_bar
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
 from ..signed.importers import load_graph
 from . import models as table
@@ -82,7 +82,7 @@ def write_model(result: dict, out) -> list[Path]:
 
 def _one(config: FrustrationConfig, entry: FrustrationModel, progress: bool) -> dict:
     """`model_frustration` of `entry`, its stages shown on a progress bar."""
-    with tqdm(total=3, desc="reading the model", disable=not progress) as bar:
+    with progress_bar(total=3, desc="reading the model", enabled=progress) as bar:
         stages = iter(range(3))
 
         def status(stage: str) -> None:
@@ -105,7 +105,7 @@ def _across(
     """Every entry in turn (one graph in memory at a time), its results written to
     `out/<name>/` when `out` is given; a model that raises is a row with its error."""
     rows = []
-    bar = tqdm(total=len(entries), desc="models", unit="model", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(entries), desc="models", unit="model", enabled=progress, file=sys.stderr)
     with bar:
         for name, entry in zip(table.model_names(entries), entries):
             start = time.perf_counter()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from tqdm.auto import tqdm
 
 from .. import plots
 from .._checks import output_folder
+from .._progress import progress_bar
 from ..config import LandscapeConfig, load_config
 from ..linear import Task, classify_critical_point, critical_point, critical_values, spectrum_tolerance
 
@@ -37,7 +37,7 @@ def run(config: LandscapeConfig, *, progress: bool = False) -> LandscapeResult:
     task = Task.from_spectrum(jnp.asarray(config.task.singular_values), widths[0], widths[-1])
     key = jax.random.key(config.seed)
     rows = []
-    for cv in tqdm(critical_values(task, widths), desc="critical points", disable=not progress):
+    for cv in progress_bar(critical_values(task, widths), desc="critical points", enabled=progress):
         net = critical_point(task, widths, cv.subset, balanced=config.balanced)
         rep = classify_critical_point(net, task, key=key, probes=config.probes, verify=config.verify)
         rows.append({

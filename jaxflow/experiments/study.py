@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import plots
 from .._checks import InputError, output_folder
+from .._progress import progress_bar
 from .._types import Array, Float, Key
 from ..config import (
     StudyConfig,
@@ -144,7 +144,7 @@ def _trained_model(config: StudyConfig, progress: bool) -> dict:
     model, in_shape = result.model, tuple(data.x_test.shape[1:])
     inputs = data.x_test[: config.monotonicity.inputs]
     checkpoints = result.checkpoints
-    bar = tqdm(total=2 + len(checkpoints), desc="study", disable=not progress)
+    bar = progress_bar(total=2 + len(checkpoints), desc="study", enabled=progress)
     graph = from_equinox(model, in_shape)
     nul, fr = frustration_vs_null(graph, config.frustration, k_final)
     layers = layer_frustration(graph, nul)
@@ -193,7 +193,7 @@ def _model_file(config: StudyConfig, config_dir: Path, progress: bool) -> dict:
     path = Path(config.model_file)
     graph = load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
-    with tqdm(total=2, desc="study", disable=not progress) as bar:
+    with progress_bar(total=2, desc="study", enabled=progress) as bar:
         nul, fr = frustration_vs_null(graph, config.frustration, k_null)
         layers = layer_frustration(graph, nul)
         result = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}

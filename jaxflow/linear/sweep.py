@@ -27,9 +27,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Bool
-from tqdm.auto import tqdm
 
 from .._checks import InputError, output_folder
+from .._progress import progress_bar
 from .._types import Array, Float, Int, Key
 from ..config import SweepConfig
 from .flow import hold_after_stop, solve
@@ -306,7 +306,9 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
     done = [p is not None and p.exists() for p in paths]
     writer = folder is not None and jax.process_index() == 0
     rows = []
-    bar = tqdm(total=len(todo), initial=sum(done), desc="sweep chunks", unit="chunk", disable=not progress)
+    bar = progress_bar(
+        total=len(todo), initial=sum(done), desc="sweep chunks", unit="chunk", enabled=progress
+    )
     with bar:
         for (a, _, idx), path, saved in zip(todo, paths, done):
             if saved:
