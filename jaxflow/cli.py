@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 import jax
@@ -23,6 +24,8 @@ COMMANDS = {"sweep": sweep, "landscape": landscape, "frustration": frustration, 
 CPU_DEVICES = {"sweep"}
 """Commands that shard over devices: on CPU they get one device per core."""
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (SIGINT) or SIGTERM, as a shell reports a process stopped by SIGINT."""
 DEBUG_ENV = "JAXFLOW_DEBUG"
 BUG_REPORT = "this is a bug in jaxflow; please report it with the command and the traceback below"
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
@@ -72,15 +75,25 @@ def _cores_as_devices() -> None:
         pass
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run `jaxflow ARGV…`; the exit status (0, or 2 for an input error)."""
+    """Run `jaxflow ARGV…`; the exit status (0; 2 for an input error; 130 when interrupted)."""
     args = _parser().parse_args(argv)
     if args.command in CPU_DEVICES:
         _cores_as_devices()
     jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    command = COMMANDS[args.command]
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as Ctrl-C does
     try:
-        status = COMMANDS[args.command].main(args)
+        status = command.main(args)
+    except KeyboardInterrupt:
+        saved = command.saved(args) if hasattr(command, "saved") else "nothing is kept"
+        print(f"jaxflow {args.command}: interrupted; {saved}", file=sys.stderr)
+        return INTERRUPTED
     except (InputError, FileNotFoundError) as e:  # the input is wrong; anything else is a bug
         if debug:
             raise
@@ -89,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         print(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}", file=sys.stderr)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return status or 0
 
 

@@ -135,3 +135,34 @@ def test_learning_times_match_two_layer_closed_form():
         np.testing.assert_allclose(row, expected, rtol=1e-8, atol=sigma.max() ** 2 * dt**3 / 6)
     # Saddle to saddle: from the origin (L = ½(σ₁² + σ₂²)) over mode 1 (L = ½σ₂²) to L = 0.
     np.testing.assert_array_equal(r.visited, [[5.0, 0.5, 0.0]] * 2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_command_says_how_to_resume(reference, tmp_path, sig):
+    """Ctrl-C or SIGTERM mid-sweep: one line naming what is saved, exit 130; rerunning resumes to
+    the uninterrupted numbers."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        "[task]\nsingular_values = [2.0, 1.0]\n[network]\nwidths = [2, 3, 3, 2]\nscale = 0.2\n"
+        "[flow]\nt1 = 20.0\nsaves = 41\ngtol = 1e-6\n[sweep]\ninits = 12\nchunk = 2\nseed = 3\n"
+    )
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jaxflow.cli", "sweep", str(config), "--out", str(out)]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks = out / "chunks"
+    deadline = time.monotonic() + 240
+    while not (chunks.exists() and any(chunks.glob("*.npz"))):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    last = err.decode().strip().splitlines()[-1]
+    written = len(list(chunks.glob("a*-c*.npz")))
+    if proc.returncode == 0:  # finished before the signal landed: nothing to check
+        pytest.skip("the sweep finished before the signal")
+    assert proc.returncode == 130, err.decode()[-2000:]
+    resume = "run the same command again to resume"
+    assert last == f"jaxflow sweep: interrupted; {written} chunks saved in {out}; {resume}"
+    _assert_same(sweep(CONFIG, out=out), reference)

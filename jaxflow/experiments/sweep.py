@@ -101,10 +101,21 @@ def write(run: SweepRun, out) -> list[Path]:
     return files
 
 
+def _out(args) -> Path:
+    return Path(args.out) if args.out else Path("results") / Path(args.config).stem
+
+
+def saved(args) -> str:
+    """What an interrupted `jaxflow sweep` kept, and how to go on."""
+    chunks = _out(args) / "chunks"
+    done = len(list(chunks.glob("a*-c*.npz"))) if chunks.is_dir() else 0
+    return f"{done} chunks saved in {chunks.parent}; run the same command again to resume"
+
+
 def main(args) -> None:
     """`jaxflow sweep`: run `args.config` into `args.out` (resumable), print a summary."""
     config = load_config(args.config, SweepConfig)
-    out = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    out = _out(args)
     n = config.sweep.inits * len(config.network.architectures)
     print(f"{n} trajectories on {jax.device_count()} device(s), results in {out}")
     done = run(config, out=out, progress=True)
