@@ -12,7 +12,7 @@ from .._types import Key
 from ..config import StudyFrustrationConfig
 from ..signed import SignedGraph
 from ..signed.energy import block_frustration
-from ..signed.nullmodels import NullModelResult, null_model_frustration
+from ..signed.nullmodels import NullModelResult, null_model_frustration, null_statistics
 
 LAYER_COLUMNS = ("index", "source", "destination", "normalized", "null_mean", "null_std", "zscore")
 """Columns of `frustration_layers.csv` (`write_layer_csv`)."""
@@ -22,14 +22,15 @@ def null_summary(value, null_values, total) -> dict:
     """`δ / Σ|a|` (`normalized`, with `δ = value` and `Σ|a| = total`) against the same for the null
     models (`null_normalized`, from `null_values`): their mean, standard deviation (`ddof = 1`)
     and the z-score `(normalized − mean) / std` (NaN when the null spread is 0)."""
-    null = np.asarray(null_values, float) / total
-    normalized, mean, std = float(value) / total, float(null.mean()), float(null.std(ddof=1))
+    null = np.asarray(null_values, np.float64) / float(total)
+    normalized = float(value) / float(total)
+    mean, std, z = null_statistics(normalized, null)
     return {
         "normalized": normalized,
         "null_normalized": null.tolist(),
-        "null_mean": mean,
-        "null_std": std,
-        "zscore": (normalized - mean) / std if std > 0 else float("nan"),
+        "null_mean": float(mean),
+        "null_std": float(std),
+        "zscore": float(z),
     }
 
 

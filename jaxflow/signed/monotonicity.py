@@ -27,7 +27,7 @@ from .blocks import Masked
 from .frustration import frustration
 from .function import GraphFunction, with_graph_weights
 from .graph import SignedGraph
-from .nullmodels import shuffle_signs
+from .nullmodels import null_statistics, shuffle_signs
 
 
 class Orthant(eqx.Module):
@@ -463,16 +463,16 @@ class NullMonotonicity(eqx.Module):
     @property
     def mean(self) -> Scalar:
         """Mean null-model score."""
-        return jnp.mean(self.scores)
+        return null_statistics(0.0, self.scores)[0]
 
     @property
     def std(self) -> Scalar:
         """Standard deviation of the null-model scores (`ddof = 1`)."""
-        return jnp.std(self.scores, ddof=1)
+        return null_statistics(0.0, self.scores)[1]
 
     def zscore(self, value) -> Scalar:
-        """`(value − mean) / std` of the null-model scores."""
-        return (value - self.mean) / self.std
+        """`(value − mean) / std` of the null-model scores (`null_statistics`)."""
+        return null_statistics(value, self.scores)[2]
 
 
 def null_model_monotonicity(

@@ -133,6 +133,15 @@ def _shuffle_rows(w: Array, key: Key) -> Array:
     return _with_signs(w, negative)
 
 
+def null_statistics(value, null) -> tuple[Scalar, Scalar, Scalar]:
+    """Mean, standard deviation (`ddof = 1`) of the null samples `null`, and the z-score
+    `(value − mean) / std` of `value` among them (NaN when the samples do not spread). NumPy
+    samples are summarized in NumPy (host float64), JAX arrays in JAX."""
+    xp = np if isinstance(null, np.ndarray) else jnp
+    mean, std = xp.mean(null), xp.std(null, ddof=1)
+    return mean, std, xp.where(std > 0, (value - mean) / xp.where(std > 0, std, 1), xp.nan)
+
+
 class NullModelResult(eqx.Module):
     """Frustration of `samples` sign-shuffled graphs and of the graph itself, by the same estimator.
 
@@ -148,17 +157,16 @@ class NullModelResult(eqx.Module):
     @property
     def mean(self) -> Scalar:
         """Mean null frustration."""
-        return jnp.mean(self.values)
+        return null_statistics(0.0, self.values)[0]
 
     @property
     def std(self) -> Scalar:
         """Standard deviation of the null frustration (`ddof = 1`)."""
-        return jnp.std(self.values, ddof=1)
+        return null_statistics(0.0, self.values)[1]
 
     def zscore(self, value=None) -> Scalar:
-        """`(value − mean) / std`; `value` defaults to the graph's own frustration."""
-        value = self.observed.value if value is None else value
-        return (value - self.mean) / self.std
+        """`(value − mean) / std` (`null_statistics`); `value` defaults to the graph's own frustration."""
+        return null_statistics(self.observed.value if value is None else value, self.values)[2]
 
     def pvalue(self, value=None) -> Scalar:
         """One-sided empirical p-value `(1 + #{null <= value}) / (samples + 1)` of a value this low."""
