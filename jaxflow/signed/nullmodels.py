@@ -43,8 +43,9 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     Signs are permuted at random `model="block"`: within each block; `"kernel"`: within each
     output filter (a conv kernel's `K[o]`, a dense row `W[o]`); `"global"`: across all learned
     blocks — each keeping the number of negative weights — or `"flip"`: each weight negative
-    independently with its block's fraction of negative weights. Pooling, skip and routing edges
-    are structure, not learned, and stay positive.
+    independently with its block's fraction of negative weights. Signs move among edges only: a
+    zero weight (e.g. the unused channels of a kernel an importer widened) stays zero and takes
+    no sign. Pooling, skip and routing edges are structure, not learned, and stay positive.
     """
     if model not in MODELS:
         raise InputError(f"model must be one of {MODELS}, got {model!r}")
@@ -100,7 +101,8 @@ def _shuffled(w: Array, key: Key, model: str, drv) -> Array:
         return drv.call(_shuffle_rows, "sl", w, key)
     size = w.size
     flat = jnp.pad(w.ravel(), (0, (1 << max(size - 1, 0).bit_length()) - size))
-    fraction = jnp.mean(w < 0)  # `"flip"`: each weight negative with this probability
+    # `"flip"`: each edge negative with the block's fraction of negative edges (zeros are not edges)
+    fraction = jnp.sum(w < 0) / jnp.maximum(jnp.sum(w != 0), 1)
     out = drv.call(_shuffle_flat, "slss", flat, key, size, fraction, model=model)
     return out[..., :size].reshape(*out.shape[:-1], *w.shape)
 
@@ -113,14 +115,16 @@ def _with_signs(w: Array, negative: Bool[Array, "*shape"]) -> Array:
 
 
 def _global_shuffle(ws: tuple[Array, ...], key: Key) -> tuple[Array, ...]:
-    flat = _choose(key, jnp.concatenate([(w < 0).ravel() for w in ws]))
+    flat = jnp.concatenate([w.ravel() for w in ws])
+    flat = _choose(key, flat < 0, flat != 0)
     cuts = np.cumsum([w.size for w in ws])[:-1]
     return tuple(_with_signs(w, m.reshape(w.shape)) for m, w in zip(jnp.split(flat, cuts), ws))
 
 
 def _shuffle_flat(flat: Array, key: Key, size, fraction, *, model: str) -> Array:
-    """`"block"` or `"flip"` on the first `size` entries of `flat` (the rest is padding)."""
-    valid = jnp.arange(flat.shape[0]) < size
+    """`"block"` or `"flip"` on the edges among the first `size` entries of `flat` (the rest is
+    padding; a zero weight is no edge, and a sign put on it would be lost)."""
+    valid = (jnp.arange(flat.shape[0]) < size) & (flat != 0)
     if model == "block":
         return _with_signs(flat, _choose(key, flat < 0, valid))
     return _with_signs(flat, jax.random.bernoulli(key, fraction, flat.shape) & valid)
@@ -128,8 +132,8 @@ def _shuffle_flat(flat: Array, key: Key, size, fraction, *, model: str) -> Array
 
 def _shuffle_rows(w: Array, key: Key) -> Array:
     """`"kernel"`: within each output filter (`K[o]`) or row (`W[o]`)."""
-    rows = (w < 0).reshape(w.shape[0], -1)
-    negative = jax.vmap(_choose)(jax.random.split(key, w.shape[0]), rows).reshape(w.shape)
+    rows, edges = (w < 0).reshape(w.shape[0], -1), (w != 0).reshape(w.shape[0], -1)
+    negative = jax.vmap(_choose)(jax.random.split(key, w.shape[0]), rows, edges).reshape(w.shape)
     return _with_signs(w, negative)
 
 

@@ -86,6 +86,30 @@ def test_flip_model_matches_the_negative_fraction(key):
     assert abs(frac - 0.25) < 4 * np.sqrt(0.25 * 0.75 / flips.size)  # within 4 binomial std. errors
 
 
+@pytest.mark.parametrize("model", ["block", "kernel", "global", "flip"])
+def test_signs_move_among_edges_only(model, key):
+    """A kernel widened with zeros (as an importer folds a channel split into a convolution):
+    zeros stay zeros and the shuffles keep the negative count among the edges (`"flip"`: the
+    fraction among the edges, not among all entries)."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(64, 96)) * (rng.random((64, 96)) < 0.1)  # 90% structural zeros
+    g = SignedGraph.from_weights([w])
+    negatives = int(np.sum(w < 0))
+    n = 200
+    after = np.asarray(
+        jax.vmap(lambda k: shuffle_signs(g, k, model).blocks[0].weight)(jax.random.split(key, n))
+    )
+    assert np.all((after == 0) == (w == 0))
+    if model == "flip":
+        frac, edges = (after < 0).sum() / (n * np.sum(w != 0)), n * np.sum(w != 0)
+        expected = negatives / np.sum(w != 0)
+        assert abs(frac - expected) < 4 * np.sqrt(expected * (1 - expected) / edges)  # 4 binomial s.e.
+    elif model == "kernel":
+        np.testing.assert_array_equal((after < 0).sum(axis=2), np.broadcast_to((w < 0).sum(axis=1), (n, 64)))
+    else:
+        np.testing.assert_array_equal((after < 0).sum(axis=(1, 2)), negatives)
+
+
 @pytest.fixture(scope="module")
 def balanced():
     """A dense layered graph balanced by a random gauge: frustration 0, its sign shuffles are not."""
