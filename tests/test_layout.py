@@ -98,3 +98,17 @@ def test_every_import_is_declared():
 
 def test_version_from_metadata():
     assert jaxflow.__version__ == importlib.metadata.version("jaxflow")
+
+
+def test_every_public_name_is_documented():
+    import inspect
+
+    import jaxflow.linear
+    import jaxflow.signed
+
+    for package in (jaxflow, jaxflow.linear, jaxflow.signed):
+        for name in dir(package):
+            value = getattr(package, name)
+            if name.startswith("_") or isinstance(value, types.ModuleType) or not callable(value):
+                continue
+            assert (inspect.getdoc(value) or "").strip(), f"{package.__name__}.{name} has no docstring"
