@@ -95,7 +95,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, kind):
     import os
 
     config = tmp_path / "landscape.toml"
-    config.write_text('widths = [2, 2, 2]\nprobes = 4\n[task]\nsingular_values = [3.0, 1.0]\n')
+    config.write_text("widths = [2, 2, 2]\nprobes = 4\n[task]\nsingular_values = [3.0, 1.0]\n")
     out = tmp_path / "taken"
     if kind == "file":
         out.write_text("not a folder")
