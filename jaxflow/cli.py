@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxflow", description=__doc__.splitlines()[0])
     debug_help = f"show the traceback of an input error too (or set {DEBUG_ENV}=1)"
     p.add_argument("--debug", action="store_true", help=debug_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="gradient flow of a deep linear network over many inits")

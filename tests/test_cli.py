@@ -107,3 +107,12 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, kind):
     assert jaxflow.cli.main(["landscape", str(config), "--out", str(out / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(out) in err and "choose another path" in err, err
+
+
+def test_quiet_writes_no_progress(tmp_path, capsys):
+    config = tmp_path / "landscape.toml"
+    config.write_text("widths = [2, 2, 2]\nprobes = 4\n[task]\nsingular_values = [3.0, 1.0]\n")
+    assert jaxflow.cli.main(["--quiet", "landscape", str(config), "--out", str(tmp_path / "q")]) == 0
+    assert capsys.readouterr().err == ""
+    assert jaxflow.cli.main(["landscape", str(config), "--out", str(tmp_path / "p")]) == 0
+    assert "critical points" in capsys.readouterr().err  # the progress, when not quiet

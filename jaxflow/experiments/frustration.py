@@ -224,7 +224,7 @@ def main(args) -> int:
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     entries, across = _entries(args, config, input_shape)
     out = output_folder(_out(args, entries, across))
-    result = run(config, entries, across=across, out=out, progress=True, log=print)
+    result = run(config, entries, across=across, out=out, progress=not args.quiet, log=print)
     files = write(result, out)
     summary = summarize(result)
     if across:

@@ -95,7 +95,7 @@ def main(args) -> None:
     """`jaxflow landscape`: run `args.config`, print the table, write to `args.out`."""
     config = load_config(args.config, LandscapeConfig)
     out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
-    result = run(config, progress=True)
+    result = run(config, progress=not args.quiet)
     print(format_table(result.rows))
     write(result, out)
     print(f"{len(result.rows)} critical points in {result.seconds:.1f} s -> {out}")

@@ -291,7 +291,7 @@ def main(args) -> None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
     out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
-    result = run(config, config_dir=Path(args.config).parent, progress=True)
+    result = run(config, config_dir=Path(args.config).parent, progress=not args.quiet)
     files = write(result, out)
     s = summarize(result)
     print(f"study {s['name']!r} ({s['source']}) in {s['seconds']:.1f} s -> {out}")

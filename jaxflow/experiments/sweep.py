@@ -118,7 +118,7 @@ def main(args) -> None:
     out = _out(args)
     n = config.sweep.inits * len(config.network.architectures)
     print(f"{n} trajectories on {jax.device_count()} device(s), results in {out}")
-    done = run(config, out=out, progress=True)
+    done = run(config, out=out, progress=not args.quiet)
     files = write(done, out)
     for arch in summarize(done)["architectures"]:
         print(f"widths {arch['widths']}: {arch['status']}, final levels {arch['final_critical_values']}")
