@@ -718,7 +718,8 @@ def _worker_default_vs_benchmark(args: dict) -> dict:
     """The default `frustration(graph)` of the export (library defaults, what `jaxflow frustration`
     runs for the network itself) against `benchmarks/frustration.py`'s ResNet-18-shaped graph at
     the same side (8 restarts, tol 1e-5), in the same process, each timed with its compile."""
-    jax = _jax_setup(args)
+    rec = _worker_estimate({k: v for k, v in args.items() if k not in ("restarts", "tol", "method")})
+    import jax  # (set up by the estimate)
     import numpy as np
 
     from jaxflow.signed.frustration import frustration
@@ -726,7 +727,6 @@ def _worker_default_vs_benchmark(args: dict) -> dict:
     sys.path.insert(0, str(HERE))
     from frustration import RESNET_TOL, resnet18_graph
 
-    rec = _worker_estimate({k: v for k, v in args.items() if k not in ("restarts", "tol", "method")})
     side = int(args["side"])
     t = time.perf_counter()
     bench = resnet18_graph(side, np.float32)

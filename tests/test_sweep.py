@@ -59,6 +59,15 @@ def _subprocess(table, out, dest, devices: int):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _wait_for_a_chunk(proc, chunks, timeout=240.0):
+    """Return once `proc` has saved its first chunk file into `chunks` (it must still be running)."""
+    deadline = time.monotonic() + timeout
+    while not (chunks.exists() and any(chunks.glob("*.npz"))):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+
+
 def _assert_same(a, b):
     for k in FIELDS:
         np.testing.assert_array_equal(getattr(a, k) if hasattr(a, k) else a[k], getattr(b, k), err_msg=k)
@@ -95,11 +104,7 @@ def test_killed_sweep_resumes_to_same_numbers(reference, tmp_path):
     out = tmp_path / "run"
     proc = _subprocess(TABLE, out, tmp_path / "unused.npz", devices=1)
     chunks = out / "chunks"
-    deadline = time.monotonic() + 240
-    while not (chunks.exists() and any(chunks.glob("*.npz"))):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
+    _wait_for_a_chunk(proc, chunks)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = len(list(chunks.glob("a*-c*.npz")))
@@ -142,20 +147,18 @@ def test_interrupted_command_says_how_to_resume(reference, tmp_path, sig):
     """Ctrl-C or SIGTERM mid-sweep: one line naming what is saved, exit 130; rerunning resumes to
     the uninterrupted numbers."""
     config = tmp_path / "sweep.toml"
-    config.write_text(
-        "[task]\nsingular_values = [2.0, 1.0]\n[network]\nwidths = [2, 3, 3, 2]\nscale = 0.2\n"
-        "[flow]\nt1 = 20.0\nsaves = 41\ngtol = 1e-6\n[sweep]\ninits = 12\nchunk = 2\nseed = 3\n"
+    config.write_text(  # TABLE as TOML (JSON numbers and lists are TOML values)
+        "".join(
+            f"[{part}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items())
+            for part, t in TABLE.items()
+        )
     )
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "jaxflow.cli", "sweep", str(config), "--out", str(out)]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     chunks = out / "chunks"
-    deadline = time.monotonic() + 240
-    while not (chunks.exists() and any(chunks.glob("*.npz"))):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
+    _wait_for_a_chunk(proc, chunks)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     last = err.decode().strip().splitlines()[-1]

@@ -35,10 +35,10 @@ def run(config: SweepConfig, *, out=None, progress: bool = False) -> SweepRun:
     return SweepRun(config, result, time.perf_counter() - start, tuple(str(d) for d in jax.devices()))
 
 
-def summarize(run: SweepRun) -> dict:
+def summarize(done: SweepRun) -> dict:
     """Per architecture: status counts, how often each critical value was reached, learning-time
     statistics per mode and the largest conservation drift (the content of `summary.json`)."""
-    result = run.result
+    result = done.result
     archs = []
     for a, widths in enumerate(result.widths):
         rows = result.arch == a
@@ -57,10 +57,10 @@ def summarize(run: SweepRun) -> dict:
             "max_drift": float(np.max(result.drift[rows])),
         })  # fmt: skip
     return {
-        "config": dataclasses.asdict(run.config),
+        "config": dataclasses.asdict(done.config),
         "singular_values": result.sigma.tolist(),
-        "devices": list(run.devices),
-        "seconds": run.seconds,
+        "devices": list(done.devices),
+        "seconds": done.seconds,
         "architectures": archs,
     }
 
@@ -90,14 +90,14 @@ def write_csv(result: SweepResult, path: Path) -> Path:
     return path
 
 
-def write(run: SweepRun, out) -> list[Path]:
+def write(done: SweepRun, out) -> list[Path]:
     """`summary.json`, `trajectories.csv`, `losses.png` and `learning_times.png` in `out`."""
     out = Path(out)
     output_folder(out)
-    files = [out / "summary.json", write_csv(run.result, out / "trajectories.csv")]
-    files[0].write_text(json.dumps(summarize(run), indent=2))
-    files.append(plots.plot_sweep_losses(run.result, out / "losses.png"))
-    files.append(plots.plot_learning_times(run.result, out / "learning_times.png"))
+    files = [out / "summary.json", write_csv(done.result, out / "trajectories.csv")]
+    files[0].write_text(json.dumps(summarize(done), indent=2))
+    files.append(plots.plot_sweep_losses(done.result, out / "losses.png"))
+    files.append(plots.plot_learning_times(done.result, out / "learning_times.png"))
     return files
 
 

@@ -488,12 +488,11 @@ def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
         flat = drv.call(_flat_start, "ls", k_start, chunk == 0, batch=batch, n=graph.num_nodes, dtype=dtype)
         off = graph.offsets
         s = tuple(drv.call(_layer_slice, "ls", flat, off[j], shape=sh) for j, sh in enumerate(graph.shapes))
-        if method != "greedy":
-            del flat  # (as large as all the gauges: not kept through the descent)
         if method == "greedy":
             flat, its, ok = _greedy(graph, flat, settings.max_iterations)
             s = tuple(jax.vmap(graph.unflatten)(flat))
             return s, _quadratic_energy(graph, s), its, ok
+        del flat  # (as large as all the gauges: not kept through the descent)
         if method == "anneal":
             t0, t1 = settings.anneal_temperatures
             betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
