@@ -129,8 +129,13 @@ class GraphBuilder:
         """`x` as nodes: a pending sum becomes a new layer."""
         if isinstance(x, View):
             return x
-        layer = self._new_layer(x.name, x.base, x.terms)
-        return View(layer.nodes.ravel()[x.index])
+        sources = _per_source(x)
+        if sources is None:
+            layer = self._new_layer(x.name, x.base, x.terms).nodes
+        else:  # one layer per source, arranged as their concatenation
+            name = lambda j: f"{x.name}:{self.layers[j].name}"  # noqa: E731
+            layer = np.concatenate([self._new_layer(name(j), b.in_shape, {j: b}).nodes for j, b in sources])
+        return View(layer.ravel()[x.index])
 
     def _layer_of(self, nodes: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, nodes, side="right") - 1
@@ -613,6 +618,24 @@ def _ungroup(kernel: np.ndarray, groups: int) -> np.ndarray:
     for g in range(groups):
         full[g * out_g : (g + 1) * out_g, g * c_in_g : (g + 1) * c_in_g] = kernel[g * out_g : (g + 1) * out_g]
     return full
+
+
+def _per_source(p: Pending) -> list[tuple[int, Block]] | None:
+    """For a per-channel map of a channel concatenation (each term a `ChannelRoute` from a whole
+    source layer onto the next channels of `p.base`, covering them): per source, in channel order,
+    the same map as a block into a layer of the source's shape; else None. Such a sum (a
+    BatchNormalization after DenseNet's concatenations) becomes one layer per source: layers keep
+    their sources' few shapes, where one layer per concatenation would have a new width at every
+    depth, and the search compiles its functions once per distinct shape."""
+    terms = sorted(p.terms.items(), key=lambda t: int(t[1].dst[0]) if isinstance(t[1], ChannelRoute) else -1)
+    if len(terms) < 2 or not all(isinstance(b, ChannelRoute) and b.is_slice for _, b in terms):
+        return None
+    starts = np.cumsum([0] + [b.in_shape[0] for _, b in terms])
+    if starts[-1] != p.base[0] or any(int(b.dst[0]) != s for (_, b), s in zip(terms, starts)):
+        return None
+    own = lambda b: type(b)(np.arange(b.in_shape[0]), np.arange(b.in_shape[0]), b.in_shape,
+                            b.in_shape, b.scale, dtype=b.scale.dtype)  # fmt: skip
+    return [(j, own(b)) for j, b in terms]
 
 
 def _small_dense(block: Block, why: str) -> Dense:

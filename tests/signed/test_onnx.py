@@ -299,6 +299,42 @@ def test_shared_values_preactivation_bn_and_merged_paths():
     np.testing.assert_array_equal(blocks_into(graph, "y")["c1"].weight, -1.0)  # Sub: a Skip of weight -1
 
 
+def test_batchnorm_of_a_concatenation_makes_one_layer_per_source():
+    """A DenseNet block: each layer reads BN → Relu → 1×1 Conv of the concatenation of the block's
+    input and every earlier layer. The normalized concatenation is one layer per source, in the
+    source's shape, so every layer of the block has one of two shapes (few compiled signatures);
+    the graph is still the network."""
+    rng = np.random.default_rng(21)
+    c0, growth, hw = 3, 2, 4
+    nodes, consts, feats = [], {}, ["x"]
+    for k in range(3):
+        cat, bn, r, y = f"cat{k}", f"bn{k}", f"r{k}", f"f{k}"
+        width = c0 + growth * k
+        consts |= {f"g{k}": rng.normal(size=width), f"v{k}": rng.uniform(0.5, 2, size=width),
+                   f"z{k}": np.zeros(width), f"w{k}": rng.normal(size=(growth, width, 1, 1))}  # fmt: skip
+        nodes += [
+            node("Concat", feats, [cat], axis=1),
+            node("BatchNormalization", [cat, f"g{k}", f"z{k}", f"z{k}", f"v{k}"], [bn], bn),
+            node("Relu", [bn], [r]),
+            node("Conv", [r, f"w{k}"], [y], f"conv{k}"),
+        ]
+        feats = [*feats, y]
+    width = c0 + growth * 3
+    consts |= {"gt": rng.normal(size=width), "vt": rng.uniform(0.5, 2, size=width), "zt": np.zeros(width),
+               "wt": rng.normal(size=(2, width, 1, 1))}  # fmt: skip
+    nodes += [  # the transition
+        node("Concat", feats, ["all"], axis=1),
+        node("BatchNormalization", ["all", "gt", "zt", "zt", "vt"], ["bnt"], "bnt"),
+        node("Relu", ["bnt"], ["rt"]),
+        node("Conv", ["rt", "wt"], ["t"], "convt"),
+        node("AveragePool", ["t"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    graph = check_network(nodes, consts, {}, [1, c0, hw, hw])
+    assert set(graph.shapes[1:-1]) == {(c0, hw, hw), (growth, hw, hw)}  # no layer of a concatenation's width
+    assert graph.names[3:5] == ("bn1:x", "bn1:f0")  # x, bn0 (x alone: one layer already), f0, …
+    assert all(isinstance(graph.blocks[b], ChannelScale) for b in graph.incoming(graph.names.index("bn1:f0")))
+
+
 # ---------------------------------------------------------------------- pooling
 
 
