@@ -133,7 +133,7 @@ class GraphBuilder:
         if sources is None:
             layer = self._new_layer(x.name, x.base, x.terms).nodes
         else:  # one layer per source, arranged as their concatenation
-            name = lambda j: f"{x.name}:{self.layers[j].name}"  # noqa: E731
+            name = lambda j: f"{x.name}:{self.layers[j].name}"
             layer = np.concatenate([self._new_layer(name(j), b.in_shape, {j: b}).nodes for j, b in sources])
         return View(layer.ravel()[x.index])
 
