@@ -11,18 +11,27 @@
    `"layerwise"` estimate in float32: time and peak RSS; a 64-sample null-model batch of a
    1e7-edge MLP. Each scale part runs in a fresh process so its peak RSS is its own, and its
    time is a first call's wall-clock time, compilation included (what a user waits).
+3. Null batches over devices: 64 block shuffles of a ResNet-18-shaped graph at 112² (layerwise,
+   float32) on 1 and 2 CPU devices (`--xla_force_host_platform_device_count`): time, peak RSS and
+   samples/s; and the kill-and-resume overhead: a run into an output folder killed (SIGKILL) once
+   half its samples are saved, then rerun to the end, against the uninterrupted 1-device time.
 
     python benchmarks/frustration.py            # full run (coordinator)
     python benchmarks/frustration.py --quick    # a tiny check that the script works
+    python benchmarks/frustration.py --only nulls [--quick]    # part 3 alone
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -216,11 +225,89 @@ def part_mlp_null(widths: tuple[int, ...], samples: int, restarts: int) -> dict:
     }
 
 
-def _in_child(*argv: str) -> dict:
+def part_resnet18_null(side: int, samples: int, restarts: int, out: str) -> dict:
+    import jax
+
+    from jaxflow.signed.nullmodels import null_model_frustration
+
+    graph = resnet18_graph(side)
+    t = time.perf_counter()
+    nul = null_model_frustration(
+        graph, jax.random.key(0), samples=samples, restarts=restarts, tol=RESNET_TOL, out=out or None
+    )
+    jax.block_until_ready(nul.values)
+    seconds = time.perf_counter() - t
+    return {
+        "devices": jax.device_count(),
+        "seconds": seconds,
+        "samples_per_second": samples / seconds,
+        "peak_rss_gb": _peak_rss_gb(),
+        "null_mean_normalized": float(nul.values.mean() / nul.observed.total),
+    }
+
+
+def _child_cmd(*argv: str) -> list[str]:
+    return [sys.executable, __file__, *argv]
+
+
+def _devices_env(devices: int) -> dict:
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _in_child(*argv: str, devices: int | None = None) -> dict:
+    env = None if devices is None else _devices_env(devices)
     out = subprocess.run(
-        [sys.executable, __file__, *argv], check=True, capture_output=True, text=True
+        _child_cmd(*argv), check=True, capture_output=True, text=True, env=env
     ).stdout.strip()
     return json.loads(out.splitlines()[-1])
+
+
+def null_scaling(side: int, samples: int, restarts: int) -> dict:
+    """Part 3: the null batch on 1 and 2 CPU devices, and a killed-then-resumed run on 1 device."""
+    argv = ("--part", "resnet18_null", "--side", str(side), "--samples", str(samples),
+            "--null-restarts", str(restarts))  # fmt: skip
+    runs = {d: _in_child(*argv, devices=d) for d in (1, 2)}
+    for d, r in runs.items():
+        rate = r["samples_per_second"]
+        print(f"  {samples} nulls, {d} device(s): {r['seconds']:.1f} s, {rate:.3f} samples/s, "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB")  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="nulls-"))
+    try:
+        t = time.perf_counter()
+        proc = subprocess.Popen(_child_cmd(*argv, "--out", str(folder)), env=_devices_env(1),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        while len(list(folder.glob("chunks/*.npz"))) < max(1, samples // 2) and proc.poll() is None:
+            time.sleep(0.05)
+        killed = proc.poll() is None  # a quick run may end before half its samples are seen
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_after = time.perf_counter() - t
+        saved = len(list(folder.glob("chunks/*.npz")))
+        t = time.perf_counter()
+        _in_child(*argv, "--out", str(folder), devices=1)
+        resumed = time.perf_counter() - t
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    total = killed_after + resumed
+    ended = "" if killed else " (it ended before the kill)"
+    print(f"  killed after {killed_after:.1f} s ({saved} pieces saved), resumed in {resumed:.1f} s: "
+          f"{total:.1f} s against {runs[1]['seconds']:.1f} s uninterrupted{ended}")  # fmt: skip
+    return {
+        "null_graph": "resnet18",
+        "null_input": side,
+        "null_samples": samples,
+        "null_restarts": restarts,
+        "null_devices": {str(d): r for d, r in runs.items()},
+        "null_resume": {
+            "killed": killed,
+            "killed_after_seconds": killed_after,
+            "pieces_saved": saved,
+            "resume_seconds": resumed,
+            "total_seconds": total,
+            "uninterrupted_seconds": runs[1]["seconds"],
+            "overhead_seconds": total - runs[1]["seconds"],
+        },
+    }
 
 
 # ---------------------------------------------------------------------- main
@@ -243,8 +330,21 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     p.add_argument("--resnet-restarts", type=int, default=8)
     p.add_argument("--null-restarts", type=int, default=4)
-    p.add_argument("--part", choices=("resnet18", "mlp_null"), help=argparse.SUPPRESS)
+    p.add_argument("--only", choices=("nulls",), help="run only part 3 (null batches over devices)")
+    p.add_argument("--part", choices=("resnet18", "mlp_null", "resnet18_null"), help=argparse.SUPPRESS)
+    p.add_argument("--side", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--samples", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.part == "resnet18_null":
+        print(json.dumps(part_resnet18_null(args.side, args.samples, args.null_restarts, args.out)))
+        return
+    null_sizes = (16, 4, 2) if args.quick else (112, 64, args.null_restarts)
+    if args.only == "nulls":
+        print(f"null batches: ResNet-18-shaped graph at {null_sizes[0]}², {null_sizes[1]} samples")
+        record = {"quick": args.quick, **null_scaling(*null_sizes), "machine": machine_info()}
+        print(f"wrote {write_record('frustration-nulls', record, args.quick)}")
+        return
     if args.part == "resnet18":
         print(json.dumps(part_resnet18(16 if args.quick else 224, args.resnet_restarts)))
         return
@@ -274,6 +374,8 @@ def main() -> None:
         f"  {mlp['mlp_edges']:.3g} edges, {mlp['mlp_null_samples']} samples: "
         f"{mlp['mlp_null64_seconds']:.1f} s (goal <= 60 s for 64 samples of 1e7 edges)"
     )
+    print(f"null batches: ResNet-18-shaped graph at {null_sizes[0]}², {null_sizes[1]} samples")
+    nulls = null_scaling(*null_sizes)
     record = {
         "quick": args.quick,
         "quality": q,
@@ -283,6 +385,7 @@ def main() -> None:
         "beyond_proof_instances": beyond_instances,
         **resnet,
         **mlp,
+        **nulls,
         "reference": {"exact_ip_edges_per_minute": 1.5e4, "largest_published_heuristic_edges": 2e7},
         "machine": machine_info(),
     }

@@ -13,23 +13,21 @@ a solve of small matrices uses one core: expose the cores as devices
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
-from .._checks import InputError, output_folder
+from .._checks import InputError
 from .._progress import progress_bar
+from .._store import Store, lanes_mesh, put_lanes, to_host
 from .._types import Array, Float, Int, Key
 from ..config import SweepConfig
 from .flow import hold_after_stop, solve
@@ -188,22 +186,6 @@ def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, 
     return out
 
 
-def _sweep_hash(config: SweepConfig) -> str:
-    return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _to_host(tree):
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    return multihost_utils.process_allgather(tree, tiled=True)
-
-
-def _write_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a killed run leaves either no file or a whole one
-
-
 class _Architecture:
     """One architecture's runs: its static spec, arrays, critical levels and chunk order."""
 
@@ -245,16 +227,15 @@ class _Architecture:
 
     def run(self, indices: np.ndarray) -> dict:
         """Run the inits `indices`, reduced to the per-trajectory `FIELDS`."""
-        sharding = NamedSharding(self.mesh, P("lanes"))
         # Deal the (difficulty-sorted) lanes round-robin, so every device gets easy and hard ones.
         deal = np.arange(self.lanes).reshape(-1, self.mesh.size).T.ravel()
         padded = self._padded(indices)[deal]
-        lanes = jax.make_array_from_callback(padded.shape, sharding, lambda s: padded[s])
+        lanes = put_lanes(padded, self.mesh)
         with jax.default_matmul_precision("highest"):
             out = _run_chunk(lanes, jax.random.wrap_key_data(self.key), self.task, self.ts, self.tols,
                              spec=self.spec, mesh=self.mesh, batch=self.batch)  # fmt: skip
         undeal = np.argsort(deal)
-        out = {k: np.asarray(v)[undeal][: indices.size] for k, v in _to_host(out).items()}
+        out = {k: np.asarray(v)[undeal][: indices.size] for k, v in to_host(out).items()}
         strengths = out.pop("strengths").astype(float)
         final = strengths[:, -1, :]
         out["index"] = indices
@@ -277,8 +258,9 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
 
     Lanes run in chunks of `config.sweep.chunk` (padded to a multiple of the device count) over
     all of `jax.devices()`. With `out`, each chunk is saved to `out/chunks/` as it finishes, with
-    `out/manifest.json` naming the config's hash; rerunning the same config into the same `out`
-    skips the saved chunks and returns identical numbers. `progress` shows a bar over chunks.
+    `out/manifest.json` naming the config's hash (see `jaxflow._store.Store`: a lock refuses a
+    second live run into `out`); rerunning the same config into the same `out` skips the saved
+    chunks and returns identical numbers. `progress` shows a bar over chunks.
 
     Args:
         config: a `jaxflow.config.SweepConfig` (task, architectures, initialization, solver and
@@ -297,51 +279,31 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
     task = Task.from_spectrum(
         config.task.singular_values, archs[0][0], archs[0][-1], dtype=jnp.dtype(config.flow.dtype)
     )
-    mesh = Mesh(np.array(jax.devices()), ("lanes",))
-    folder = _prepare(Path(out), config) if out is not None else None
-    runs = [_Architecture(config, w, task, mesh) for w in archs]
-    todo = [(a, c, idx) for a, run in enumerate(runs) for c, idx in enumerate(run.chunks())]
-    paths = [None if folder is None else folder / f"a{a:02d}-c{c:05d}.npz" for a, c, _ in todo]
-    # Decided once, before any writing, so that all processes run the same chunks together.
-    done = [p is not None and p.exists() for p in paths]
-    writer = folder is not None and jax.process_index() == 0
-    rows = []
-    bar = progress_bar(
-        total=len(todo), initial=sum(done), desc="sweep chunks", unit="chunk", enabled=progress
-    )
-    with bar:
-        for (a, _, idx), path, saved in zip(todo, paths, done):
-            if saved:
-                with np.load(path) as f:
-                    rows.append((a, {k: f[k] for k in FIELDS}))
-                continue
-            chunk = runs[a].run(idx)
-            if writer:
-                _write_npz(path, {k: chunk[k] for k in FIELDS})
-            rows.append((a, chunk))
-            bar.update()
-    return _assemble(runs, archs, rows)
-
-
-def _prepare(out: Path, config: SweepConfig) -> Path:
-    """Create `out/` with its manifest, or check that an existing one is for the same config."""
-    manifest = out / "manifest.json"
-    digest = _sweep_hash(config)
-    if manifest.exists():
-        found = json.loads(manifest.read_text()).get("config_hash")
-        if found != digest:
-            raise InputError(
-                f"out folder {out} holds a different sweep (config hash {found}, this config {digest}); "
-                "choose another folder or delete it"
-            )
-    elif jax.process_index() == 0:
-        output_folder(out)
-        manifest.write_text(
-            json.dumps({"config_hash": digest, "config": dataclasses.asdict(config)}, indent=1)
+    mesh = lanes_mesh()
+    writer = jax.process_index() == 0
+    store = None if out is None else Store(out, dataclasses.asdict(config), kind="sweep", writer=writer)
+    with store or contextlib.nullcontext():
+        runs = [_Architecture(config, w, task, mesh) for w in archs]
+        todo = [
+            (f"a{a:02d}-c{c:05d}", a, idx) for a, r in enumerate(runs) for c, idx in enumerate(r.chunks())
+        ]
+        # Decided once, before any writing, so that all processes run the same chunks together.
+        done = set() if store is None else set(store.pieces())
+        rows = []
+        bar = progress_bar(
+            total=len(todo), initial=len(done), desc="sweep chunks", unit="chunk", enabled=progress
         )
-    if jax.process_index() == 0:
-        output_folder(out / "chunks")
-    return out / "chunks"
+        with bar:
+            for name, a, idx in todo:
+                if name in done:
+                    rows.append((a, store.read(name)))
+                    continue
+                chunk = runs[a].run(idx)
+                if store is not None:
+                    store.write(name, {k: chunk[k] for k in FIELDS})
+                rows.append((a, chunk))
+                bar.update()
+    return _assemble(runs, archs, rows)
 
 
 def _assemble(runs, archs, rows) -> SweepResult:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_key
+from .._store import Store, lanes_mesh, put_lanes, to_host, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
@@ -187,35 +192,66 @@ def _null_sample(graph: SignedGraph, key: Key, model: str, weighted: bool, setti
 
 
 @eqx.filter_jit
-def _null_program(graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, chunk_size: int):
-    one = lambda key: _null_sample(graph, key, model, weighted, settings, engine.PROGRAM)  # noqa: E731
-    return lax.map(one, keys, batch_size=chunk_size)
+def _null_program(graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, mesh: Mesh):
+    """One program: each device vmaps its share of `keys` (no collectives: the lanes are independent)."""
+
+    def local(graph, keys):
+        one = lambda key: _null_sample(graph, key, model, weighted, settings, engine.PROGRAM)  # noqa: E731
+        return jax.vmap(one)(keys)
+
+    run = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("lanes")), out_specs=P("lanes"), check_vma=False)
+    return run(graph, keys)
+
+
+def _null_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, chunk_size: int,
+                 driver=None):  # fmt: skip
+    """`(start, δ_b)` for each piece of `keys` in turn: `δ_b` of `chunk_size` samples per device, the
+    piece split over all devices (the last padded with repeats of its last key), in one program
+    (`PROGRAM`) or through the per-signature functions with a lane axis sharded over the devices
+    (`engine.choose_driver`)."""
+    mesh = lanes_mesh()
+    lanes = chunk_size * mesh.size
+    drv = engine.driver(driver, graph, lanes=lanes > 1)
+    if drv is not engine.PROGRAM and not drv.lanes:  # one sample at a time: the graph's own functions
+        for start, k in enumerate(keys):
+            yield start, np.asarray(_null_sample(graph, k, model, weighted, settings, drv))[None]
+        return
+    samples, impl = keys.shape[0], jax.random.key_impl(keys)
+    data = np.asarray(jax.random.key_data(keys))
+    width = min(lanes, -(-samples // mesh.size) * mesh.size)  # a multiple of the device count
+    for start in range(0, samples, width):
+        chunk = data[start : start + width]
+        padded = np.concatenate(
+            [chunk, np.broadcast_to(chunk[-1:], (width - chunk.shape[0], *chunk.shape[1:]))]
+        )
+        sharded = jax.random.wrap_key_data(put_lanes(padded, mesh), impl=impl)
+        if drv is engine.PROGRAM:
+            out = _null_program(graph, sharded, model, weighted, settings, mesh)
+        else:  # each piece function runs partitioned along the sharded lanes, on all devices at once
+            out = _null_sample(graph, sharded, model, weighted, settings, drv)
+        yield start, np.asarray(to_host(out))[: chunk.shape[0]]
 
 
 def _null_blocks(
     graph: SignedGraph, keys: Keys, model: str, weighted: bool, settings, chunk_size: int, driver=None
-) -> Float[Array, "samples blocks"]:
-    """`(samples, blocks)`: `δ_b` of each null sample, `chunk_size` samples vmapped at a time, in one
-    program (`lax.map`) or through the per-signature functions (`engine.choose_driver`): each chunk of
-    samples is a lane axis of the search (the last chunk padded with repeats of its last key)."""
-    drv = engine.driver(driver, graph, lanes=chunk_size > 1)
-    if drv is engine.PROGRAM:
-        return _null_program(graph, keys, model, weighted, settings, chunk_size)
-    if not drv.lanes:  # one sample at a time: the functions compiled for the graph's own search serve
-        return jnp.stack([_null_sample(graph, k, model, weighted, settings, drv) for k in keys])
-    samples, rows = keys.shape[0], []
-    for start in range(0, samples, chunk_size):
-        chunk = keys[start : start + chunk_size]
-        pad = chunk_size - chunk.shape[0]
-        if pad and samples > chunk_size:  # keep the chunk's shape: no new compilation
-            chunk = jnp.concatenate([chunk, jnp.broadcast_to(chunk[-1:], (pad, *chunk.shape[1:]))])
-        rows.append(_null_sample(graph, chunk, model, weighted, settings, drv)[: chunk_size - pad])
-    return jnp.concatenate(rows)
+) -> Float[np.ndarray, "samples blocks"]:
+    """`(samples, blocks)`: `δ_b` of each null sample (`_null_pieces`, kept in memory)."""
+    pieces = _null_pieces(graph, keys, model, weighted, settings, chunk_size, driver)
+    return np.concatenate([values for _, values in pieces])
+
+
+def _exact_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, options: dict):
+    """`(start, δ_b)` of each sample in turn, each solved by `frustration(..., method="exact")`."""
+    for start, k in enumerate(keys):
+        null = shuffle_signs(graph, jax.random.split(k)[0], model)
+        gauge = frustration(null, **options).gauge
+        yield start, np.asarray(jnp.stack(block_frustration(null, gauge, weighted=weighted)))[None]
 
 
 def default_chunk_size(graph: SignedGraph, samples: int) -> int:
-    """Null samples searched together by default: as many as hold `CHUNK_WEIGHTS` (2^20) shuffled
-    weights, at least one (vectorise small graphs; one at a time once samples are big)."""
+    """Null samples searched together on each device by default: as many as hold `CHUNK_WEIGHTS`
+    (2^20) shuffled weights, at least one (vectorise small graphs; one at a time once samples are
+    big)."""
     weights = sum(learned_weight(graph.blocks[b]).size for b in _learned(graph))
     return max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
 
@@ -227,42 +263,83 @@ def null_model_frustration(
     samples: int = 256,
     model: str = "block",
     chunk_size: int | None = None,
+    out: str | Path | None = None,
     **options,
 ) -> NullModelResult:
     """Frustration of `samples` sign-shuffled copies of `graph` (see `shuffle_signs`) and of `graph`.
 
-    Every sample is searched with exactly the graph's own settings and effort. Samples are vmapped
-    in chunks to bound memory; `method="exact"` solves them in turn.
+    Every sample is searched with exactly the graph's own settings and effort, with its own key
+    (`jax.random.split` of the null key), so a sample's value depends neither on the chunk it is
+    searched in nor on the number of devices. Samples run in pieces of `chunk_size` per device,
+    vmapped, spread over all of `jax.devices()` (after `jax.distributed.initialize()`: of every
+    process; each computes its share, process 0 writes); `method="exact"` solves them in turn.
+
+    Memory is bounded by the piece in flight, not by `samples`: about `(W + c·(W_l + n·r))·b`
+    bytes per device, for `W` the graph's weights, `W_l` its learned weights (each sample holds its
+    own shuffled copy), `c = chunk_size`, `n` nodes, `r` restarts (the `batch_size` in flight) and
+    `b` bytes per number; only the block values of finished samples are kept.
+
+    With `out`, each finished piece is written at once to `out/chunks/` (atomically; see
+    `jaxflow._store.Store`), with `out/manifest.json` holding the hashes of the graph (weights and
+    structure) and the settings (model, samples, search settings, key). Rerunning the same call into
+    the same `out` skips the finished samples and returns bitwise the same values; a different graph
+    or setting there is an `InputError`, and so is a second run writing into it at the same time.
 
     Args:
         graph: the `SignedGraph`.
         key: PRNG key, split between the graph's own search and the null samples.
         samples: number of null graphs.
         model: how signs are shuffled: `"block"`, `"kernel"`, `"global"` or `"flip"` (`MODELS`).
-        chunk_size: null samples searched together; default `default_chunk_size(graph, samples)`
-            (as many as hold `CHUNK_WEIGHTS` shuffled weights, at least one).
+        chunk_size: null samples searched together on each device; default
+            `default_chunk_size(graph, samples)` (as many as hold `CHUNK_WEIGHTS` shuffled weights).
+        out: a folder for the finished samples and the manifest (resumable); None keeps them in memory.
         **options: passed to `frustration` (`method`, `restarts`, `weighted`, `dtype`, …).
     """
     if not isinstance(graph, SignedGraph):
         raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     if model not in MODELS:
         raise InputError(f"model must be one of {MODELS}, got {model!r}")
-    check_key(key)
+    key = check_key(key)
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a legacy key: the same bits, typed
+        key = jax.random.wrap_key_data(key)
     samples = check_count(samples, "samples")
     chunk_size = (
         default_chunk_size(graph, samples) if chunk_size is None else check_count(chunk_size, "chunk_size")
     )
     k_obs, k_null = jax.random.split(key)
     observed = frustration(graph, key=k_obs, **options)
+    inputs = {
+        "graph": tree_digest(graph),
+        "model": model,
+        "samples": samples,
+        "method": observed.method,
+        "weighted": observed.weighted,
+        "dtype": str(observed.value.dtype),
+        "settings": {k: repr(v) for k, v in observed.settings._asdict().items()},
+        "options": {k: repr(v) for k, v in sorted(options.items())},
+        "key": f"{jax.random.key_impl(key)}:{np.asarray(jax.random.key_data(key)).tobytes().hex()}",
+    }
     graph = graph.astype(observed.value.dtype)
     keys = jax.random.split(k_null, samples)
-    if observed.method == "exact":
-        rows = []
-        for k in keys:
-            null = shuffle_signs(graph, jax.random.split(k)[0], model)
-            gauge = frustration(null, **options).gauge
-            rows.append(jnp.stack(block_frustration(null, gauge, weighted=observed.weighted)))
-        block_values = jnp.stack(rows)
-    else:
-        block_values = _null_blocks(graph, keys, model, observed.weighted, observed.settings, chunk_size)
+    store = None if out is None else Store(out, inputs, kind="null batch", writer=jax.process_index() == 0)
+    block_values = np.full((samples, len(graph.blocks)), np.nan, np.dtype(observed.value.dtype))
+    with store or contextlib.nullcontext():
+        done = np.zeros(samples, bool)
+        for piece in [] if store is None else store.pieces():
+            saved = store.read(piece)
+            block_values[saved["index"]], done[saved["index"]] = saved["block_values"], True
+        todo = np.flatnonzero(~done)  # decided once, before any writing: every process runs the same
+        if todo.size:
+            if observed.method == "exact":
+                pieces = _exact_pieces(graph, keys[todo], model, observed.weighted, options)
+            else:
+                pieces = _null_pieces(
+                    graph, keys[todo], model, observed.weighted, observed.settings, chunk_size
+                )
+            for start, values in pieces:
+                index = todo[start : start + values.shape[0]]
+                block_values[index] = values
+                if store is not None:
+                    store.write(f"s{index[0]:07d}-{index[-1]:07d}", {"index": index, "block_values": values})
+    block_values = jnp.asarray(block_values)
     return NullModelResult(jnp.sum(block_values, axis=1), block_values, observed, model)
