@@ -1,5 +1,7 @@
 """Progress bars that suit where they go: redrawn in place on a terminal, one plain line every
-`LOG_INTERVAL` seconds when stderr is a file or a pipe (a log, CI, a batch job), nothing when off."""
+`LOG_INTERVAL` seconds when stderr is a file or a pipe (a log, CI, a batch job; the first after
+`LOG_INTERVAL`, the last when the bar closes), nothing when off. A bar closed by an error leaves
+nothing, and `clear` takes every open bar off the screen: nothing of a bar precedes an error line."""
 
 from __future__ import annotations
 
@@ -26,12 +28,35 @@ class _Lines:
         self.stream.flush()
 
 
+class _Bar(tqdm):
+    """A bar that leaves nothing behind when an error (or an abandoned loop) closes it, so that the
+    error line is alone; in a log, silent for its first `delay` seconds but closed by its last line."""
+
+    def close(self) -> None:
+        if sys.exc_info()[0] is not None:
+            self.leave = False
+        elif self.leave:
+            self.delay = 0.0
+        super().close()
+
+    def refresh(self, nolock=False, lock_args=None) -> None:
+        if not self.delay or self._time() >= self.start_t + self.delay:  # a log waits for `delay`
+            super().refresh(nolock, lock_args)
+
+
 def progress_bar(iterable=None, *, enabled: bool = True, **kwargs) -> tqdm:
     """`tqdm(iterable, **kwargs)` on stderr, or silent unless `enabled`."""
     if not enabled:
         return tqdm(iterable, disable=True, **kwargs)
     stream = kwargs.pop("file", sys.stderr)
     if stream.isatty():
-        return tqdm(iterable, file=stream, **kwargs)
-    lines = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "ascii": True, "ncols": 100}
-    return tqdm(iterable, file=_Lines(stream), **lines, **kwargs)
+        return _Bar(iterable, file=stream, **kwargs)
+    lines = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL, "ascii": True}
+    return _Bar(iterable, file=_Lines(stream), ncols=100, **lines, **kwargs)
+
+
+def clear() -> None:
+    """Close every open bar, leaving nothing of it on the screen or in the log (before an error line)."""
+    for bar in list(tqdm._instances):
+        bar.leave = False
+        bar.close()

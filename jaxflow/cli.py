@@ -4,7 +4,9 @@ Each subcommand is a module of `jaxflow.experiments` (`COMMANDS`): it loads its 
 writes JSON, CSV and plots to `--out`. This module alone sets JAX up (float64; for `sweep`, one CPU
 device per core). Errors in the input (`InputError`) are printed as one line, without a traceback
 (`--debug` shows it), and exit with status 2 (as does a study across models in which some model
-failed); any other exception is a bug: one line saying so, then its traceback.
+failed); any other exception is a bug: one line saying so, then its traceback. Open progress bars
+are cleared before any such line. `--max-memory` (or `JAXFLOW_MAX_MEMORY`) is the budget the
+memory guard (`_memory`) holds a run to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 
 import jax
 
+from . import _memory, _progress
 from ._checks import InputError
 from .experiments import frustration, landscape, study, sweep
 
@@ -29,6 +32,10 @@ INTERRUPTED = 130
 DEBUG_ENV = "JAXFLOW_DEBUG"
 BUG_REPORT = "this is a bug in jaxflow; please report it with the command and the traceback below"
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
+MEMORY_HELP = (
+    f"memory budget, e.g. 8G or 512M: a run estimated to need more is refused before it starts "
+    f"(default: ${_memory.ENV} if set, else the memory available)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="gradient flow of a deep linear network over many inits")
     s.add_argument("config", help="TOML config (see configs/quickstart.toml)")
     s.add_argument("--out", default=None, help="results folder (default results/<config name>)")
+    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
 
     s = sub.add_parser("landscape", help="critical values, Hessians and saddles of a DLN task")
     s.add_argument("config", help="TOML config")
@@ -59,11 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=None, help="TOML config (method, samples, models, ...)")
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (every model)")
+    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
 
     s = sub.add_parser("study", help="frustration and near-monotonicity study of a network")
     s.add_argument("config", help="TOML config")
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (the model_file)")
+    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
     return p
 
 
@@ -80,6 +90,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _report(line: str) -> None:
+    """`line` on stderr, with nothing of a progress bar left before it."""
+    _progress.clear()
+    print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `jaxflow ARGV…`; the exit status (0; 2 for an input error; 130 when interrupted)."""
     args = _parser().parse_args(argv)
@@ -90,21 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.command]
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as Ctrl-C does
     try:
+        _memory.set_budget(getattr(args, "max_memory", None))
         status = command.main(args)
     except KeyboardInterrupt:
         saved = command.saved(args) if hasattr(command, "saved") else "nothing is kept"
-        print(f"jaxflow {args.command}: interrupted; {saved}", file=sys.stderr)
+        _report(f"jaxflow {args.command}: interrupted; {saved}")
         return INTERRUPTED
     except (InputError, FileNotFoundError) as e:  # the input is wrong; anything else is a bug
         if debug:
             raise
-        print(f"jaxflow {args.command}: error: {e}", file=sys.stderr)
+        _report(f"jaxflow {args.command}: error: {e}")
         return 2
     except Exception as e:
-        print(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}", file=sys.stderr)
+        _report(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _memory.set_budget(None)
     return status or 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import plots
 from .._checks import output_folder
+from .._memory import check_fits, sweep_bytes
 from ..config import SweepConfig, load_config
 from ..linear.sweep import STATUS, SweepResult, sweep
 
@@ -29,7 +30,13 @@ class SweepRun:
 
 
 def run(config: SweepConfig, *, out=None, progress: bool = False) -> SweepRun:
-    """`sweep(config, out=out)`, timed (`out/chunks/` makes it resumable)."""
+    """`sweep(config, out=out)`, timed (`out/chunks/` makes it resumable), refused before compiling
+    when its memory estimate (`_memory.sweep_bytes`) exceeds the budget."""
+    check_fits(
+        sweep_bytes(config, jax.device_count()),
+        "this sweep",
+        "sweep.batch (lanes in flight per device), sweep.chunk, flow.saves or network.widths",
+    )
     start = time.perf_counter()
     result = sweep(config, out=out, progress=progress)
     return SweepRun(config, result, time.perf_counter() - start, tuple(str(d) for d in jax.devices()))

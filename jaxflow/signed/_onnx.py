@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import InputError
+from .._memory import check_fits, import_bytes
 from ._builder import GraphBuilder, Pending, Tensor, View
 from .activations import NAMED, ONNX_ACTIVATIONS, Activation
 from .graph import SignedGraph
@@ -189,8 +190,8 @@ def _pull(e: Expr) -> tuple[Expr, Expr | None]:
 class _Reader:
     """The state of one import: values by ONNX name, their remaining reads, the builder."""
 
-    def __init__(self, onnx, proto, builder: GraphBuilder, folder: Path | None):
-        self.onnx, self.b, self.folder = onnx, builder, folder
+    def __init__(self, onnx, proto, builder: GraphBuilder, folder: Path | None, name: str):
+        self.onnx, self.b, self.folder, self.name = onnx, builder, folder, name
         self.graph = proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.stored = {t.name: t for t in self.graph.initializer}
@@ -334,6 +335,12 @@ class _Reader:
                 f"an ONNX model must have exactly one data input, got {[i.name for i in inputs]}"
             )
         shape = _input_shape(inputs[0], input_shape)
+        values = _computed_values(self.onnx, self.graph, self.opset, inputs[0], shape)
+        check_fits(  # the memory guard, before the builder allocates
+            import_bytes(values, _weight_bytes(self.onnx, self.graph)),
+            f"importing {self.name} with input shape {list(shape)}",
+            "the input shape (input_shape; --input-shape on the command line) or use a smaller model",
+        )
         self.values[inputs[0].name] = self.batched(self.b.input(inputs[0].name, shape[1:]))
         for k, node in enumerate(self.graph.node):
             if node.output[0] in self.alias:
@@ -415,11 +422,12 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     dynamic batch axis is taken as 1. Ops are read by the handlers in `HANDLERS`; any other op, and
     ops whose signed graph is undefined (a product of two computed tensors), fail with an error
     naming the op and the node. Weights are read per tensor as nodes need them (external data
-    too); see `_builder` for the dtype rule.
+    too); see `_builder` for the dtype rule. First, the import's peak memory is estimated from the
+    declared shapes (`_memory.import_bytes`): a model that cannot fit the budget is refused.
     """
     onnx = _import_onnx()
-    proto, folder = _load(onnx, model)
-    graph = _Reader(onnx, proto, GraphBuilder(dtype), folder).run(input_shape)
+    proto, folder, name = _load(onnx, model)
+    graph = _Reader(onnx, proto, GraphBuilder(dtype), folder, name).run(input_shape)
     del proto
     gc.collect()  # the reader's reference cycles hold the parsed model (VGG-16: 0.5 GB) until then
     return graph
@@ -434,9 +442,10 @@ def _import_onnx():
 
 
 def _load(onnx, model):
-    """The model proto (external data not loaded) and the folder its external data lives in."""
+    """The model proto (external data not loaded), the folder its external data lives in and its
+    name in messages."""
     if isinstance(model, onnx.ModelProto):
-        proto, folder, check = model, None, model
+        proto, folder, check, name = model, None, model, "the ONNX model"
     else:
         path = Path(model)
         if not path.exists():
@@ -445,16 +454,20 @@ def _load(onnx, model):
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - protobuf raises various errors on bad bytes
             raise InputError(f"{path} is not a readable ONNX model: {type(e).__name__}: {e}") from None
-        folder, check = path.resolve().parent, str(path)
+        folder, check, name = path.resolve().parent, str(path), str(path)
     try:
         onnx.checker.check_model(check)
     except onnx.checker.ValidationError as e:
-        raise InputError(f"malformed ONNX model: {str(e).splitlines()[0]}") from None
-    return proto, folder
+        raise InputError(f"{name}: malformed ONNX model: {str(e).splitlines()[0]}") from None
+    return proto, folder, name
 
 
 def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
     """An initializer as an array, external data read from its file (checked) without the rest."""
+    if tensor.data_type not in onnx.helper.get_all_tensor_dtypes():
+        raise InputError(
+            f"initializer {tensor.name!r} has data type {tensor.data_type}, not an ONNX tensor type"
+        )
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         return onnx.numpy_helper.to_array(tensor)
     info = {e.key: e.value for e in tensor.external_data}
@@ -474,6 +487,53 @@ def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
             f"{path.stat().st_size} bytes) does not hold a {dtype} tensor of shape {tuple(tensor.dims)}"
         )
     return np.fromfile(path, dtype, count, offset=offset).reshape(tuple(tensor.dims))
+
+
+def _computed_values(onnx, graph, opset: int, value_info, shape) -> int:
+    """Values in the input and the computed tensors, by ONNX shape inference on a copy of the
+    graph that declares its large weights instead of holding them (when inference fails: the
+    input's size once per node)."""
+    h, input_size = onnx.helper, math.prod(shape)
+    try:
+        small = [
+            t
+            for t in graph.initializer
+            if t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() <= 4096
+        ]
+        kept = {t.name for t in small}
+        declared = [h.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer
+                    if t.name not in kept]  # fmt: skip
+        elem = value_info.type.tensor_type.elem_type
+        inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
+        model = h.make_model(h.make_graph(graph.node, "estimate", inputs, graph.output, small),
+                             opset_imports=[h.make_opsetid("", opset)])  # fmt: skip
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except Exception:  # noqa: BLE001 - inference raises many kinds of errors on a malformed graph
+        return input_size * (1 + len(graph.node))
+    sizes = [_declared_size(onnx, v) for v in [*inferred.value_info, *inferred.output]]
+    return input_size + sum(s for s in sizes if s is not None)
+
+
+def _declared_size(onnx, value_info) -> int | None:
+    """The number of values of a floating tensor (computed from the input) of known shape, else None."""
+    t, T = value_info.type.tensor_type, onnx.TensorProto
+    dims = t.shape.dim
+    if t.elem_type not in (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16) or not all(
+        d.HasField("dim_value") and d.dim_value >= 0 for d in dims
+    ):
+        return None
+    return math.prod(d.dim_value for d in dims)
+
+
+def _weight_bytes(onnx, graph) -> int:
+    """Bytes of the stored weights: as stored, or 8 per declared value for external data."""
+    total = 0
+    for t in graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            total += math.prod(max(int(d), 0) for d in t.dims) * 8
+        else:
+            total += t.ByteSize()
+    return total
 
 
 def _input_shape(value_info, input_shape) -> tuple[int, ...]:

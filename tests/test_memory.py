@@ -1,0 +1,184 @@
+"""The memory guard: sizes and budgets, refusals before allocating, and estimates within 2x of the
+peak RSS that runs really reach (measured in fresh processes)."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from jaxflow import _memory
+from jaxflow._checks import InputError
+from jaxflow.config import SweepConfig, parse
+from jaxflow.experiments import sweep as sweep_experiment
+from jaxflow.signed import SignedGraph
+
+
+@pytest.fixture(autouse=True)
+def _no_budget(monkeypatch):
+    monkeypatch.delenv(_memory.ENV, raising=False)
+    yield
+    _memory.set_budget(None)
+
+
+@pytest.mark.parametrize(
+    "text, nbytes", [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("1.5GB", 3 * 2**29), ("64GiB", 64 * 2**30),
+                     ("1000000", 10**6), (" 2 T ", 2 * 2**40)],
+)  # fmt: skip
+def test_sizes(text, nbytes):
+    assert _memory.parse_size(text) == nbytes
+
+
+@pytest.mark.parametrize("text", ["lots", "", "-1G", "0", "8X", "1e9"])
+def test_bad_sizes_name_the_option(text):
+    with pytest.raises(InputError, match="--max-memory must be a memory size such as 8G"):
+        _memory.parse_size(text)
+
+
+def test_budget_comes_from_the_option_then_the_environment_then_what_is_available(monkeypatch):
+    available = _memory.available_bytes()
+    assert 2**20 < available < 2**50
+    assert _memory.budget() == (pytest.approx(available, rel=0.2), None, "available")
+    monkeypatch.setenv(_memory.ENV, "3G")
+    assert _memory.budget() == (3 * 2**30, "JAXFLOW_MAX_MEMORY", "JAXFLOW_MAX_MEMORY=3G")
+    _memory.set_budget("1K")
+    assert _memory.budget() == (1024, "--max-memory", "--max-memory 1K")
+    with pytest.raises(InputError) as e:
+        _memory.check_fits(2048, "this run", "run.size")
+    assert str(e.value) == (
+        "this run needs about 2.05 kB of memory (estimate), 1.02 kB allowed by --max-memory 1K; "
+        "lower run.size, or raise --max-memory"
+    )
+    _memory.check_fits(1024, "this run", "run.size")  # fits: no error
+
+
+def test_a_sweep_too_large_is_refused_before_compiling():
+    config = parse(SweepConfig, {"network": {"widths": [3, 200000, 200000, 3]}})
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"this sweep needs about \d+ TB .* available; lower sweep.batch"):
+        sweep_experiment.run(config)
+    assert time.perf_counter() - start < 1  # no compilation
+
+
+def test_a_huge_declared_input_is_refused_before_the_builder_allocates():
+    k = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "k")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10**7, 10**7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 10**7 - 2, 10**7 - 2])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "k"], ["y"])], "huge", [x], [y], [k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    shape = r"input shape \[1, 3, 10000000, 10000000\]"
+    with pytest.raises(
+        InputError, match=rf"importing the ONNX model with {shape} needs about 4 PB of memory"
+    ):
+        SignedGraph.from_onnx(model)
+
+
+def test_frustration_estimate_follows_its_formula():
+    from jaxflow.signed.graph import SignedGraph as G
+
+    graph = G.from_weights([np.ones((4, 3)), -np.ones((2, 4))])
+    b = graph.dtype.itemsize
+    assert _memory.frustration_bytes(graph, restarts=8, samples_in_flight=5) == (
+        (2 + 2 * 5) * 20 * b + 4 * 5 * 8 * 9 * b
+    )
+
+
+# --------------------------------------------------------------- estimate vs. peak RSS
+
+MEASURE = """
+import os, resource, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+{setup}
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+base = rss()
+{run}
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, estimate)
+"""
+SWEEP = (
+    """
+from jaxflow import _memory
+from jaxflow.config import SweepConfig, parse
+from jaxflow.experiments.sweep import run
+table = {"flow": {"t1": 5.0, "max_steps": 8, "saves": 11}, "sweep": {"inits": 8, "chunk": 8, "sort": False}}
+config = parse(SweepConfig, {"network": {"widths": [3, 1000, 1000, 3]}, **table})
+""",
+    """
+run(config)
+estimate = _memory.sweep_bytes(config, jax.device_count())
+""",
+)
+IMPORT = (
+    """
+import jaxflow.signed._onnx, onnx.reference
+from jaxflow.signed import SignedGraph
+messages = []
+jaxflow.signed._onnx.check_fits = lambda estimate, what, lower: messages.append(estimate)
+""",
+    """
+SignedGraph.from_onnx(sys.argv[1])
+estimate, = messages
+""",
+)
+
+
+def _peak_and_estimate(case: tuple[str, str], *args) -> tuple[int, int]:
+    """The peak RSS a run adds to its process's (after `case`'s setup), and its estimate."""
+    setup, run = case
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(setup=setup, run=run), *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tuple(map(int, out.stdout.split()))
+
+
+def _cnn(size: int, channels: int = 16) -> onnx.ModelProto:
+    """Conv-ReLU-Conv-ReLU-MaxPool-Flatten-Gemm on a `size`×`size` RGB image."""
+    rng = np.random.default_rng(0)
+    dims = {
+        "k1": (channels, 3, 3, 3),
+        "k2": (channels, channels, 3, 3),
+        "w": (10, channels * (size // 2) ** 2),
+    }
+    inits = [numpy_helper.from_array(rng.standard_normal(d).astype(np.float32), n) for n, d in dims.items()]
+    same = {"pads": [1, 1, 1, 1]}
+    nodes = [
+        helper.make_node("Conv", ["x", "k1"], ["h1"], **same), helper.make_node("Relu", ["h1"], ["a1"]),
+        helper.make_node("Conv", ["a1", "k2"], ["h2"], **same), helper.make_node("Relu", ["h2"], ["a2"]),
+        helper.make_node("MaxPool", ["a2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1),
+    ]  # fmt: skip
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    graph = helper.make_graph(nodes, "cnn", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _dense(width: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (width, width)), ("w2", (10, width)))]  # fmt: skip
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["a"]),
+             helper.make_node("Gemm", ["a", "w2"], ["y"], transB=1)]  # fmt: skip
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    return helper.make_model(
+        helper.make_graph(nodes, "mlp", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+
+
+def test_sweep_estimate_is_within_2x_of_the_peak_rss():
+    measured, estimate = _peak_and_estimate(SWEEP)
+    assert 0.5 < estimate / measured < 2, (measured, estimate)
+
+
+@pytest.mark.parametrize("name", ["cnn512", "dense4096"])
+def test_import_estimate_is_within_2x_of_the_peak_rss(tmp_path, name):
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(_cnn(512) if name == "cnn512" else _dense(4096), path)
+    measured, estimate = _peak_and_estimate(IMPORT, path)
+    assert 0.5 < estimate / measured < 2, (measured, estimate)
