@@ -18,6 +18,7 @@ from .blocks import (
     Skip as Skip,
     Sparse as Sparse,
 )
+from .bounds import BoundResult as BoundResult, lower_bound as lower_bound
 from .energy import block_frustration as block_frustration, gauge_frustration as gauge_frustration
 from .frustration import (
     FrustrationResult as FrustrationResult,

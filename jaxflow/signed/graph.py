@@ -21,17 +21,7 @@ import numpy as np
 from .._checks import InputError, check_array
 from .._types import Array, ArrayLike, Float, Scalar
 from .activations import IDENTITY, Activation
-
-# `Conv2d` and `_inside` are re-exported for compatibility: `bounds.py` still reads them from here.
-from .blocks import (
-    Block,
-    Conv2d as Conv2d,
-    Dense,
-    Shape,
-    _inside as _inside,
-    as_shape,
-    weights_dtype,
-)
+from .blocks import Block, Dense, Shape, as_shape, weights_dtype
 
 
 class Layer(NamedTuple):

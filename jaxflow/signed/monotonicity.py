@@ -421,7 +421,7 @@ def active_subnetworks(
     accumulated over chunks of nodes."""
     check_array(inputs, "inputs")
     if full_gauge is None:
-        full_gauge = frustration(graph, key=key, **search).gauge
+        full_gauge = frustration(graph, key=key, bound=False, **search).gauge
     full = np.asarray(graph.flatten(full_gauge)).astype(np.int8)
     relu = np.concatenate(
         [np.full(math.prod(s), is_relu(a)) for s, a in zip(graph.shapes, graph.activations)]
@@ -432,7 +432,7 @@ def active_subnetworks(
     normalized = []
     for i, (x, k) in enumerate(zip(inputs, jax.random.split(key, n_inputs))):
         m = relu_masks(model, graph, x)
-        res = frustration(restrict(graph, m), key=k, **search)
+        res = frustration(restrict(graph, m), key=k, bound=False, **search)
         masks[i] = np.concatenate([np.asarray(v).ravel() for v in m])
         gauges[i] = np.concatenate([np.asarray(g).ravel() for g in res.gauge]).astype(np.int8)
         normalized.append(res.normalized)
@@ -504,7 +504,7 @@ def null_model_monotonicity(
     for k in jax.random.split(key, samples):
         k_null, k_gauge, k_in, k_out, k_pert = jax.random.split(k, 5)
         null_graph = shuffle_signs(graph, k_null, null_model)
-        gauge = frustration(null_graph, key=k_gauge, **search).gauge
+        gauge = frustration(null_graph, key=k_gauge, bound=False, **search).gauge
         null = with_graph_weights(model, null_graph)
         budget = {"memory_budget": memory_budget}
         scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs, **budget).mean)

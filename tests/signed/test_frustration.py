@@ -17,7 +17,7 @@ from jaxflow.signed import (
     block_frustration,
     gauge_frustration,
 )
-from jaxflow.signed.frustration import frustration
+from jaxflow.signed.frustration import SPARSE_ANNEAL_STEPS, default_method, frustration, is_sparse
 
 WIDTHS = (3, 4, 4, 3)  # 14 nodes, 40 edges: brute force over 2^13 gauges
 INSTANCES = 100
@@ -61,15 +61,17 @@ def test_exact_equals_brute_force(instances):
 @pytest.mark.parametrize("method", HEURISTICS)
 def test_heuristics_are_upper_bounds_and_usually_optimal(instances, method):
     graphs, optima = instances
-    values = []
+    values, bounds = [], []
     for seed, g in enumerate(graphs):
         res = frustration(g, method=method, key=jax.random.key(seed))
         # the returned value is the energy of the returned gauge, recomputed from scratch
         assert res.value == gauge_frustration(g, res.gauge) == gauge_frustration(g, res.flat_gauge)
-        assert res.is_upper_bound and res.converged and res.lower_bound == 0
+        assert res.is_upper_bound and res.converged
+        bounds.append(float(res.lower_bound))
         values.append(float(res.value))
-    values = np.array(values)
+    values, bounds = np.array(values), np.array(bounds)
     assert np.all(values >= optima - 1e-12)
+    assert np.all(bounds <= optima) and np.all(bounds > 0)  # proven: never above the optimum
     hits = np.isclose(values, optima, rtol=1e-12, atol=0)
     print(f"\n{method}: optimum on {hits.sum()}/{INSTANCES} instances")
     if method == "layerwise":
@@ -207,3 +209,42 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="up to 8192"):
         frustration(SignedGraph.from_weights([np.ones((4100, 4100))]), method="greedy")
     assert Dense(np.ones((2, 2))).num_edges() == 4
+
+
+def _in_degree(rng, widths, degree):
+    """A layered graph whose nodes past the input each have `degree` in-edges from random nodes of
+    the layer below (Gaussian weights)."""
+    ws = []
+    for a, b in zip(widths, widths[1:]):
+        W = np.zeros((b, a))
+        for r in range(b):
+            W[r, rng.choice(a, size=degree, replace=False)] = rng.normal(size=degree)
+        ws.append(W)
+    return SignedGraph.from_weights(ws)
+
+
+def test_sparse_is_decided_from_degree_and_density():
+    rng = np.random.default_rng(0)
+    assert is_sparse(_in_degree(rng, (40, 40, 40), 3))
+    assert default_method(_in_degree(rng, (40, 40), 6)) == "anneal"
+    assert not is_sparse(SignedGraph.from_weights(random_weights(0)))  # dense, however small
+    assert not is_sparse(_in_degree(rng, (40, 40, 40), 12))  # in-degree above SPARSE_MAX_IN_DEGREE
+    assert default_method(SignedGraph.from_weights(random_weights(0))) == "layerwise"
+
+
+def test_sparse_graphs_anneal_by_default_within_one_percent_of_the_optimum():
+    """In-degree 3, 120–180 nodes: `"auto"` anneals (`SPARSE_ANNEAL_STEPS` sweeps) and ends within
+    1% of the proven optimum on every instance, where block-coordinate descent stalls far above it
+    (measured: 11–48% on such graphs of 300–5,000 edges)."""
+    rng = np.random.default_rng(7)
+    stalls = []
+    for seed in range(3):
+        graph = _in_degree(rng, (30,) * (4 + seed), 3)
+        optimum = frustration(graph, method="exact")
+        assert optimum.optimal
+        auto = frustration(graph, key=jax.random.key(seed), bound=False)
+        assert auto.method == "anneal" and auto.settings.anneal_steps == SPARSE_ANNEAL_STEPS
+        assert optimum.value - 1e-9 <= auto.value <= 1.01 * optimum.value
+        descent = frustration(graph, method="layerwise", key=jax.random.key(seed), bound=False)
+        stalls.append(float(descent.value / optimum.value) - 1)
+    assert max(stalls) > 0.01  # the descent alone misses the 1% on this family
