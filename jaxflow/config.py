@@ -220,13 +220,15 @@ class TrainConfig:
 class StudyFrustrationConfig:
     """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol` (unset: the
     library's defaults for the graph, `default_restarts` and `default_tol`), against
-    `null_samples` sign-shuffled null models of kind `null_model`."""
+    `null_samples` sign-shuffled null models of kind `null_model`; with `robustness`, the z-score
+    again under a second estimator and at a quarter of the effort."""
 
-    method: Literal["layerwise", "anneal", "greedy", "exact"] = "layerwise"
+    method: Literal["auto", "layerwise", "anneal", "greedy", "exact"] = "auto"
     restarts: int | None = None
     tol: float | None = None
     null_samples: int = 64
     null_model: Literal["block", "kernel", "global", "flip"] = "block"
+    robustness: bool = True
 
     def __post_init__(self):
         require_counts(self, "restarts")

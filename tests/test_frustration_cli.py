@@ -144,6 +144,18 @@ def test_models_table_figure_and_failure(zoo, tmp_path, capsys):
         assert (r["normalized"], r["null_mean"], r["null_std"], r["zscore"], r["pvalue"]) == (
             fr["normalized"], fr["null_mean"], fr["null_std"], fr["zscore"], fr["pvalue"]
         )  # fmt: skip
+        # the proven interval [lower_bound, normalized] and its relative gap
+        assert 0 < r["lower_bound"] == fr["lower_bound"] <= r["normalized"]
+        assert r["gap"] == pytest.approx(1 - r["lower_bound"] / r["normalized"], rel=1e-9, abs=1e-12)
+        # the z-score again under both estimators and a quarter of the effort
+        runs = fr["robustness"]["runs"]
+        assert [(x["method"], x["restarts"]) for x in runs] == [
+            ("layerwise", 4), ("layerwise", 1), ("anneal", 64), ("anneal", 16)
+        ]  # fmt: skip
+        assert runs[0]["zscore"] == fr["zscore"]  # the first is the command's own run
+        assert all(x["significant"] == (abs(x["zscore"]) >= 2) for x in runs)
+        agree = len({x["zscore"] > 0 for x in runs}) == 1 and len({x["significant"] for x in runs}) == 1
+        assert r["z_agree"] is fr["robustness"]["agree"] is agree
         assert (r["nodes"], r["edges"], r["layers"]) == (
             own["num_nodes"],
             own["num_edges"],
@@ -171,11 +183,15 @@ def test_models_table_figure_and_failure(zoo, tmp_path, capsys):
         if r["error"]:
             assert cells[-1] == r["error"] and cells[4] == ""
             continue
-        assert float(cells[4]) == pytest.approx(r["normalized"], abs=5e-5)
-        mean, std = cells[5].split("±")
+        lower, value = (float(v) for v in cells[4].strip("[]").split(","))
+        assert value == pytest.approx(r["normalized"], abs=5e-5)
+        assert lower == pytest.approx(r["lower_bound"], abs=5e-5)
+        assert float(cells[5].rstrip("%")) == pytest.approx(100 * r["gap"], abs=0.05)
+        mean, std = cells[6].split("±")
         assert float(mean) == pytest.approx(r["null_mean"], abs=5e-5)
         assert float(std) == pytest.approx(r["null_std"], abs=5e-5)
-        assert float(cells[6]) == pytest.approx(r["zscore"], abs=5e-3)
+        assert float(cells[7]) == pytest.approx(r["zscore"], abs=5e-3)
+        assert cells[9] == {True: "yes", False: "no"}[r["z_agree"]]
         assert int(cells[3].replace(",", "")) == r["edges"]
     assert (out / "models.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| deep |" in captured.out

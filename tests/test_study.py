@@ -25,6 +25,11 @@ def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
         fr, mono = result["frustration"], result["monotonicity"]
         assert 0 <= fr["normalized"] <= 0.5  # the all-plus gauge or its flip frustrates <= half the mass
         assert len(fr["null_normalized"]) == 3 and 0 < fr["pvalue"] <= 1
+        assert 0 < fr["lower_bound"] <= fr["normalized"]  # a proven bound, never above the value
+        runs = fr["robustness"]["runs"]  # two estimators × two efforts, the first the study's own
+        assert len(runs) == 4 and {x["method"] for x in runs} == {"layerwise", "anneal"}
+        assert runs[0]["zscore"] == fr["zscore"] and runs[1]["restarts"] == max(1, runs[0]["restarts"] // 4)
+        assert isinstance(fr["robustness"]["agree"], bool)
         assert [c["epoch"] for c in result["training"]] == [0, 1, 2]
         assert 0 <= mono["score"] <= 1 and len(mono["null_scores"]) == 3
         assert len(mono["active"]["normalized"]) == 4

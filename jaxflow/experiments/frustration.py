@@ -21,7 +21,7 @@ from .._progress import progress_bar
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
 from ..signed.importers import load_graph
 from . import models as table
-from .nulls import frustration_vs_null, layer_frustration, write_layer_csv
+from .nulls import frustration_line, frustration_vs_null, layer_frustration, write_layer_csv
 
 
 def model_frustration(
@@ -30,10 +30,12 @@ def model_frustration(
     *,
     input_shape: Sequence[int] | None = None,
     status: Callable[[str], None] | None = None,
+    out=None,
 ) -> dict:
     """The frustration of the model file `path` against `config.null_samples` null models
     (key `jax.random.key(config.seed)`, the same for every model), overall and per trained layer
-    with `config.per_layer`: the content of `frustration.json`. `status` hears each stage."""
+    with `config.per_layer`: the content of `frustration.json`. `status` hears each stage; with
+    `out`, null samples are saved in `out/nulls*/` as they finish, and a rerun resumes."""
     status = status or (lambda _: None)
     start = time.perf_counter()
     shape = None if input_shape is None else tuple(input_shape)
@@ -41,7 +43,8 @@ def model_frustration(
     graph = load_graph(path, input_shape=shape)
     edges = graph.num_edges()
     status(f"network and {config.null_samples} null models")
-    nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed))
+    nulls = None if out is None else Path(out) / "nulls"
+    nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed), out=nulls)
     status("per layer")
     layers = layer_frustration(graph, nul) if config.per_layer else []
     return {
@@ -80,7 +83,7 @@ def write_model(result: dict, out) -> list[Path]:
     return files
 
 
-def _one(config: FrustrationConfig, entry: FrustrationModel, progress: bool) -> dict:
+def _one(config: FrustrationConfig, entry: FrustrationModel, out, progress: bool) -> dict:
     """`model_frustration` of `entry`, its stages shown on a progress bar."""
     with progress_bar(total=3, desc="reading the model", enabled=progress) as bar:
         stages = iter(range(3))
@@ -90,7 +93,7 @@ def _one(config: FrustrationConfig, entry: FrustrationModel, progress: bool) -> 
                 bar.update()
             bar.set_description(stage)
 
-        result = model_frustration(entry.file, config, input_shape=entry.input_shape, status=status)
+        result = model_frustration(entry.file, config, input_shape=entry.input_shape, status=status, out=out)
         bar.update()
     return result
 
@@ -111,9 +114,12 @@ def _across(
             start = time.perf_counter()
             status = lambda stage, name=name: bar.set_postfix_str(f"{name}: {stage}", refresh=True)
             try:
-                result = model_frustration(entry.file, config, input_shape=entry.input_shape, status=status)
-                if out is not None:
-                    write_model(result, Path(out) / table.folder(name))
+                own = None if out is None else Path(out) / table.folder(name)
+                result = model_frustration(
+                    entry.file, config, input_shape=entry.input_shape, status=status, out=own
+                )
+                if own is not None:
+                    write_model(result, own)
             except Exception as e:  # noqa: BLE001 - any failure is this model's row, the rest run on
                 if not isinstance(e, table.EXPECTED_ERRORS):
                     traceback.print_exc(file=sys.stderr)
@@ -122,10 +128,7 @@ def _across(
             else:
                 row = table.row(name, entry, result, "", result["seconds"])
                 fr = result["frustration"]
-                line = (
-                    f"{name}: {fr['normalized']:.4f} vs null {fr['null_mean']:.4f} ± {fr['null_std']:.4f}"
-                    f" (z = {fr['zscore']:.2f}, p = {fr['pvalue']:.3g}) in {row['seconds']:.1f} s"
-                )
+                line = f"{name}: {frustration_line(fr)} in {row['seconds']:.1f} s"
             rows.append(row)
             if log is not None:
                 with bar.external_write_mode():
@@ -155,7 +158,7 @@ def run(
     if across:
         return _across(config, entries, out, progress, log)
     (entry,) = entries
-    return _one(config, entry, progress)
+    return _one(config, entry, out, progress)
 
 
 def summarize(result: dict) -> dict:
@@ -169,10 +172,11 @@ def summarize(result: dict) -> dict:
     stats = ("normalized", "null_mean", "null_std", "zscore")
     sizes = ("model", "num_layers", "num_nodes", "num_edges", "restarts")
     c = result["config"]
+    overall = ("lower_bound", "gap", "pvalue", "robustness")
     return {
         **{k: result[k] for k in sizes},
         **{k: c[k] for k in ("method", "null_samples", "null_model")},
-        "frustration": {k: result["frustration"][k] for k in (*stats, "pvalue")},
+        "frustration": {k: v for k, v in result["frustration"].items() if k in (*stats, *overall)},
         "layers": [
             {k: lay[k] for k in ("index", "source", "destination", *stats)} for lay in result["layers"]
         ],
@@ -239,6 +243,7 @@ def main(args) -> int:
             f"method {summary['method']!r}, {summary['restarts']} restarts, "
             f"{summary['null_samples']} {summary['null_model']!r} null models"
         )
+        print(frustration_line(summary["frustration"]))
         print(f"{'':<32} {'frustration':>9}   null mean ± std")
         print(_line("overall (normalized)", summary["frustration"]))
         for lay in summary["layers"]:

@@ -21,10 +21,13 @@ COLUMNS = (
     "nodes",
     "edges",
     "normalized",
+    "lower_bound",
+    "gap",
     "null_mean",
     "null_std",
     "zscore",
     "pvalue",
+    "z_agree",
     "restarts",
     "null_samples",
     "seconds",
@@ -67,10 +70,13 @@ def row(name: str, entry: FrustrationModel, result: dict | None, error: str, sec
             nodes=result["num_nodes"],
             edges=result["num_edges"],
             normalized=fr["normalized"],
+            lower_bound=fr["lower_bound"],
+            gap=fr["gap"],
             null_mean=fr["null_mean"],
             null_std=fr["null_std"],
             zscore=fr["zscore"],
             pvalue=fr["pvalue"],
+            z_agree=fr["robustness"]["agree"] if "robustness" in fr else None,
             restarts=result["restarts"],
             null_samples=len(fr["null_normalized"]),
             null_normalized=fr["null_normalized"],
@@ -124,26 +130,30 @@ def _fmt(v, spec: str) -> str:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    """The table as Markdown: normalized frustration and null mean ± std to 4 decimals, z to 2,
-    p to 3 significant digits, seconds to 1 decimal, and the error of a failed model."""
+    """The table as Markdown: normalized frustration with its proven lower bound and null mean ±
+    std to 4 decimals, the gap to 1 %, z to 2, p to 3 significant digits, whether z agrees across
+    estimators and efforts, seconds to 1 decimal, and the error of a failed model."""
     head = (
-        "| model | layers | nodes | edges | frustration | null mean ± std | z | p | restarts "
-        "| null samples | seconds | error |"
+        "| model | layers | nodes | edges | frustration [bound, value] | gap | null mean ± std | z | p "
+        "| z agrees | restarts | null samples | seconds | error |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         null = (
             "" if r["null_mean"] is None else f"{_fmt(r['null_mean'], '.4f')} ± {_fmt(r['null_std'], '.4f')}"
         )
+        interval = "" if r["normalized"] is None else f"[{r['lower_bound']:.4f}, {r['normalized']:.4f}]"
         cells = [
             r["model"],
             _fmt(r["layers"], "d"),
             _fmt(r["nodes"], ",d"),
             _fmt(r["edges"], ",d"),
-            _fmt(r["normalized"], ".4f"),
+            interval,
+            _fmt(r["gap"], ".1%"),
             null,
             _fmt(r["zscore"], ".2f"),
             _fmt(r["pvalue"], ".3g"),
+            {True: "yes", False: "no", None: ""}[r["z_agree"]],
             _fmt(r["restarts"], "d"),
             _fmt(r["null_samples"], "d"),
             _fmt(r["seconds"], ".1f"),

@@ -6,14 +6,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import jax
 import numpy as np
 
+from .._memory import check_fits, frustration_bytes
 from .._types import Key
 from ..config import StudyFrustrationConfig
-from ..signed import SignedGraph
+from ..signed import SignedGraph, default_restarts
 from ..signed.energy import block_frustration
-from ..signed.nullmodels import NullModelResult, null_model_frustration, null_statistics
+from ..signed.nullmodels import NullModelResult, default_chunk_size, null_model_frustration, null_statistics
 
+LOW_EFFORT = 4  # `zscore_robustness`: the low effort is a quarter of the restarts
+SIGNIFICANT_Z = 2.0  # `zscore_robustness`: a z-score this far from 0 counts as significant
 LAYER_COLUMNS = ("index", "source", "destination", "normalized", "null_mean", "null_std", "zscore")
 """Columns of `frustration_layers.csv` (`write_layer_csv`)."""
 
@@ -35,31 +39,93 @@ def null_summary(value, null_values, total) -> dict:
 
 
 def frustration_vs_null(
-    graph: SignedGraph, config: StudyFrustrationConfig, key: Key, samples: int | None = None
+    graph: SignedGraph, config: StudyFrustrationConfig, key: Key, samples: int | None = None, out=None
 ) -> tuple[NullModelResult, dict]:
     """The null-model result of `graph` (its own best gauge in `.observed`) and a JSON summary:
-    `δ`, `Σ|a|` and `null_summary` against `samples` (default `config.null_samples`) null models
-    searched with the same effort, with the one-sided p-value `NullModelResult.pvalue`."""
-    nul = null_model_frustration(
-        graph,
-        key,
-        samples=samples or config.null_samples,
-        model=config.null_model,
-        method=config.method,
-        restarts=config.restarts,
-        tol=config.tol,
+    `δ`, `Σ|a|`, the proven `lower_bound` (normalized, as `normalized`) and the `gap`
+    `(δ − bound) / δ`, and `null_summary` against `samples` (default `config.null_samples`) null
+    models searched with the same effort, with the one-sided p-value `NullModelResult.pvalue`;
+    with `config.robustness`, `zscore_robustness` too. `out`: a folder where the null samples are
+    saved as they finish (a rerun resumes)."""
+    samples = samples or config.null_samples
+    restarts = config.restarts or default_restarts(graph, config.method)
+    check_fits(
+        frustration_bytes(graph, restarts, default_chunk_size(graph, samples) * jax.device_count()),
+        f"the frustration of this model against {samples} null models",
+        "restarts or null_samples (or the model's input shape)",
     )
+    nul = _nulls(graph, config, key, samples, config.method, config.restarts, out, bound=True)
     value, total = float(nul.observed.value), float(nul.observed.total)
     stats = null_summary(value, nul.values, total)
     normalized = stats.pop("normalized")
     summary = {
         "value": value,
         "normalized": normalized,
+        "lower_bound": float(nul.observed.lower_bound) / total if total else 0.0,
+        "gap": float(nul.observed.gap),
         "total": total,
         **stats,
         "pvalue": float(nul.pvalue()),
     }
+    if config.robustness:
+        summary["robustness"] = zscore_robustness(graph, config, key, samples, nul, out)
     return nul, summary
+
+
+def _nulls(graph, config, key, samples, method, restarts, out, *, bound: bool) -> NullModelResult:
+    return null_model_frustration(
+        graph, key, samples=samples, model=config.null_model, method=method, restarts=restarts,
+        tol=config.tol, out=out, bound=bound,
+    )  # fmt: skip
+
+
+def zscore_robustness(
+    graph: SignedGraph,
+    config: StudyFrustrationConfig,
+    key: Key,
+    samples: int,
+    first: NullModelResult,
+    out=None,
+) -> dict:
+    """The network-vs-null z-score under two estimators (the one `first` ran, `config.method`
+    resolved, and `"anneal"`, or `"layerwise"` when that is `"anneal"`) and two efforts (each
+    one's default restarts, and a quarter of them), each against its own `samples` null models
+    (`first` is the run at `config.method` and its restarts): a row per run (`method`,
+    `restarts`, `normalized`, `null_mean`, `null_std`, `zscore`, `pvalue`, `significant` when
+    `|z| ≥ SIGNIFICANT_Z`), and whether the signs of `z` and their significance all `agree`."""
+    ran = first.observed.method  # `"auto"` resolved
+    other = "layerwise" if ran == "anneal" else "anneal"
+    full = {ran: int(first.observed.settings.restarts), other: default_restarts(graph, other)}
+    rows = []
+    for method, restarts in full.items():
+        for r in (restarts, max(1, restarts // LOW_EFFORT)):
+            folder = None if out is None else Path(out).parent / f"{Path(out).name}-{method}-{r}"
+            same = method == ran and r == restarts
+            nul = first if same else _nulls(graph, config, key, samples, method, r, folder, bound=False)
+            total = float(nul.observed.total)
+            stats = null_summary(float(nul.observed.value), nul.values, total)
+            del stats["null_normalized"]
+            z = stats["zscore"]
+            rows.append({"method": method, "restarts": r, **stats, "pvalue": float(nul.pvalue()),
+                         "significant": bool(abs(z) >= SIGNIFICANT_Z)})  # fmt: skip
+    signs = {bool(np.sign(r["zscore"]) > 0) for r in rows}
+    significance = {r["significant"] for r in rows}
+    return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
+
+
+def frustration_line(s: dict) -> str:
+    """`frustration_vs_null`'s summary `s` in words: the interval, the null models, and, with
+    robustness runs, whether the z-score holds under every estimator and effort."""
+    line = (
+        f"F in [{s['lower_bound']:.4f}, {s['normalized']:.4f}] (gap {s['gap']:.1%}) vs null "
+        f"{s['null_mean']:.4f} ± {s['null_std']:.4f} (z = {s['zscore']:.2f}, p = {s['pvalue']:.3g})"
+    )
+    if "robustness" not in s:
+        return line
+    r = s["robustness"]
+    runs = ", ".join(f"{x['method']}×{x['restarts']} {x['zscore']:.2f}" for x in r["runs"])
+    verdict = "agree in sign and significance" if r["agree"] else "DISAGREE"
+    return f"{line}; z under {runs}: {verdict}"
 
 
 def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:

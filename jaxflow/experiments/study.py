@@ -35,7 +35,7 @@ from ..signed.monotonicity import (
 )
 from ..train import train_digits
 from .dln import dln_study
-from .nulls import frustration_vs_null, layer_frustration, write_layer_csv
+from .nulls import frustration_line, frustration_vs_null, layer_frustration, write_layer_csv
 
 MONOTONICITY_FILES = ("monotonicity.png", "active_subnetworks.png")
 NETWORK_FILES = (
@@ -137,7 +137,12 @@ def monotonicity_vs_null(
     return out
 
 
-def _trained_model(config: StudyConfig, progress: bool) -> dict:
+def _nulls(out) -> Path | None:
+    """Where the study's null samples are saved as they finish (a rerun resumes)."""
+    return None if out is None else Path(out) / "nulls"
+
+
+def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     key = jax.random.key(config.seed)
     k_final, k_trace = jax.random.split(key)
     result, data = train_digits(config.model, config.train, progress=progress)
@@ -146,7 +151,7 @@ def _trained_model(config: StudyConfig, progress: bool) -> dict:
     checkpoints = result.checkpoints
     bar = progress_bar(total=2 + len(checkpoints), desc="study", enabled=progress)
     graph = from_equinox(model, in_shape)
-    nul, fr = frustration_vs_null(graph, config.frustration, k_final)
+    nul, fr = frustration_vs_null(graph, config.frustration, k_final, out=_nulls(out))
     layers = layer_frustration(graph, nul)
     bar.update()
     mono = monotonicity_vs_null(
@@ -154,9 +159,10 @@ def _trained_model(config: StudyConfig, progress: bool) -> dict:
     )
     bar.update()
     trace = []
+    each = dataclasses.replace(config.frustration, robustness=False)  # the trace: one estimator
     for c, k in zip(checkpoints, jax.random.split(k_trace, len(checkpoints))):
         g = from_equinox(c.model, in_shape)
-        nul_c, f = frustration_vs_null(g, config.frustration, k, config.monotonicity.null_samples)
+        nul_c, f = frustration_vs_null(g, each, k, config.monotonicity.null_samples)
         m = monotonicity_vs_null(
             c.model,
             g,
@@ -189,12 +195,12 @@ def _trained_model(config: StudyConfig, progress: bool) -> dict:
     }
 
 
-def _model_file(config: StudyConfig, config_dir: Path, progress: bool) -> dict:
+def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> dict:
     path = Path(config.model_file)
     graph = load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
     with progress_bar(total=2, desc="study", enabled=progress) as bar:
-        nul, fr = frustration_vs_null(graph, config.frustration, k_null)
+        nul, fr = frustration_vs_null(graph, config.frustration, k_null, out=_nulls(out))
         layers = layer_frustration(graph, nul)
         result = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
         bar.update()
@@ -212,20 +218,21 @@ def _model_file(config: StudyConfig, config_dir: Path, progress: bool) -> dict:
     return result
 
 
-def run(config: StudyConfig, *, config_dir=".", progress: bool = False) -> dict:
+def run(config: StudyConfig, *, config_dir=".", out=None, progress: bool = False) -> dict:
     """Run the study of `config` and return the content of `study.json`: its `name`, `source`
     (`"model"`, `"model_file"` or `"dln"`), `seconds`, results and the `files` that `write` makes.
-    `config_dir` anchors a relative `model_file`."""
+    `config_dir` anchors a relative `model_file`; with `out`, the network's null samples are
+    saved in `out/nulls*/` as they finish, and a rerun resumes."""
     start = time.perf_counter()
     if config.dln is not None:
         key = jax.random.key(config.seed)
         result = {"dln": dln_study(config.dln, config.frustration, key, progress=progress)}
         source = "dln"
     elif config.model is not None:
-        result = _trained_model(config, progress)
+        result = _trained_model(config, out, progress)
         source = "model"
     else:
-        result = _model_file(config, Path(config_dir), progress)
+        result = _model_file(config, Path(config_dir), out, progress)
         source = "model_file"
     result = {"name": config.name, "source": source, "seconds": time.perf_counter() - start, **result}
     skipped = "skipped" in result.get("monotonicity", {})
@@ -239,7 +246,8 @@ def summarize(result: dict) -> dict:
     out = {k: result[k] for k in ("name", "source", "seconds")}
     if "frustration" in result:
         fr = result["frustration"]
-        out["frustration"] = {k: fr[k] for k in ("normalized", "null_mean", "null_std", "zscore", "pvalue")}
+        keys = ("normalized", "lower_bound", "gap", "null_mean", "null_std", "zscore", "pvalue", "robustness")
+        out["frustration"] = {k: fr[k] for k in keys if k in fr}
     if "score" in result.get("monotonicity", {}):
         m = result["monotonicity"]
         out["monotonicity"] = {k: m[k] for k in ("score", "null_mean", "null_std", "random_orthant_mean")}
@@ -291,16 +299,12 @@ def main(args) -> None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
     out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
-    result = run(config, config_dir=Path(args.config).parent, progress=not args.quiet)
+    result = run(config, config_dir=Path(args.config).parent, out=out, progress=not args.quiet)
     files = write(result, out)
     s = summarize(result)
     print(f"study {s['name']!r} ({s['source']}) in {s['seconds']:.1f} s -> {out}")
     if "frustration" in s:
-        fr = s["frustration"]
-        print(
-            f"  frustration {fr['normalized']:.4f} vs null {fr['null_mean']:.4f} ± {fr['null_std']:.4f} "
-            f"(z = {fr['zscore']:.2f}, p = {fr['pvalue']:.3g})"
-        )
+        print(f"  {frustration_line(s['frustration'])}")
     if "monotonicity" in s:
         m = s["monotonicity"]
         print(
