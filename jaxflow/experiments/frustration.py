@@ -21,7 +21,7 @@ from .._progress import progress_bar
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
 from ..signed.importers import load_graph
 from . import models as table
-from .nulls import frustration_line, frustration_vs_null, layer_frustration, write_layer_csv
+from .nulls import frustration_line, frustration_vs_null, layer_frustration, saved_samples, write_layer_csv
 
 
 def model_frustration(
@@ -219,6 +219,14 @@ def _out(args, entries: Sequence[FrustrationModel], across: bool) -> Path:
     if args.model:
         return Path("results") / "frustration-models"
     return Path("results") / f"frustration-{Path(args.config).stem}"
+
+
+def saved(args) -> str:
+    """What an interrupted `jaxflow frustration` kept, and how to go on."""
+    if not (args.model or args.config or args.out):
+        return "nothing is kept"
+    entries = [FrustrationModel(m) for m in args.model]
+    return saved_samples(_out(args, entries, len(entries) != 1))
 
 
 def main(args) -> int:

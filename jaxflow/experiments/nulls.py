@@ -113,6 +113,13 @@ def zscore_robustness(
     return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
 
 
+def saved_samples(out: Path) -> str:
+    """What an interrupted run into `out` kept of its null batches (`out/**/nulls*/chunks/`), and
+    how to go on."""
+    pieces = len(list(Path(out).glob("**/nulls*/chunks/*.npz")))
+    return f"{pieces} pieces of null samples saved in {out}; run the same command again to resume"
+
+
 def frustration_line(s: dict) -> str:
     """`frustration_vs_null`'s summary `s` in words: the interval, the null models, and, with
     robustness runs, whether the z-score holds under every estimator and effort."""

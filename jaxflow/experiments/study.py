@@ -35,7 +35,7 @@ from ..signed.monotonicity import (
 )
 from ..train import train_digits
 from .dln import dln_study
-from .nulls import frustration_line, frustration_vs_null, layer_frustration, write_layer_csv
+from .nulls import frustration_line, frustration_vs_null, layer_frustration, saved_samples, write_layer_csv
 
 MONOTONICITY_FILES = ("monotonicity.png", "active_subnetworks.png")
 NETWORK_FILES = (
@@ -289,6 +289,15 @@ def _json_default(x):
     raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
+def _out(args) -> Path:
+    return Path(args.out) if args.out else Path("results") / Path(args.config).stem
+
+
+def saved(args) -> str:
+    """What an interrupted `jaxflow study` kept, and how to go on."""
+    return saved_samples(_out(args))
+
+
 def main(args) -> None:
     """`jaxflow study`: run, write and print (`--input-shape` overrides the config's
     `input_shape` of its `model_file`)."""
@@ -298,7 +307,7 @@ def main(args) -> None:
         if config.model_file is None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
-    out = output_folder(Path(args.out) if args.out else Path("results") / Path(args.config).stem)
+    out = output_folder(_out(args))
     result = run(config, config_dir=Path(args.config).parent, out=out, progress=not args.quiet)
     files = write(result, out)
     s = summarize(result)
