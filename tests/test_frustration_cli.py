@@ -37,7 +37,7 @@ def npz_model(tmp_path_factory):
 def test_cli_exact_frustration_matches_brute_force(npz_model, tmp_path, capsys):
     path, ws = npz_model
     config = tmp_path / "c.toml"
-    config.write_text('method = "exact"\nnull_samples = 6\nseed = 3\n')
+    config.write_text('method = "exact"\nnull_samples = 6\nseed = 3\nrobustness = false\n')
     assert main(["frustration", str(path), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
     shown = capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "frustration.json").read_text())
@@ -75,7 +75,7 @@ def test_cli_reads_onnx_without_per_layer(tmp_path):
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [1, 3]), ("y", [1, 2]))]
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits)), tmp_path / "m.onnx")
     config = tmp_path / "c.toml"
-    config.write_text('method = "exact"\nnull_samples = 4\nper_layer = false\n')
+    config.write_text('method = "exact"\nnull_samples = 4\nper_layer = false\nrobustness = false\n')
     out = tmp_path / "out"
     assert main(["frustration", str(tmp_path / "m.onnx"), "--config", str(config), "--out", str(out)]) == 0
     result = json.loads((out / "frustration.json").read_text())
