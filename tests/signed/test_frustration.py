@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_bounds import sparse_layered  # in-degree layered graphs, shared with the bound tests
 
 from jaxflow.signed import (
     Conv2d,
@@ -211,24 +212,12 @@ def test_bad_input_gives_clear_errors():
     assert Dense(np.ones((2, 2))).num_edges() == 4
 
 
-def _in_degree(rng, widths, degree):
-    """A layered graph whose nodes past the input each have `degree` in-edges from random nodes of
-    the layer below (Gaussian weights)."""
-    ws = []
-    for a, b in zip(widths, widths[1:]):
-        W = np.zeros((b, a))
-        for r in range(b):
-            W[r, rng.choice(a, size=degree, replace=False)] = rng.normal(size=degree)
-        ws.append(W)
-    return SignedGraph.from_weights(ws)
-
-
 def test_sparse_is_decided_from_degree_and_density():
     rng = np.random.default_rng(0)
-    assert is_sparse(_in_degree(rng, (40, 40, 40), 3))
-    assert default_method(_in_degree(rng, (40, 40), 6)) == "anneal"
+    assert is_sparse(sparse_layered(rng, (40, 40, 40), 3))
+    assert default_method(sparse_layered(rng, (40, 40), 6)) == "anneal"
     assert not is_sparse(SignedGraph.from_weights(random_weights(0)))  # dense, however small
-    assert not is_sparse(_in_degree(rng, (40, 40, 40), 12))  # in-degree above SPARSE_MAX_IN_DEGREE
+    assert not is_sparse(sparse_layered(rng, (40, 40, 40), 12))  # in-degree above SPARSE_MAX_IN_DEGREE
     assert default_method(SignedGraph.from_weights(random_weights(0))) == "layerwise"
 
 
@@ -239,7 +228,7 @@ def test_sparse_graphs_anneal_by_default_within_one_percent_of_the_optimum():
     rng = np.random.default_rng(7)
     stalls = []
     for seed in range(3):  # one shape: the annealing program compiles once
-        graph = _in_degree(rng, (30,) * 5, 3)
+        graph = sparse_layered(rng, (30,) * 5, 3)
         optimum = frustration(graph, method="exact")
         assert optimum.optimal
         auto = frustration(graph, key=jax.random.key(seed), bound=False)
