@@ -108,7 +108,7 @@ def zscore_robustness(
             z = stats["zscore"]
             rows.append({"method": method, "restarts": r, **stats, "pvalue": float(nul.pvalue()),
                          "significant": bool(abs(z) >= SIGNIFICANT_Z)})  # fmt: skip
-    signs = {bool(np.sign(r["zscore"]) > 0) for r in rows}
+    signs = {r["zscore"] > 0 for r in rows}
     significance = {r["significant"] for r in rows}
     return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
 
