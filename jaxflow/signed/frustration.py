@@ -19,7 +19,14 @@ from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_key, check_positive
 from .._types import Array, Float, FloatLike, Int, Key, Scalar
-from ._exact import ENUMERATION_MAX_WORK, enumerate_cover, enumeration_work, independent_set, milp_gauge
+from ._exact import (
+    ENUMERATION_MAX_WORK,
+    ENUMERATION_WORK_PER_SECOND,
+    enumerate_cover,
+    enumeration_work,
+    independent_set,
+    milp_gauge,
+)
 from ._search import PROGRAM, driver as make_driver, estimate, search
 from .bounds import lower_bound
 
@@ -46,10 +53,11 @@ SCREEN_FRACTION = 4  # `"layerwise"`: one restart in this many goes on past the 
 SCREEN_MIN_SURVIVORS = 64  # ... but at least this many (a screen pays off on large batches only)
 ANNEAL_STEPS = 200  # `"anneal"`: default sweeps of the temperature schedule
 ANNEAL_TEMPERATURES = (2.0, 0.02)  # `"anneal"`: default start and end temperatures
-SPARSE_MAX_IN_DEGREE = 8  # `"auto"`: graphs of at most this mean in-degree …
-SPARSE_MAX_DENSITY = 0.5  # … and at most this share of their blocks' node pairs joined are sparse:
-SPARSE_RESTARTS = 16  # they anneal, with this many restarts …
-SPARSE_ANNEAL_STEPS = 8000  # … over this many sweeps
+SPARSE_MAX_DENSITY = 0.5  # `"auto"`: graphs with at most this share of their node pairs joined anneal …
+SPARSE_MAX_IN_DEGREE = 8  # … and those of at most this mean in-degree are sparse:
+SPARSE_RESTARTS = 16  # they anneal with this many restarts …
+SPARSE_ANNEAL_STEPS = 8000  # … over this many sweeps; the others (convolutions) are local:
+LOCAL_ANNEAL_STEPS = 100  # they anneal over this many sweeps, restarts as `"layerwise"`'s up to RESTARTS
 
 
 class SearchSettings(NamedTuple):
@@ -133,6 +141,15 @@ def _estimate(graph: SignedGraph, key: Key, settings: SearchSettings, driver: st
     return _estimate_program(graph, key, settings) if drv is PROGRAM else estimate(graph, key, settings, drv)
 
 
+def _enumeration_budget(time_limit) -> float:
+    """The most `enumeration_work` `"exact"` enumerates: `ENUMERATION_MAX_WORK`, and within a
+    `time_limit` only what `ENUMERATION_WORK_PER_SECOND` gets through in it."""
+    if time_limit is None:
+        return ENUMERATION_MAX_WORK
+    seconds = float(check_positive(time_limit, "time_limit"))
+    return min(ENUMERATION_MAX_WORK, ENUMERATION_WORK_PER_SECOND * seconds)
+
+
 def _round_down(x: float, dtype) -> np.ndarray:
     """`x` in `dtype`, rounded towards −∞ (a lower bound stays one in float32)."""
     y = np.asarray(x, dtype)
@@ -166,7 +183,7 @@ def frustration(
 ) -> FrustrationResult:
     """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
 
-    Methods: `"auto"` (default: `default_method`, `"anneal"` on sparse graphs, else `"layerwise"`),
+    Methods: `"auto"` (default: `default_method`, `"layerwise"` on dense graphs, else `"anneal"`),
     `"layerwise"` (block-coordinate descent, every layer set to the sign of its
     local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts`
     random gauges vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the
@@ -193,13 +210,14 @@ def frustration(
             nothing changes; `converged` is false when it stopped a restart before its fixed
             point); default `default_tol(graph)`.
         anneal_steps: `"anneal"`: sweeps of the temperature schedule; default
-            `ANNEAL_STEPS`, `SPARSE_ANNEAL_STEPS` on sparse graphs.
+            `default_anneal_steps(graph)`.
         anneal_temperatures: `"anneal"`: start and end temperatures, start >= end > 0.
         batch_size: run the restarts this many at a time to bound memory (default: all at once).
         survivors: `"layerwise"`: restarts that go on past the screen; default
             `default_survivors(restarts)`.
         dtype: cast the weights to this dtype first (e.g. `jnp.float32`); default: as they are.
-        time_limit: `"exact"`: seconds for HiGHS, whose `lower_bound` then shows the remaining gap.
+        time_limit: `"exact"`: seconds it may take (a vertex cover too large to enumerate in them
+            goes to HiGHS, which stops on time; its `lower_bound` then shows the remaining gap).
         max_edges: `"exact"`: the largest graph (in edges) it accepts.
         bound: the heuristics also prove a lower bound (`bounds.lower_bound`, matrix-free on big
             graphs), so that `[lower_bound, value]` holds the frustration; `False` leaves it 0.
@@ -222,7 +240,7 @@ def frustration(
             )
         A = np.asarray(target.to_dense(), np.float64)
         T = independent_set(A)
-        if enumeration_work(T) <= ENUMERATION_MAX_WORK:
+        if enumeration_work(T) <= _enumeration_budget(time_limit):
             s, bound, its = enumerate_cover(A, T)
             ok = True
         else:  # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it
@@ -255,38 +273,65 @@ def frustration(
 # ------------------------------------------------------------------ validation
 
 
-def is_sparse(graph: SignedGraph) -> bool:
-    """Whether `graph` is sparse: a mean in-degree (edges per non-input node) of at most
-    `SPARSE_MAX_IN_DEGREE` and at most `SPARSE_MAX_DENSITY` of its blocks' node pairs joined (a
-    convolution's many in-edges per node make it dense). There block-coordinate descent stalls in
-    one of many poor fixed points (18–48% above the best known on layered graphs of in-degree 3)."""
+def structure(graph: SignedGraph) -> str:
+    """How `"auto"` treats `graph`, from its density (edges over its blocks' node pairs) and mean
+    in-degree (edges per non-input node): `"dense"` (density above `SPARSE_MAX_DENSITY`: dense
+    layers), `"sparse"` (density and in-degree at most `SPARSE_MAX_DENSITY`, `SPARSE_MAX_IN_DEGREE`,
+    up to `LARGE_GRAPH_EDGES` edges: pruned-network-like) or `"local"` (the rest: locally
+    connected, as convolutions with `k²·C_in` in-edges per node). Block-coordinate descent ends at
+    good fixed points on dense graphs only: 11–48% above the best known on sparse ones, 1–4% on
+    convolutional networks."""
     slots = sum(math.prod(b.in_shape) * math.prod(b.out_shape) for b in graph.blocks)
     fed = graph.num_nodes - math.prod(graph.shapes[0])
-    if slots == 0 or fed <= 0 or slots > LARGE_GRAPH_EDGES * SPARSE_MAX_IN_DEGREE:
-        return False
     edges = graph.num_edges()
-    return edges <= SPARSE_MAX_IN_DEGREE * fed and edges <= SPARSE_MAX_DENSITY * slots
+    if slots == 0 or fed <= 0 or edges > SPARSE_MAX_DENSITY * slots:
+        return "dense"
+    return "sparse" if edges <= min(SPARSE_MAX_IN_DEGREE * fed, LARGE_GRAPH_EDGES) else "local"
+
+
+def is_sparse(graph: SignedGraph) -> bool:
+    """Whether `structure(graph)` is `"sparse"`."""
+    return structure(graph) == "sparse"
 
 
 def default_method(graph: SignedGraph) -> str:
-    """The estimator `"auto"` picks: `"anneal"` (with `SPARSE_RESTARTS` restarts over
-    `SPARSE_ANNEAL_STEPS` sweeps) on sparse graphs (`is_sparse`), else `"layerwise"`."""
-    return "anneal" if is_sparse(graph) else "layerwise"
+    """The estimator `"auto"` picks: `"layerwise"` on dense graphs, `"anneal"` on the others
+    (`structure`; its schedule and restarts from `default_anneal_steps`, `default_restarts`)."""
+    return _method(structure(graph))
 
 
 def default_restarts(graph: SignedGraph, method: str) -> int:
-    """The default effort: 64 restarts (`SPARSE_RESTARTS` for `"anneal"` on sparse graphs), and
-    for `"layerwise"` as many as fit `2^16` node-states (`min(4096, max(8, 2^16 // n))`), screened
-    down to a quarter (`default_survivors`): on 100 random dense layered graphs of 200–2,000 edges
-    this came within 1% of the proven optimum on all of them, in less time than `"greedy"`'s 64
-    restarts (`benchmarks/frustration.py`). `"auto"` is resolved first (`default_method`)."""
-    if method == "auto":
-        method = default_method(graph)
-    if method == "anneal" and is_sparse(graph):
+    """The default effort: for `"layerwise"` as many restarts as fit `2^16` node-states
+    (`min(4096, max(8, 2^16 // n))`), screened down to a quarter (`default_survivors`): on 100
+    random dense layered graphs of 200–2,000 edges this came within 1% of the proven optimum on all
+    of them, in less time than `"greedy"`'s 64 restarts (`benchmarks/frustration.py`). `"anneal"`:
+    `SPARSE_RESTARTS` on sparse graphs, the same node-state rule capped at `RESTARTS` on local ones
+    (63 for the digits CNN, 8 for a ResNet), else `RESTARTS`, as every other method."""
+    return _restarts(graph, method, structure(graph))
+
+
+def default_anneal_steps(graph: SignedGraph) -> int:
+    """`"anneal"`'s default schedule: `SPARSE_ANNEAL_STEPS` sweeps on sparse graphs,
+    `LOCAL_ANNEAL_STEPS` on local ones, `ANNEAL_STEPS` on dense ones (`structure`)."""
+    return _anneal_steps(structure(graph))
+
+
+def _method(kind: str) -> str:
+    return "layerwise" if kind == "dense" else "anneal"
+
+
+def _anneal_steps(kind: str) -> int:
+    return {"sparse": SPARSE_ANNEAL_STEPS, "local": LOCAL_ANNEAL_STEPS}.get(kind, ANNEAL_STEPS)
+
+
+def _restarts(graph: SignedGraph, method: str, kind: str) -> int:
+    method = _method(kind) if method == "auto" else method
+    if method == "anneal" and kind == "sparse":
         return SPARSE_RESTARTS
-    if method != "layerwise":
+    if method != "layerwise" and not (method == "anneal" and kind == "local"):
         return RESTARTS
     low, high = LAYERWISE_RESTARTS
+    high = high if method == "layerwise" else RESTARTS
     return int(min(high, max(low, LAYERWISE_NODE_STATES // graph.num_nodes)))
 
 
@@ -314,10 +359,11 @@ def _settings(
 ):
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    kind = structure(graph) if method in ("auto", "anneal", "layerwise") else "dense"
     if method == "auto":
-        method = default_method(graph)
+        method = _method(kind)
     if anneal_steps is None:
-        anneal_steps = SPARSE_ANNEAL_STEPS if method == "anneal" and is_sparse(graph) else ANNEAL_STEPS
+        anneal_steps = _anneal_steps(kind) if method == "anneal" else ANNEAL_STEPS
     if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
         raise InputError(
             f'method="greedy" keeps the dense n×n matrix A + Aᵀ and takes up to {GREEDY_MAX_NODES} '
@@ -326,7 +372,7 @@ def _settings(
     if max_iterations is None:
         max_iterations = GREEDY_FLIPS_PER_NODE * graph.num_nodes if method == "greedy" else MAX_SWEEPS
     if restarts is None:
-        restarts = default_restarts(graph, method)
+        restarts = _restarts(graph, method, kind)
     if tol is None:
         tol = default_tol(graph)
     return SearchSettings(

@@ -12,7 +12,12 @@ from jaxflow.signed import (
     frustration as frustration_module,
     gauge_frustration,
 )
-from jaxflow.signed._exact import enumerate_cover, enumeration_work, independent_set
+from jaxflow.signed._exact import (
+    ENUMERATION_WORK_PER_SECOND,
+    enumerate_cover,
+    enumeration_work,
+    independent_set,
+)
 from jaxflow.signed.frustration import frustration
 
 
@@ -90,3 +95,17 @@ def test_highs_stopped_early_keeps_the_anneal_incumbent_and_a_valid_bound(milp_o
     assert not short.optimal and optimum <= short.value <= anneal.value
     assert 0 <= short.lower_bound <= optimum + 1e-9  # HiGHS' dual bound at the time limit
     assert short.value == gauge_frustration(g, short.gauge)
+
+
+def test_a_time_limit_too_short_to_enumerate_goes_to_highs():
+    """(14, 30, 14): a vertex cover of 28 nodes, 2^27·58 ≈ 8e9 gauge evaluations (seconds): within
+    0.2 s `"exact"` runs HiGHS on time, from `"anneal"`'s incumbent, and its interval still holds."""
+    g = SignedGraph.from_weights(random_weights(5, (14, 30, 14)))
+    A = np.asarray(g.to_dense())
+    assert enumeration_work(independent_set(A)) > ENUMERATION_WORK_PER_SECOND * 0.2
+    short = frustration(g, method="exact", time_limit=0.2)
+    assert int(short.iterations) < 2**27  # branch-and-bound nodes, not the gauges of the cover
+    anneal = frustration(g, method="anneal")  # the same key and effort as the incumbent
+    assert 0 <= short.lower_bound <= short.value <= anneal.value
+    with pytest.raises(ValueError, match="time_limit must be finite and > 0"):
+        frustration(g, method="exact", time_limit=-1)

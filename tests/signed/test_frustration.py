@@ -18,7 +18,16 @@ from jaxflow.signed import (
     block_frustration,
     gauge_frustration,
 )
-from jaxflow.signed.frustration import SPARSE_ANNEAL_STEPS, default_method, frustration, is_sparse
+from jaxflow.signed.frustration import (
+    LOCAL_ANNEAL_STEPS,
+    RESTARTS,
+    SPARSE_ANNEAL_STEPS,
+    default_anneal_steps,
+    default_method,
+    default_restarts,
+    frustration,
+    structure,
+)
 
 WIDTHS = (3, 4, 4, 3)  # 14 nodes, 40 edges: brute force over 2^13 gauges
 INSTANCES = 100
@@ -212,13 +221,43 @@ def test_bad_input_gives_clear_errors():
     assert Dense(np.ones((2, 2))).num_edges() == 4
 
 
-def test_sparse_is_decided_from_degree_and_density():
+def test_structure_is_decided_from_degree_and_density():
     rng = np.random.default_rng(0)
-    assert is_sparse(sparse_layered(rng, (40, 40, 40), 3))
+    assert structure(sparse_layered(rng, (40, 40, 40), 3)) == "sparse"
     assert default_method(sparse_layered(rng, (40, 40), 6)) == "anneal"
-    assert not is_sparse(SignedGraph.from_weights(random_weights(0)))  # dense, however small
-    assert not is_sparse(sparse_layered(rng, (40, 40, 40), 12))  # in-degree above SPARSE_MAX_IN_DEGREE
+    assert structure(SignedGraph.from_weights(random_weights(0))) == "dense"  # however small
     assert default_method(SignedGraph.from_weights(random_weights(0))) == "layerwise"
+    assert structure(sparse_layered(rng, (40, 40, 40), 12)) == "local"  # in-degree above SPARSE_MAX_IN_DEGREE
+    conv = conv_chain(rng)  # 676 edges over 2,500 node pairs, 9 in-edges per node
+    assert structure(conv) == "local" and default_anneal_steps(conv) == LOCAL_ANNEAL_STEPS
+    assert default_restarts(conv, "auto") == RESTARTS  # 2^16 // 125 nodes, capped
+
+
+def conv_chain(rng) -> SignedGraph:
+    """(2, 5, 5) → (1, 5, 5) → (2, 5, 5), 3×3 convolutions (padding 1), Gaussian kernels: 125 nodes,
+    a vertex cover of 25 (the middle layer), so `"exact"` enumerates it in a second."""
+    a = Conv2d(rng.normal(size=(1, 2, 3, 3)), (2, 5, 5), padding=1)
+    b = Conv2d(rng.normal(size=(2, 1, 3, 3)), (1, 5, 5), padding=1)
+    return SignedGraph.from_layers([Layer("x", shape=(2, 5, 5)), Layer("a", {"x": a}), Layer("b", {"a": b})])
+
+
+def test_convolutions_anneal_by_default_to_the_optimum():
+    """Convolutional graphs are local: `"auto"` anneals (`LOCAL_ANNEAL_STEPS` sweeps) and finds the
+    proven optimum of each, where block-coordinate descent ends up to 8% above it (measured on
+    these two: 0% and 6–8.5%)."""
+    rng = np.random.default_rng(0)
+    stalls = []
+    for seed in range(2):  # one shape: each method compiles once
+        graph = conv_chain(rng)
+        optimum = frustration(graph, method="exact")
+        assert optimum.optimal
+        auto = frustration(graph, key=jax.random.key(seed), bound=False)
+        assert auto.method == "anneal" and auto.settings.anneal_steps == LOCAL_ANNEAL_STEPS
+        # float64 sums of 676 weights in different orders: a few ulps of Σ|a|
+        assert auto.value == pytest.approx(float(optimum.value), rel=1e-12)
+        descent = frustration(graph, method="layerwise", key=jax.random.key(seed), bound=False)
+        stalls.append(float(descent.value / optimum.value) - 1)
+    assert max(stalls) > 0.01  # the descent alone misses the 1% on these
 
 
 def test_sparse_graphs_anneal_by_default_within_one_percent_of_the_optimum():
@@ -227,7 +266,7 @@ def test_sparse_graphs_anneal_by_default_within_one_percent_of_the_optimum():
     (measured: 11–48% on such graphs of 300–5,000 edges)."""
     rng = np.random.default_rng(7)
     stalls = []
-    for seed in range(3):  # one shape: the annealing program compiles once
+    for seed in range(2):  # one shape: the annealing program compiles once
         graph = sparse_layered(rng, (30,) * 5, 3)
         optimum = frustration(graph, method="exact")
         assert optimum.optimal
