@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -186,7 +187,7 @@ def ladders(family: str, quick: bool) -> dict[str, list[dict]]:
             {"num_reads": 1, "num_sweeps": 100},
             {"num_reads": 1, "num_sweeps": 300 if big else 1000},
         ]
-        + ([] if big else [{"num_reads": 16, "num_sweeps": 1000}]),
+        + ([] if big else [{"num_reads": 16, "num_sweeps": 1000}, {"num_reads": 16, "num_sweeps": 10000}]),
         "dwave steepest": [{"num_reads": 1}, {"num_reads": 16 if big else 1024}],
         "dwave tabu": [{"timeout": 20}, {"timeout": 200}],
         "SB ballistic": sb,
@@ -394,6 +395,15 @@ def _finite(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def _restored(x, key: str = ""):
+    """A record read back: the `None`s `_finite` wrote are inf (times never reached) or nan."""
+    if isinstance(x, dict):
+        return {k: _restored(v, k) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_restored(v, key) for v in x]
+    return (math.inf if "ttt" in key else math.nan) if x is None and key != "first_seconds" else x
+
+
 def _fmt_s(x: float) -> str:
     return "never" if not math.isfinite(x) else f"{x:.3g}"
 
@@ -496,6 +506,7 @@ def main() -> None:
     p.add_argument("--families", default="abcd", help="which families to run (default: abcd)")
     p.add_argument("--dense-instances", type=int, default=100)
     p.add_argument("--exact-seconds", type=float, default=3.0, help="(b): time limit of method='exact'")
+    p.add_argument("--keep", type=Path, help="an earlier record (JSON): its families not run now are kept")
     args = p.parse_args()
 
     import jax
@@ -509,6 +520,11 @@ def main() -> None:
         "d": lambda: resnet_family(8 if q else 16),
     }
     results, load = {}, {}
+    if args.keep:  # families of an earlier run, kept as they were (their runs, summary and goals)
+        earlier = json.loads(args.keep.read_text())
+        for family in set(earlier["results"]) - set(args.families):
+            results[family] = _restored(earlier["results"][family])
+            load[family] = earlier["loadavg_after_family"][family]
     for family in args.families:
         t = time.perf_counter()
         instances = builders[family]()
@@ -522,7 +538,7 @@ def main() -> None:
         results[family] = fam
         for method, why in fam["notes"].items():
             print(f"  {method} cannot run: {why}")
-        report(results, load, q)
+        report({f: results[f] for f in FAMILIES if f in results}, load, q)
 
 
 if __name__ == "__main__":
