@@ -57,8 +57,7 @@ SPARSE_MAX_DENSITY = 0.5  # `"auto"`: graphs with at most this share of their no
 SPARSE_MAX_IN_DEGREE = 8  # … and those of at most this mean in-degree are sparse:
 SPARSE_RESTARTS = 16  # they anneal with this many restarts …
 SPARSE_ANNEAL_STEPS = 8000  # … over this many sweeps; the others (convolutions) are local:
-LOCAL_ANNEAL_STEPS = 100  # they anneal over this many sweeps, restarts as `"layerwise"`'s up to RESTARTS …
-LARGE_LOCAL_ANNEAL_STEPS = 50  # … past LARGE_GRAPH_EDGES over this many (about layerwise's sweeps there)
+LOCAL_ANNEAL_STEPS = 100  # they anneal over this many sweeps, restarts as `"layerwise"`'s up to RESTARTS
 
 
 class SearchSettings(NamedTuple):
@@ -184,7 +183,8 @@ def frustration(
 ) -> FrustrationResult:
     """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
 
-    Methods: `"auto"` (default: `default_method`, `"layerwise"` on dense graphs, else `"anneal"`),
+    Methods: `"auto"` (default: `default_method`, `"anneal"` on sparse and convolutional graphs up
+    to 1e7 edges, else `"layerwise"`),
     `"layerwise"` (block-coordinate descent, every layer set to the sign of its
     local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts`
     random gauges vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the
@@ -277,17 +277,20 @@ def frustration(
 def structure(graph: SignedGraph) -> str:
     """How `"auto"` treats `graph`, from its density (edges over its blocks' node pairs) and mean
     in-degree (edges per non-input node): `"dense"` (density above `SPARSE_MAX_DENSITY`: dense
-    layers), `"sparse"` (density and in-degree at most `SPARSE_MAX_DENSITY`, `SPARSE_MAX_IN_DEGREE`,
-    up to `LARGE_GRAPH_EDGES` edges: pruned-network-like) or `"local"` (the rest: locally
-    connected, as convolutions with `k²·C_in` in-edges per node). Block-coordinate descent ends at
-    good fixed points on dense graphs only: 11–48% above the best known on sparse ones, 1–4% on
-    convolutional networks."""
+    layers); `"large"` (the others past `LARGE_GRAPH_EDGES` edges); `"sparse"` (density and
+    in-degree at most `SPARSE_MAX_DENSITY`, `SPARSE_MAX_IN_DEGREE`: pruned-network-like) or
+    `"local"` (the rest: locally connected, as convolutions with `k²·C_in` in-edges per node).
+    Block-coordinate descent ends at good fixed points on dense graphs (and, against a short
+    anneal at its time, on large ones: ResNet-18 at 224², 50 annealing sweeps ended 0.3% above
+    it), but 11–48% above the best known on sparse ones and 1–4% on small convolutional networks."""
     slots = sum(math.prod(b.in_shape) * math.prod(b.out_shape) for b in graph.blocks)
     fed = graph.num_nodes - math.prod(graph.shapes[0])
     edges = graph.num_edges()
     if slots == 0 or fed <= 0 or edges > SPARSE_MAX_DENSITY * slots:
         return "dense"
-    return "sparse" if edges <= min(SPARSE_MAX_IN_DEGREE * fed, LARGE_GRAPH_EDGES) else "local"
+    if edges > LARGE_GRAPH_EDGES:
+        return "large"
+    return "sparse" if edges <= SPARSE_MAX_IN_DEGREE * fed else "local"
 
 
 def is_sparse(graph: SignedGraph) -> bool:
@@ -296,8 +299,9 @@ def is_sparse(graph: SignedGraph) -> bool:
 
 
 def default_method(graph: SignedGraph) -> str:
-    """The estimator `"auto"` picks: `"layerwise"` on dense graphs, `"anneal"` on the others
-    (`structure`; its schedule and restarts from `default_anneal_steps`, `default_restarts`)."""
+    """The estimator `"auto"` picks: `"anneal"` on sparse and local graphs, `"layerwise"` on dense
+    and large ones (`structure`; the schedule and restarts from `default_anneal_steps`,
+    `default_restarts`)."""
     return _method(structure(graph))
 
 
@@ -312,22 +316,19 @@ def default_restarts(graph: SignedGraph, method: str) -> int:
 
 
 def default_anneal_steps(graph: SignedGraph) -> int:
-    """`"anneal"`'s default schedule: `SPARSE_ANNEAL_STEPS` sweeps on sparse graphs, on local
-    ones `LOCAL_ANNEAL_STEPS` (`LARGE_LOCAL_ANNEAL_STEPS` past `LARGE_GRAPH_EDGES` edges, where
-    `"layerwise"` takes about as many sweeps: an ImageNet CNN's estimate keeps its time), and
-    `ANNEAL_STEPS` on dense ones (`structure`). On the digits CNN and a ResNet-18-shaped graph at
-    16² (`benchmarks/peers.py`) 50–100 sweeps end 1–4% below `"layerwise"`'s fixed points."""
-    return _anneal_steps(graph, structure(graph))
+    """`"anneal"`'s default schedule: `SPARSE_ANNEAL_STEPS` sweeps on sparse graphs,
+    `LOCAL_ANNEAL_STEPS` on local ones, else `ANNEAL_STEPS` (`structure`). On the digits CNN and a
+    ResNet-18-shaped graph at 16² (`benchmarks/peers.py`) 100 sweeps end 1–4% below
+    `"layerwise"`'s fixed points."""
+    return _anneal_steps(structure(graph))
 
 
 def _method(kind: str) -> str:
-    return "layerwise" if kind == "dense" else "anneal"
+    return "anneal" if kind in ("sparse", "local") else "layerwise"
 
 
-def _anneal_steps(graph: SignedGraph, kind: str) -> int:
-    if kind == "local":
-        return LOCAL_ANNEAL_STEPS if graph.num_edges() <= LARGE_GRAPH_EDGES else LARGE_LOCAL_ANNEAL_STEPS
-    return SPARSE_ANNEAL_STEPS if kind == "sparse" else ANNEAL_STEPS
+def _anneal_steps(kind: str) -> int:
+    return {"sparse": SPARSE_ANNEAL_STEPS, "local": LOCAL_ANNEAL_STEPS}.get(kind, ANNEAL_STEPS)
 
 
 def _restarts(graph: SignedGraph, method: str, kind: str) -> int:
@@ -369,7 +370,7 @@ def _settings(
     if method == "auto":
         method = _method(kind)
     if anneal_steps is None:
-        anneal_steps = _anneal_steps(graph, kind) if method == "anneal" else ANNEAL_STEPS
+        anneal_steps = _anneal_steps(kind) if method == "anneal" else ANNEAL_STEPS
     if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
         raise InputError(
             f'method="greedy" keeps the dense n×n matrix A + Aᵀ and takes up to {GREEDY_MAX_NODES} '

@@ -20,7 +20,6 @@ from jaxflow.signed import (
 )
 from jaxflow.signed.frustration import (
     LARGE_GRAPH_EDGES,
-    LARGE_LOCAL_ANNEAL_STEPS,
     LOCAL_ANNEAL_STEPS,
     RESTARTS,
     SPARSE_ANNEAL_STEPS,
@@ -233,10 +232,10 @@ def test_structure_is_decided_from_degree_and_density():
     conv = conv_chain(rng)  # 676 edges over 2,500 node pairs, 9 in-edges per node
     assert structure(conv) == "local" and default_anneal_steps(conv) == LOCAL_ANNEAL_STEPS
     assert default_restarts(conv, "auto") == RESTARTS  # 2^16 // 125 nodes, capped
-    wide = Conv2d(np.ones((64, 64, 3, 3)), (64, 32, 32), padding=1)  # 3.7e7 edges: a short schedule
+    wide = Conv2d(np.ones((64, 64, 3, 3)), (64, 32, 32), padding=1)  # 3.7e7 edges: the descent
     big = SignedGraph.from_layers([Layer("x", shape=(64, 32, 32)), Layer("y", {"x": wide})])
-    assert structure(big) == "local" and big.num_edges() > LARGE_GRAPH_EDGES
-    assert default_anneal_steps(big) == LARGE_LOCAL_ANNEAL_STEPS and default_restarts(big, "auto") == 8
+    assert structure(big) == "large" and big.num_edges() > LARGE_GRAPH_EDGES
+    assert default_method(big) == "layerwise" and default_restarts(big, "auto") == 8
 
 
 def conv_chain(rng) -> SignedGraph:
