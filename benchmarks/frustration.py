@@ -12,7 +12,7 @@
    1e7-edge MLP. Each scale part runs in a fresh process so its peak RSS is its own, and its
    time is a first call's wall-clock time, compilation included (what a user waits).
 3. Null batches over devices: 64 block shuffles of a ResNet-18-shaped graph at 112² (float32,
-   the default method: layerwise at this size, 8 restarts, tol 1e-5) on 1 and 2 CPU devices
+   the default method: layerwise at this size, 4 restarts, tol 1e-5) on 1 and 2 CPU devices
    (`--xla_force_host_platform_device_count`): time, peak RSS and samples/s; and the
    kill-and-resume overhead: a run into an output folder killed (SIGKILL) once
    half its samples are saved, then rerun to the end, against the uninterrupted 1-device time.

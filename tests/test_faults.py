@@ -143,6 +143,39 @@ def test_an_unwritable_out_is_one_line(tmp_path):
     assert "cannot be created (Permission denied); choose another path" in done.stderr
 
 
+FULL_DISK = """
+import errno, sys
+import numpy as np
+import jaxflow.cli
+
+savez, written = np.savez, []
+def savez_until_full(f, **arrays):  # the disk fills up after the first chunk
+    if written:
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    written.append(savez(f, **arrays))
+np.savez = savez_until_full
+sys.exit(jaxflow.cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_is_one_line_keeps_no_partial_file_and_a_rerun_resumes(tmp_path):
+    (tmp_path / "ok.toml").write_text(TOML)
+    argv = ("--quiet", "sweep", "ok.toml", "--out", "run")
+    full = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, *argv], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert full.returncode == 2 and full.stderr.count("\n") == 1, full.stderr
+    assert full.stderr.startswith("jaxflow sweep: error: no space left on device while writing run")
+    assert full.stderr.endswith("; free space and run the same command again to resume\n")
+    chunks = tmp_path / "run" / "chunks"
+    assert len(list(chunks.iterdir())) == 1  # the chunk written before the disk filled, nothing partial
+    resumed = _jaxflow(*argv, cwd=tmp_path)
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
+    assert len(list(chunks.glob("*.npz"))) == 2 and (tmp_path / "run" / "trajectories.csv").stat().st_size
+
+
 SLOW = TOML.replace("widths = [2, 3, 3, 2]", "widths = [2, 48, 48, 48, 2]").replace(
     "inits = 4\nchunk = 2", "inits = 64\nchunk = 2"
 )

@@ -55,6 +55,29 @@ def test_budget_comes_from_the_option_then_the_environment_then_what_is_availabl
     _memory.check_fits(1024, "this run", "run.size")  # fits: no error
 
 
+class _Accelerator:
+    platform = "gpu"
+
+    def __init__(self, limit, in_use):
+        self.stats = {"bytes_limit": limit, "bytes_in_use": in_use}
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_on_accelerators_the_budget_is_their_free_memory_together(monkeypatch):
+    import jax
+
+    assert _memory.device_bytes() is None  # CPU only: the host's memory
+    gib = 2**30
+    monkeypatch.setattr(jax, "local_devices", lambda: [_Accelerator(16 * gib, 4 * gib)] * 2)
+    assert _memory.device_bytes() == 24 * gib
+    assert _memory.budget()[0] == min(24 * gib, _memory.host_bytes())
+    monkeypatch.setattr(jax, "local_devices", lambda: [_Accelerator(2 * gib, gib)])
+    with pytest.raises(InputError, match=r"needs about 2.15 GB of memory \(estimate\), 1.07 GB available"):
+        _memory.check_fits(2 * gib, "this run", "run.size")
+
+
 def test_a_sweep_too_large_is_refused_before_compiling():
     config = parse(SweepConfig, {"network": {"widths": [3, 200000, 200000, 3]}})
     start = time.perf_counter()
@@ -82,7 +105,7 @@ def test_frustration_estimate_follows_its_formula():
     graph = G.from_weights([np.ones((4, 3)), -np.ones((2, 4))])
     b = graph.dtype.itemsize
     assert _memory.frustration_bytes(graph, restarts=8, samples_in_flight=5) == (
-        (2 + 2 * 5) * 20 * b + 4 * 5 * 8 * 9 * b
+        (2 + 8 * 5) * 20 * b + 4 * 5 * 8 * 9 * b
     )
 
 
@@ -182,4 +205,25 @@ def test_import_estimate_is_within_2x_of_the_peak_rss(tmp_path, name):
     path = tmp_path / f"{name}.onnx"
     onnx.save(_cnn(512) if name == "cnn512" else _dense(4096), path)
     measured, estimate = _peak_and_estimate(IMPORT, path)
+    assert 0.5 < estimate / measured < 2, (measured, estimate)
+
+
+NULLS = (
+    "",
+    """
+import numpy as np
+from jaxflow import _memory
+from jaxflow.signed import SignedGraph, null_model_frustration
+rng = np.random.default_rng(0)
+widths = (64, 2048, 2048, 2048, 64)  # 8.6e6 edges, float32: the weights outweigh XLA's own memory
+weights = [rng.standard_normal((b, a), np.float32) for a, b in zip(widths, widths[1:])]
+graph = SignedGraph.from_weights(weights)
+null_model_frustration(graph, jax.random.key(0), samples=4, chunk_size=2, restarts=8, tol=1e-3, bound=False)
+estimate = _memory.frustration_bytes(graph, 8, 2 * jax.device_count())
+""",
+)
+
+
+def test_null_model_estimate_is_within_2x_of_the_peak_rss():
+    measured, estimate = _peak_and_estimate(NULLS)
     assert 0.5 < estimate / measured < 2, (measured, estimate)

@@ -274,10 +274,11 @@ def null_model_frustration(
     vmapped, spread over all of `jax.devices()` (after `jax.distributed.initialize()`: of every
     process; each computes its share, process 0 writes); `method="exact"` solves them in turn.
 
-    Memory is bounded by the piece in flight, not by `samples`: about `(W + c·(W_l + n·r))·b`
-    bytes per device, for `W` the graph's weights, `W_l` its learned weights (each sample holds its
-    own shuffled copy), `c = chunk_size`, `n` nodes, `r` restarts (the `batch_size` in flight) and
-    `b` bytes per number; only the block values of finished samples are kept.
+    Memory is bounded by the piece in flight, not by `samples`: about `(2W + c·(8W + 4n·r))·b`
+    bytes per device (`jaxflow._memory.frustration_bytes`), for `W` the graph's weights,
+    `c = chunk_size`, `n` nodes, `r` restarts (the `batch_size` in flight) and `b` bytes per number:
+    each sample holds its own shuffled weights and the shuffle's temporaries, each restart its
+    spins and fields; only the block values of finished samples are kept.
 
     With `out`, each finished piece is written at once to `out/chunks/` (atomically; see
     `jaxflow._store.Store`), with `out/manifest.json` holding the hashes of the graph (weights and
