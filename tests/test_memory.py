@@ -218,7 +218,7 @@ rng = np.random.default_rng(0)
 widths = (64, 2048, 2048, 2048, 64)  # 8.6e6 edges, float32: the weights outweigh XLA's own memory
 weights = [rng.standard_normal((b, a), np.float32) for a, b in zip(widths, widths[1:])]
 graph = SignedGraph.from_weights(weights)
-null_model_frustration(graph, jax.random.key(0), samples=4, chunk_size=2, restarts=8, tol=1e-3, bound=False)
+null_model_frustration(graph, jax.random.key(0), samples=2, chunk_size=2, restarts=8, tol=1e-3, bound=False)
 estimate = _memory.frustration_bytes(graph, 8, 2 * jax.device_count())
 """,
 )

@@ -145,7 +145,7 @@ def _enumeration_budget(time_limit) -> float:
     """The most `enumeration_work` `"exact"` enumerates: `ENUMERATION_MAX_WORK`, and within a
     `time_limit` only what `ENUMERATION_WORK_PER_SECOND` gets through in it."""
     if time_limit is None:
-        return ENUMERATION_MAX_WORK
+        return float(ENUMERATION_MAX_WORK)
     seconds = float(check_positive(time_limit, "time_limit"))
     return min(ENUMERATION_MAX_WORK, ENUMERATION_WORK_PER_SECOND * seconds)
 
