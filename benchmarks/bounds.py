@@ -127,7 +127,8 @@ def sparse(instances: int, lo: int, hi: int) -> dict:
         graph = sparse_graph(rng, (width,) * (depth + 1))
         sizes.append(graph.num_edges())
         best = frustration(graph, method="anneal", key=jax.random.key(i), **REFERENCE_ANNEAL)
-        reference = float(best.value)
+        default = frustration(graph, key=jax.random.key(i), bound=False)  # 16 × 8,000 on these
+        reference = min(float(best.value), float(default.value))
         if sizes[-1] <= SPARSE_EXACT_EDGES:
             exact = frustration(graph, method="exact", time_limit=SPARSE_EXACT_SECONDS)
             reference = min(reference, float(exact.value))
@@ -144,8 +145,9 @@ def sparse(instances: int, lo: int, hi: int) -> dict:
     print()
     highs_gap = (np.asarray(references) - np.asarray(highs)) / np.asarray(references)
     return {"edges": [min(sizes), max(sizes)], "in_degree": 3, "proven": proven_count / instances,
-            "against": "exact (time-limited) or anneal", "highs_bound_mean_gap": float(highs_gap.mean()),
-            "highs_seconds": SPARSE_EXACT_SECONDS, **_summary(gaps, seconds)}  # fmt: skip
+            "against": "exact (time-limited), a long anneal or the default",
+            "highs_bound_mean_gap": float(highs_gap.mean()), "highs_seconds": SPARSE_EXACT_SECONDS,
+            **_summary(gaps, seconds)}  # fmt: skip
 
 
 def digits(kinds) -> dict:
