@@ -254,13 +254,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     p.add_argument("--part", choices=("resnet18",), help=argparse.SUPPRESS)
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts (default all: {PARTS})")
+    p.add_argument("--sparse-instances", type=int, default=20, help="graphs of the sparse part (~4 min each)")
     args = p.parse_args()
     parts = args.parts.split(",")
     if args.part == "resnet18":
         print(json.dumps(part_resnet18(16 if args.quick else 224)))
         return
 
-    n_proven, n_sparse, lo, hi = (3, 2, 300, 600) if args.quick else (100, 20, 300, 2000)
+    n_proven, n_sparse, lo, hi = (3, 2, 300, 600) if args.quick else (100, args.sparse_instances, 300, 2000)
     record = {"quick": args.quick}
     if "proven" in parts:
         record["proven"] = q = proven(n_proven)
