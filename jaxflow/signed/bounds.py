@@ -73,7 +73,8 @@ DEFAULT_WORK = 2**28
 """Default enumeration budget, in pattern × node evaluations: all of `"stars"` (about a second of
 numpy on a 2-core CPU), and an eighth of it for each block of `"blocks"`."""
 STARS_MAX_NODES = 4096  # `"stars"` and `"cycles"` keep the dense n×n adjacency
-CYCLES_MAX_EDGES = 10000  # `"auto"` runs `"cycles"` on graphs of up to this many edges …
+CYCLES_MAX_EDGES = 600  # `"auto"` runs `"cycles"` on graphs of up to this many edges (its time grows
+# as edges³ on 2 cores: 444 edges 5 s, 900 edges 38 s, 1,500 edges 158 s) …
 CYCLES_MAX_DEGREE = 8.0  # … and mean degree (on dense layered graphs `"stars"` is far better)
 CYCLE_ROUNDS = 60  # column-generation rounds of `"cycles"`
 DENSIFY_MAX_EDGES = 2**22  # an unknown block with at most this many entries is bounded as dense

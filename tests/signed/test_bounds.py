@@ -317,6 +317,9 @@ def test_cycles_on_sparse_graphs():
         A = np.asarray(g.to_dense())
         greedy, _ = bounds._cycles_bound(A, rounds=0)
         assert greedy <= res.candidates["cycles"] + TOL * res.total
+    # past CYCLES_MAX_EDGES "auto" leaves the packing out (minutes); asked for, it runs
+    big = sparse_layered(rng, (60,) * 5)
+    assert big.num_edges() > bounds.CYCLES_MAX_EDGES and "cycles" not in lower_bound(big).candidates
     # a single frustrated 4-cycle: the bound is its lightest edge, exactly the optimum
     W1, W2 = np.array([[1.0, 2.0], [3.0, -0.5]]), np.array([[1.0, 1.0]])
     g = SignedGraph.from_weights([W1, W2])
