@@ -294,11 +294,6 @@ def structure(graph: SignedGraph) -> str:
     return "sparse" if edges <= SPARSE_MAX_IN_DEGREE * fed else "local"
 
 
-def is_sparse(graph: SignedGraph) -> bool:
-    """Whether `structure(graph)` is `"sparse"`."""
-    return structure(graph) == "sparse"
-
-
 def default_method(graph: SignedGraph) -> str:
     """The estimator `"auto"` picks: `"anneal"` on sparse and local graphs, `"layerwise"` on dense
     and large ones (`structure`; the schedule and restarts from `default_anneal_steps`,
@@ -334,12 +329,13 @@ def _anneal_steps(kind: str) -> int:
 
 def _restarts(graph: SignedGraph, method: str, kind: str) -> int:
     method = _method(kind) if method == "auto" else method
-    if method == "anneal" and kind == "sparse":
-        return SPARSE_RESTARTS
-    if method != "layerwise" and not (method == "anneal" and kind == "local"):
-        return RESTARTS
     low, high = LAYERWISE_RESTARTS
-    high = high if method == "layerwise" else RESTARTS
+    if method == "anneal":
+        if kind != "local":
+            return SPARSE_RESTARTS if kind == "sparse" else RESTARTS
+        high = RESTARTS
+    elif method != "layerwise":
+        return RESTARTS
     return int(min(high, max(low, LAYERWISE_NODE_STATES // graph.num_nodes)))
 
 
