@@ -218,20 +218,21 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StudyFrustrationConfig:
-    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol` (unset: the
-    library's defaults for the graph, `default_restarts` and `default_tol`), against
-    `null_samples` sign-shuffled null models of kind `null_model`; with `robustness`, the z-score
-    again under a second estimator and at a quarter of the effort."""
+    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol`/`batch_size`
+    (unset: the library's defaults for the graph, `default_restarts` and `default_tol`, all restarts
+    at once), against `null_samples` sign-shuffled null models of kind `null_model`; with
+    `robustness`, the z-score again under a second estimator and at a quarter of the effort."""
 
     method: Literal["auto", "layerwise", "anneal", "greedy", "exact"] = "auto"
     restarts: int | None = None
     tol: float | None = None
+    batch_size: int | None = None
     null_samples: int = 64
     null_model: Literal["block", "kernel", "global", "flip"] = "block"
     robustness: bool = True
 
     def __post_init__(self):
-        require_counts(self, "restarts")
+        require_counts(self, "restarts", "batch_size")
         if self.tol is not None and not 0 <= self.tol < 1:
             fail("tol", f"must be in [0, 1) (a fraction of Σ|a| per sweep), got {self.tol}")
         if self.null_samples < 2:

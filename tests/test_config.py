@@ -1,5 +1,6 @@
 """Sweep configs: the shipped ones load; every kind of bad input fails with one message naming the key."""
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -108,6 +109,7 @@ BAD_SHAPES = [
     ({"tol": 1.5}, "tol", "must be in [0, 1)"),
     ({"tol": -1e-3}, "tol", "must be in [0, 1)"),
     ({"restarts": 0}, "restarts", "must be a positive integer"),
+    ({"batch_size": 0}, "batch_size", "must be a positive integer"),
 ]
 
 
@@ -126,6 +128,24 @@ def test_search_defaults_are_the_librarys(tmp_path):
     settings = res.settings
     assert (settings.restarts, settings.tol) == (default_restarts(g, "layerwise"), default_tol(g))
     assert parse(FrustrationConfig, {"tol": 1e-5, "restarts": 3}).tol == 1e-5
+
+
+def test_batch_size_reaches_the_network_and_its_nulls():
+    """`batch_size` in the config: the network and its null samples search their restarts in
+    chunks of it, as `frustration(..., batch_size=...)` does."""
+    from jaxflow.config import FrustrationConfig
+    from jaxflow.experiments.nulls import frustration_vs_null
+    from jaxflow.signed import SignedGraph
+    from jaxflow.signed.frustration import frustration
+
+    rng = np.random.default_rng(4)
+    g = SignedGraph.from_weights([rng.normal(size=(5, 4)), rng.normal(size=(3, 5))])
+    config = parse(FrustrationConfig, {"method": "layerwise", "restarts": 6, "batch_size": 4})
+    key = jax.random.key(2)
+    nul, _ = frustration_vs_null(g, dataclasses.replace(config, robustness=False), key, samples=2)
+    assert nul.observed.settings.batch_size == 4
+    alone = frustration(g, method="layerwise", key=jax.random.split(key)[0], restarts=6, batch_size=4)
+    np.testing.assert_array_equal(nul.observed.restart_values, alone.restart_values)
 
 
 @pytest.mark.parametrize("table, key, words", BAD_SHAPES, ids=[b[1] + ":" + b[2] for b in BAD_SHAPES])

@@ -49,8 +49,9 @@ def frustration_vs_null(
     saved as they finish (a rerun resumes)."""
     samples = samples or config.null_samples
     restarts = config.restarts or default_restarts(graph, config.method)
+    in_flight = min(restarts, config.batch_size or restarts)
     check_fits(
-        frustration_bytes(graph, restarts, default_chunk_size(graph, samples) * jax.device_count()),
+        frustration_bytes(graph, in_flight, default_chunk_size(graph, samples) * jax.device_count()),
         f"the frustration of this model against {samples} null models",
         "restarts or null_samples (or the model's input shape)",
     )
@@ -75,7 +76,7 @@ def frustration_vs_null(
 def _nulls(graph, config, key, samples, method, restarts, out, *, bound: bool) -> NullModelResult:
     return null_model_frustration(
         graph, key, samples=samples, model=config.null_model, method=method, restarts=restarts,
-        tol=config.tol, out=out, bound=bound,
+        tol=config.tol, batch_size=config.batch_size, out=out, bound=bound,
     )  # fmt: skip
 
 

@@ -20,7 +20,10 @@ samples, each with its own shuffled weights): `spec` says, per positional argume
 that axis (`"l"`), is shared (`"s"`) or is a block whose learned weights have it (`"b"`), and
 `while_loop` freezes each lane once its own condition fails, as `vmap` of `lax.while_loop` does.
 
-`choose_driver` picks between them by the number of blocks (`SIGNATURE_MIN_BLOCKS`).
+`choose_driver` picks between them by the number of blocks (`SIGNATURE_MIN_BLOCKS`). Restarts run
+in chunks (`batch_size`) spread over every device of every process, with the same values on any
+number of them: `SHARDED_PROGRAM` maps each device over its share of the chunks under `shard_map`,
+the top-level `Signatures` runs them as lanes, one chunk per device at a time (`restart_lanes`).
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from functools import partial
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .._checks import InputError
+from .._store import lanes_mesh, put_lanes, to_host
 from .._types import Array, Float, FloatLike, Key
 from .blocks import Block
 from .graph import SignedGraph
@@ -48,12 +54,19 @@ DRIVERS = ("program", "signatures")
 
 
 class _Program:
-    """Everything traced into the caller's program (inside `jit`)."""
+    """Everything traced into the caller's program (inside `jit`); `shards_restarts`: restart chunks
+    spread over every device by `map` (the top level of a search; not inside a null sample's)."""
 
     lanes = False
 
+    def __init__(self, shards_restarts: bool = False):
+        self.shards_restarts = shards_restarts
+
     def call(self, fn, spec, *args, **static):
         return fn(*args, **static)
+
+    def spread(self, x):
+        return x
 
     def product(self, block, x, acc, transpose):
         return _product(block, x, acc, transpose=transpose)
@@ -68,24 +81,41 @@ class _Program:
         return lax.scan(lambda c, x: (step(c, x), None), carry, xs)[0]
 
     def map(self, fn, keys, count):
-        return lax.map(lambda inputs: fn(*inputs), (keys, jnp.arange(count)))
+        if not self.shards_restarts:
+            return lax.map(lambda inputs: fn(*inputs), (keys, jnp.arange(count)))
+        mesh = lanes_mesh()  # each device maps over its share (the last padded with the last chunk)
+        ids = jnp.minimum(jnp.arange(-(-count // mesh.size) * mesh.size), count - 1)
+        local = partial(lax.map, lambda inputs: fn(*inputs))
+        run = jax.shard_map(lambda *a: local(a), mesh=mesh, in_specs=P("lanes"), out_specs=P("lanes"),
+                            check_vma=False)  # fmt: skip
+        out = run(keys[ids], ids)
+        return lax.with_sharding_constraint(jax.tree.map(lambda x: x[:count], out), NamedSharding(mesh, P()))
 
     def stack(self, outs):
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
 
 PROGRAM = _Program()
+SHARDED_PROGRAM = _Program(shards_restarts=True)  # `frustration`'s own search: chunks over devices
 
 
 class Signatures:
     """Loops in Python, each piece its own jitted function (cached by signature); `lanes`: every
     array has a leading axis of independent searches (see the module docstring)."""
 
-    def __init__(self, lanes: bool = False):
-        self.lanes = lanes
+    def __init__(self, lanes: bool = False, shared_graph: bool = False):
+        self.lanes, self.shared_graph = lanes, shared_graph
+        self.mesh = lanes_mesh() if lanes else None  # lane arrays are split over every device
+        self.shards_restarts = not lanes  # the top level: restart chunks become sharded lanes
 
     def call(self, fn, spec, *args, **static):
-        return _dispatch(fn, spec if self.lanes else None, tuple(sorted(static.items())), *args)
+        if self.lanes and self.shared_graph:  # the lanes search one graph: its blocks are shared
+            spec = spec.replace("b", "s")
+        return _dispatch(fn, spec if self.lanes else None, tuple(sorted(static.items())), self.mesh, *args)
+
+    def spread(self, x):
+        """A value computed from the shared graph, given the lane axis (one lane per device)."""
+        return _spread(self.mesh, x) if self.lanes and self.shared_graph else x
 
     def product(self, block, x, acc, transpose):
         return self.call(_product, "bll", block, x, acc, transpose=transpose)
@@ -118,16 +148,25 @@ class Signatures:
 SIGNATURES = Signatures()
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _dispatch(fn, spec, static, *args):
-    """`fn(*args, **static)`, vmapped over the lane axis given by `spec` (`None`: no lanes). Its
-    jit cache key is `(fn, spec, static)` and the arguments' structure, shapes and dtypes: the
-    signature of the piece of graph it runs on."""
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _dispatch(fn, spec, static, mesh, *args):
+    """`fn(*args, **static)`, vmapped over the lane axis given by `spec` (`None`: no lanes) and run
+    under `shard_map` over `mesh`: each device computes its own lanes, and the compiled piece holds
+    no collectives. Its jit cache key is `(fn, spec, static)` and the arguments' structure, shapes
+    and dtypes: the signature of the piece of graph it runs on."""
     f = partial(fn, **dict(static))
     axes = None if spec is None else tuple(_lane_axes(a, c) for a, c in zip(args, spec))
-    if axes is not None and any(a is not None for a in axes):  # else shared: the result is too
-        f = jax.vmap(f, in_axes=axes)
-    return f(*args)
+    if axes is None or all(a is None for a in axes):  # no lanes, or all shared: the result is too
+        return f(*args)
+    specs = tuple(_lane_specs(a, c) for a, c in zip(args, spec))
+    vmapped = jax.vmap(f, in_axes=axes)
+    run = jax.shard_map(vmapped, mesh=mesh, in_specs=specs, out_specs=P("lanes"), check_vma=False)
+    return run(*args)
+
+
+@partial(jax.jit, static_argnums=0)
+def _spread(mesh, x):
+    return jax.shard_map(lambda v: v[None], mesh=mesh, in_specs=P(), out_specs=P("lanes"), check_vma=False)(x)
 
 
 def _lane_axes(arg, code: str):
@@ -136,6 +175,14 @@ def _lane_axes(arg, code: str):
     if code == "b" and isinstance(arg, Block) and arg.learned:  # null models shuffle learned weights
         return jax.tree.map(lambda x: 0 if eqx.is_inexact_array(x) else None, arg)
     return None
+
+
+def _lane_specs(arg, code: str):
+    """`_lane_axes` as `shard_map` partition specs: the lane axis split over the devices."""
+    axes = _lane_axes(arg, code)
+    if axes is None or axes == 0:
+        return jax.tree.map(lambda _: P() if axes is None else P("lanes"), arg)
+    return jax.tree.map(lambda x: P("lanes") if eqx.is_inexact_array(x) else P(), arg)
 
 
 def choose_driver(graph: SignedGraph) -> str:
@@ -331,8 +378,9 @@ def _stack(xs):
 
 
 def total_weight(graph: SignedGraph, drv=PROGRAM):
-    """`Σ|a|`, summed block by block in graph order (as `SignedGraph.abs_sum`)."""
-    return sum((drv.call(_abs_sum, "b", b) for b in graph.blocks), start=jnp.zeros((), graph.dtype))
+    """`Σ|a|`, summed block by block in graph order (as `SignedGraph.abs_sum`), per lane."""
+    total = sum((drv.call(_abs_sum, "b", b) for b in graph.blocks), start=jnp.zeros((), graph.dtype))
+    return drv.spread(total)
 
 
 def block_energies(graph: SignedGraph, gauge: Sequence[Array], drv=PROGRAM) -> tuple:
@@ -473,43 +521,79 @@ def _greedy(graph: SignedGraph, s: Float[Array, "restarts n"], max_flips: int):
     return s, flips, ~negative
 
 
-def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
-    """Run `settings.restarts` searches, `batch_size` at a time; returns gauges, energies, iterations
-    and convergence. `"greedy"` (dense) runs only inside a program."""
-    method, restarts, anneal_steps = settings.method, settings.restarts, settings.anneal_steps
+def restart_chunks(settings) -> tuple[int, int, int]:
+    """`(chunks, batch, keep)`: the restarts run in `chunks` chunks of `batch` (`settings.batch_size`,
+    default all at once), and `keep` of each chunk go on past the screen."""
+    restarts = settings.restarts
     batch = min(settings.batch_size or restarts, restarts)
     chunks = -(-restarts // batch)
-    keep = min(batch, -(-(settings.survivors or restarts) // chunks))  # survivors per chunk
-    dtype = graph.dtype
+    return chunks, batch, min(batch, -(-(settings.survivors or restarts) // chunks))
+
+
+def _chunk(graph: SignedGraph, key: Key, chunk, settings, total, drv):
+    """One chunk of restarts from random gauges (chunk 0's first restart from all-plus): gauges,
+    energies, iterations and convergence. `chunk` is the chunk's index (a lane array when the chunks
+    are lanes); `"greedy"` (dense) runs only inside a program."""
+    _, batch, keep = restart_chunks(settings)
+    method, anneal_steps, dtype = settings.method, settings.anneal_steps, graph.dtype
+    k_start, k_anneal = drv.call(_split2, "l", key)
+    first = "ls" if isinstance(chunk, int) else "ll"  # a Python index is shared by the lanes
+    flat = drv.call(_flat_start, first, k_start, chunk == 0, batch=batch, n=graph.num_nodes, dtype=dtype)
+    off = graph.offsets
+    s = tuple(drv.call(_layer_slice, "ls", flat, off[j], shape=sh) for j, sh in enumerate(graph.shapes))
+    if method == "greedy":
+        flat, its, ok = _greedy(graph, flat, settings.max_iterations)
+        s = tuple(jax.vmap(graph.unflatten)(flat))
+        return s, _quadratic_energy(graph, s), its, ok
+    del flat  # (as large as all the gauges: not kept through the descent)
+    if method == "anneal":
+        t0, t1 = settings.anneal_temperatures
+        betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
+        s = anneal(graph, s, k_anneal, betas, drv)
+    if keep < batch:
+        s = screen(graph, s, keep, drv)
+    s, energy, its, ok = descend(graph, s, settings.max_iterations, settings.tol, total, drv)
+    its = its + (anneal_steps if method == "anneal" else SCREEN_SWEEPS * (keep < batch))
+    return s, energy, its, ok
+
+
+def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
+    """Run `settings.restarts` searches, `batch_size` at a time (`restart_chunks`; the chunks as
+    sharded lanes when `drv.shards_restarts`); returns gauges, energies, iterations and convergence."""
+    chunks, batch, keep = restart_chunks(settings)
     total = total_weight(graph, drv) if total is None else total
-
-    def run(key, chunk):
-        k_start, k_anneal = drv.call(_split2, "l", key)
-        flat = drv.call(_flat_start, "ls", k_start, chunk == 0, batch=batch, n=graph.num_nodes, dtype=dtype)
-        off = graph.offsets
-        s = tuple(drv.call(_layer_slice, "ls", flat, off[j], shape=sh) for j, sh in enumerate(graph.shapes))
-        if method == "greedy":
-            flat, its, ok = _greedy(graph, flat, settings.max_iterations)
-            s = tuple(jax.vmap(graph.unflatten)(flat))
-            return s, _quadratic_energy(graph, s), its, ok
-        del flat  # (as large as all the gauges: not kept through the descent)
-        if method == "anneal":
-            t0, t1 = settings.anneal_temperatures
-            betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
-            s = anneal(graph, s, k_anneal, betas, drv)
-        if keep < batch:
-            s = screen(graph, s, keep, drv)
-        s, energy, its, ok = descend(graph, s, settings.max_iterations, settings.tol, total, drv)
-        its = its + (anneal_steps if method == "anneal" else SCREEN_SWEEPS * (keep < batch))
-        return s, energy, its, ok
-
     if chunks == 1:  # no loop (a one-step map keeps XLA from fusing across it)
-        return run(key, 0)
-    out = drv.map(run, drv.call(_split, "l", key, num=chunks), chunks)
-    kept = restarts if keep == batch else chunks * keep
+        return _chunk(graph, key, 0, settings, total, drv)
+    keys = drv.call(_split, "l", key, num=chunks)
+    if drv.shards_restarts and drv is not SHARDED_PROGRAM:
+        out = restart_lanes(graph, keys, settings)
+    else:
+        out = drv.map(lambda k, c: _chunk(graph, k, c, settings, total, drv), keys, chunks)
+    kept = settings.restarts if keep == batch else chunks * keep
     gauges, values, its, ok = out
     values, its, ok = drv.call(_summary, "lll", values, its, ok, kept=kept)
     return tuple(drv.call(_join, "l", g, kept=kept) for g in gauges), values, its, ok
+
+
+def restart_lanes(graph: SignedGraph, keys: Key, settings):
+    """The chunks of `keys` searched as lanes of `Signatures(lanes=True, shared_graph=True)`, one
+    chunk per device at a time over every device of every process (`lanes_mesh`; the last group
+    padded with its last chunk): each chunk's outputs, stacked on every process. A chunk is searched
+    alike on any device, so the values do not depend on how many there are."""
+    drv = Signatures(lanes=True, shared_graph=True)
+    count, width = keys.shape[0], drv.mesh.size
+    total = total_weight(graph, drv)
+    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)  # else legacy uint32 keys
+    data = np.asarray(jax.random.key_data(keys) if typed else keys)
+    outs = []
+    for start in range(0, count, width):
+        ids = np.minimum(np.arange(start, start + width), count - 1)
+        lane_keys = put_lanes(data[ids], drv.mesh)
+        if typed:
+            lane_keys = jax.random.wrap_key_data(lane_keys, impl=jax.random.key_impl(keys))
+        out = _chunk(graph, lane_keys, put_lanes(ids, drv.mesh), settings, total, drv)
+        outs.append(to_host(out))
+    return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)[:count]), *outs)
 
 
 def estimate(graph: SignedGraph, key: Key, settings, drv=PROGRAM):

@@ -27,7 +27,7 @@ from ._exact import (
     independent_set,
     milp_gauge,
 )
-from ._search import PROGRAM, driver as make_driver, estimate, search
+from ._search import PROGRAM, SHARDED_PROGRAM, driver as make_driver, estimate, search
 from .bounds import lower_bound
 
 # `block_frustration` is re-exported for compatibility (`study/network.py` imports it from here).
@@ -136,9 +136,11 @@ _estimate_program = eqx.filter_jit(estimate)
 def _estimate(graph: SignedGraph, key: Key, settings: SearchSettings, driver: str | None = None):
     """The best restart's gauge, its `δ` recomputed block by block, `Σ|a|`, every restart's `δ`,
     the sweeps and convergence: `search` then `block_energies`, by the driver `driver` (`None`:
-    `choose_driver`)."""
+    `choose_driver`); restarts in chunks spread over the devices."""
     drv = make_driver(driver, graph)
-    return _estimate_program(graph, key, settings) if drv is PROGRAM else estimate(graph, key, settings, drv)
+    if drv is PROGRAM:
+        return _estimate_program(graph, key, settings, SHARDED_PROGRAM)
+    return estimate(graph, key, settings, drv)
 
 
 def _enumeration_budget(time_limit) -> float:
@@ -213,7 +215,9 @@ def frustration(
         anneal_steps: `"anneal"`: sweeps of the temperature schedule; default
             `default_anneal_steps(graph)`.
         anneal_temperatures: `"anneal"`: start and end temperatures, start >= end > 0.
-        batch_size: run the restarts this many at a time to bound memory (default: all at once).
+        batch_size: run the restarts this many at a time to bound memory (default: all at once);
+            the chunks spread over every device of every process (`jax.devices()`), with the
+            same values on any number of devices.
         survivors: `"layerwise"`: restarts that go on past the screen; default
             `default_survivors(restarts)`.
         dtype: cast the weights to this dtype first (e.g. `jnp.float32`); default: as they are.
