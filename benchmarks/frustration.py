@@ -16,10 +16,14 @@
    (`--xla_force_host_platform_device_count`): time, peak RSS and samples/s; and the
    kill-and-resume overhead: a run into an output folder killed (SIGKILL) once
    half its samples are saved, then rerun to the end, against the uninterrupted 1-device time.
+4. Restarts over devices (`--only restarts`): 8 restarts of the ResNet-18-shaped graph at 112² in
+   chunks of one (`batch_size=1`, layerwise, tol 1e-5) on 1 and 2 CPU devices: time, peak RSS,
+   and whether the restart values are bitwise the same.
 
     python benchmarks/frustration.py            # full run (coordinator)
     python benchmarks/frustration.py --quick    # a tiny check that the script works
     python benchmarks/frustration.py --only nulls [--quick]    # part 3 alone
+    python benchmarks/frustration.py --only restarts [--quick]    # part 4 alone
 """
 
 from __future__ import annotations
@@ -247,6 +251,39 @@ def part_resnet18_null(side: int, samples: int, restarts: int, out: str) -> dict
     }
 
 
+def part_resnet18_restarts(side: int, restarts: int) -> dict:
+    import jax
+
+    from jaxflow.signed.frustration import frustration
+
+    graph = resnet18_graph(side)
+    t = time.perf_counter()
+    res = frustration(graph, method="layerwise", restarts=restarts, batch_size=1, tol=RESNET_TOL, bound=False)
+    values = np.asarray(res.restart_values)
+    seconds = time.perf_counter() - t
+    return {
+        "devices": jax.device_count(),
+        "seconds": seconds,
+        "peak_rss_gb": _peak_rss_gb(),
+        "normalized": float(res.normalized),
+        "restart_values_hex": values.tobytes().hex(),
+    }
+
+
+def restart_scaling(side: int, restarts: int) -> dict:
+    """Part 4: `restarts` chunks of one restart of one graph on 1 and 2 CPU devices."""
+    argv = ("--part", "resnet18_restarts", "--side", str(side), "--resnet-restarts", str(restarts))
+    runs = {d: _in_child(*argv, devices=d) for d in (1, 2)}
+    same = runs[1].pop("restart_values_hex") == runs[2].pop("restart_values_hex")
+    for d, r in runs.items():
+        print(f"  {restarts} chunks of 1 restart, {d} device(s): {r['seconds']:.1f} s, "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB, normalized {r['normalized']:.6f}")  # fmt: skip
+    print(f"  restart values bitwise the same on 1 and 2 devices: {same}")
+    devices = {str(d): r for d, r in runs.items()}
+    return {"restart_graph": "resnet18", "restart_input": side, "restart_chunks": restarts,
+            "restart_devices": devices, "restart_values_equal": same}  # fmt: skip
+
+
 def _child_cmd(*argv: str) -> list[str]:
     return [sys.executable, __file__, *argv]
 
@@ -331,12 +368,23 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
     p.add_argument("--resnet-restarts", type=int, default=8)
     p.add_argument("--null-restarts", type=int, default=4)
-    p.add_argument("--only", choices=("nulls",), help="run only part 3 (null batches over devices)")
-    p.add_argument("--part", choices=("resnet18", "mlp_null", "resnet18_null"), help=argparse.SUPPRESS)
+    p.add_argument("--only", choices=("nulls", "restarts"),
+                   help="run only part 3 (null batches) or 4 (restarts) over devices")  # fmt: skip
+    p.add_argument("--part", choices=("resnet18", "mlp_null", "resnet18_null", "resnet18_restarts"),
+                   help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--side", type=int, help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.part == "resnet18_restarts":
+        print(json.dumps(part_resnet18_restarts(args.side, args.resnet_restarts)))
+        return
+    if args.only == "restarts":
+        side, restarts = (16, 2) if args.quick else (112, 8)
+        print(f"restarts over devices: ResNet-18-shaped graph at {side}², {restarts} chunks")
+        record = {"quick": args.quick, **restart_scaling(side, restarts), "machine": machine_info()}
+        print(f"wrote {write_record('frustration-restarts', record, args.quick)}")
+        return
     if args.part == "resnet18_null":
         print(json.dumps(part_resnet18_null(args.side, args.samples, args.null_restarts, args.out)))
         return
