@@ -2,6 +2,8 @@
 gauge, or `frustration(method="exact")`), never below 0, and exact where theory says so."""
 
 import math
+import subprocess
+import sys
 
 import equinox as eqx
 import jax
@@ -302,6 +304,14 @@ def sparse_layered(rng, widths, degree=3) -> SignedGraph:
             W[r, rng.choice(a, size=degree, replace=False)] = rng.normal(size=degree)
         ws.append(W)
     return SignedGraph.from_weights(ws)
+
+
+def test_the_packing_lp_prints_nothing():
+    """HiGHS prints a banner to the C stdout when a process makes its first model: dropped, so a
+    bound never writes into a command's output (a fresh process: the first model is this one)."""
+    code = "import numpy as np; from jaxflow.signed import bounds; bounds._packing_lp(np.ones(3)).run()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "", (done.stdout, done.stderr[-2000:])
 
 
 def test_cycles_on_sparse_graphs():
