@@ -56,6 +56,7 @@ def test_drivers_agree_on_a_cnn():
     [
         {"restarts": 48, "survivors": 8, "batch_size": 16, "tol": 1e-3},  # restart chunks, each screened
         {"method": "anneal", "restarts": 8, "anneal_steps": 12},
+        {"method": "greedy", "restarts": 6, "batch_size": 4},  # chunks of the dense baseline, in turn
     ],
 )
 def test_drivers_agree_on_a_deep_graph(options):
