@@ -565,9 +565,9 @@ def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
     if chunks == 1:  # no loop (a one-step map keeps XLA from fusing across it)
         return _chunk(graph, key, 0, settings, total, drv)
     keys = drv.call(_split, "l", key, num=chunks)
-    if drv.shards_restarts and drv is not SHARDED_PROGRAM and settings.method != "greedy":
+    if isinstance(drv, Signatures) and drv.shards_restarts and settings.method != "greedy":
         out = restart_lanes(graph, keys, settings)  # (the dense greedy baseline runs chunk by chunk)
-    else:
+    else:  # a program maps the chunks (`SHARDED_PROGRAM`: over the devices)
         out = drv.map(lambda k, c: _chunk(graph, k, c, settings, total, drv), keys, chunks)
     kept = settings.restarts if keep == batch else chunks * keep
     gauges, values, its, ok = out
