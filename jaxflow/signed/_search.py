@@ -39,7 +39,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .._checks import InputError
-from .._store import lanes_mesh, put_lanes, to_host
+from .._store import lanes_mesh, put_lane_keys, put_lanes, to_host
 from .._types import Array, Float, FloatLike, Key
 from .blocks import Block
 from .graph import SignedGraph
@@ -106,7 +106,6 @@ class Signatures:
     def __init__(self, lanes: bool = False, shared_graph: bool = False):
         self.lanes, self.shared_graph = lanes, shared_graph
         self.mesh = lanes_mesh() if lanes else None  # lane arrays are split over every device
-        self.shards_restarts = not lanes  # the top level: restart chunks become sharded lanes
 
     def call(self, fn, spec, *args, **static):
         if self.lanes and self.shared_graph:  # the lanes search one graph: its blocks are shared
@@ -558,14 +557,15 @@ def _chunk(graph: SignedGraph, key: Key, chunk, settings, total, drv):
 
 
 def search(graph: SignedGraph, key: Key, settings, drv=PROGRAM, total=None):
-    """Run `settings.restarts` searches, `batch_size` at a time (`restart_chunks`; the chunks as
-    sharded lanes when `drv.shards_restarts`); returns gauges, energies, iterations and convergence."""
+    """Run `settings.restarts` searches, `batch_size` at a time (`restart_chunks`; the chunks spread
+    over the devices by `SHARDED_PROGRAM` or the top-level `Signatures`); returns gauges, energies,
+    iterations and convergence."""
     chunks, batch, keep = restart_chunks(settings)
     total = total_weight(graph, drv) if total is None else total
     if chunks == 1:  # no loop (a one-step map keeps XLA from fusing across it)
         return _chunk(graph, key, 0, settings, total, drv)
     keys = drv.call(_split, "l", key, num=chunks)
-    if isinstance(drv, Signatures) and drv.shards_restarts and settings.method != "greedy":
+    if isinstance(drv, Signatures) and not drv.lanes and settings.method != "greedy":
         out = restart_lanes(graph, keys, settings)  # (the dense greedy baseline runs chunk by chunk)
     else:  # a program maps the chunks (`SHARDED_PROGRAM`: over the devices)
         out = drv.map(lambda k, c: _chunk(graph, k, c, settings, total, drv), keys, chunks)
@@ -583,14 +583,10 @@ def restart_lanes(graph: SignedGraph, keys: Key, settings):
     drv = Signatures(lanes=True, shared_graph=True)
     count, width = keys.shape[0], drv.mesh.size
     total = total_weight(graph, drv)
-    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)  # else legacy uint32 keys
-    data = np.asarray(jax.random.key_data(keys) if typed else keys)
     outs = []
     for start in range(0, count, width):
         ids = np.minimum(np.arange(start, start + width), count - 1)
-        lane_keys = put_lanes(data[ids], drv.mesh)
-        if typed:
-            lane_keys = jax.random.wrap_key_data(lane_keys, impl=jax.random.key_impl(keys))
+        lane_keys = put_lane_keys(keys, ids, drv.mesh)
         out = _chunk(graph, lane_keys, put_lanes(ids, drv.mesh), settings, total, drv)
         outs.append(to_host(out))
     return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)[:count]), *outs)

@@ -14,7 +14,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_key
-from .._store import Store, lanes_mesh, put_lanes, to_host, tree_digest
+from .._store import Store, lanes_mesh, put_lane_keys, to_host, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
@@ -216,20 +216,15 @@ def _null_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, set
         for start, k in enumerate(keys):
             yield start, np.asarray(_null_sample(graph, k, model, weighted, settings, drv))[None]
         return
-    samples, impl = keys.shape[0], jax.random.key_impl(keys)
-    data = np.asarray(jax.random.key_data(keys))
+    samples = keys.shape[0]
     width = min(lanes, -(-samples // mesh.size) * mesh.size)  # a multiple of the device count
     for start in range(0, samples, width):
-        chunk = data[start : start + width]
-        padded = np.concatenate(
-            [chunk, np.broadcast_to(chunk[-1:], (width - chunk.shape[0], *chunk.shape[1:]))]
-        )
-        sharded = jax.random.wrap_key_data(put_lanes(padded, mesh), impl=impl)
+        sharded = put_lane_keys(keys, np.minimum(np.arange(start, start + width), samples - 1), mesh)
         if drv is engine.PROGRAM:
             out = _null_program(graph, sharded, model, weighted, settings, mesh)
         else:  # each piece function runs partitioned along the sharded lanes, on all devices at once
             out = _null_sample(graph, sharded, model, weighted, settings, drv)
-        yield start, np.asarray(to_host(out))[: chunk.shape[0]]
+        yield start, np.asarray(to_host(out))[: samples - start]
 
 
 def _null_blocks(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -53,16 +54,10 @@ SCRIPT = textwrap.dedent(
         null_model_frustration(g, jax.random.key(0), samples={samples}, restarts={restarts}, chunk_size=1,
                                out=out)
         sys.exit()
-    from jaxflow.signed import frustration as fr
-    chunked = {{}}
-    for driver, method in {chunked}:
-        if mode == "hosts" and method != "layerwise":  # across processes: each driver, one method
-            continue
-        survivors = 2 if method == "layerwise" else None
-        s = fr._settings(g, method, 12, None, 0.0, 12, (2.0, 0.02), 5, survivors)
-        gauge, value, _, values, its, ok = fr._estimate(g, jax.random.key(3), s, driver)
-        flat = [np.ravel(x) for x in (*gauge, value, values, its, ok)]
-        chunked[f"{{driver}}-{{method}}"] = np.concatenate(flat)
+    sys.path.insert(0, {here!r})
+    from test_null_shards import CHUNKED, chunked_estimates
+    # across processes: each driver, one method
+    chunked = chunked_estimates(g, [c for c in CHUNKED if mode != "hosts" or c[1] == "layerwise"])
     if mode == "hosts":
         nul = null_model_frustration(
             g, jax.random.key(0), samples={samples}, restarts={restarts}, chunk_size=1, out=out
@@ -74,13 +69,13 @@ SCRIPT = textwrap.dedent(
     keys = jax.random.split(jax.random.key(1), {samples})
     lanes = _null_blocks(g, keys, "block", True, settings, 1, "signatures")
     mesh = _store.lanes_mesh()
-    sharded = jax.random.wrap_key_data(_store.put_lanes(np.asarray(jax.random.key_data(keys[:4])), mesh))
+    sharded = _store.put_lane_keys(keys, np.arange(4), mesh)
     text = _null_program.lower(g, sharded, "block", True, settings, mesh).compile().compiled.as_text()
     ops = ["all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter"]
     np.savez(dest, devices=jax.device_count(), values=nul.block_values, lanes=lanes,
              collectives=[op for op in ops if op in text] + [""], **chunked)
     """
-).format(widths=WIDTHS, samples=SAMPLES, restarts=RESTARTS, chunked=CHUNKED)
+).format(widths=WIDTHS, samples=SAMPLES, restarts=RESTARTS, here=str(Path(__file__).parent))
 
 
 def _graph(seed=0) -> SignedGraph:
@@ -102,18 +97,24 @@ def reference():
     return null_model_frustration(_graph(), jax.random.key(0), samples=SAMPLES, restarts=RESTARTS)
 
 
-@pytest.fixture(scope="module")
-def chunked():
-    """The chunked-restart estimates on one device, flattened as the child writes them."""
-    g, out = _graph(), {}
-    for driver, method in CHUNKED:
+def chunked_estimates(g: SignedGraph, cases) -> dict:
+    """`{"driver-method": gauge, δ, restart values, sweeps, convergence}` (flattened) of each
+    `(driver, method)` of `cases` (`CHUNKED`), searched in restart chunks; run here and in the child."""
+    out = {}
+    for driver, method in cases:
         s = fr._settings(g, method, 12, None, 0.0, 12, (2.0, 0.02), 5, 2 if method == "layerwise" else None)
         gauge, value, _, values, its, ok = fr._estimate(g, jax.random.key(3), s, driver)
         out[f"{driver}-{method}"] = np.concatenate([np.ravel(x) for x in (*gauge, value, values, its, ok)])
     return out
 
 
-def _collectives(dump) -> dict:
+@pytest.fixture(scope="module")
+def chunked():
+    """The chunked-restart estimates on one device."""
+    return chunked_estimates(_graph(), CHUNKED)
+
+
+def _collectives(dump) -> tuple[dict, dict]:
     """`{(program, computation): {collective ops}}` over the optimized HLO dumped in `dump`, with the
     number of devices each program was partitioned over."""
     found, partitions = {}, {}
