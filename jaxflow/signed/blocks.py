@@ -62,6 +62,11 @@ class Block(eqx.Module):
         dynamic, static = eqx.partition(self, eqx.is_inexact_array)
         return eqx.combine(jax.tree.map(fn, dynamic), static)
 
+    def prepared(self) -> Block:
+        """The same block with the operands of its products laid out once, for loops of products
+        (XLA does not hoist a kernel's relayout out of a loop); `self` where nothing is laid out."""
+        return self
+
     def to_dense(self) -> Float[Array, "n_out n_in"]:
         """The block as a dense `(n_out, n_in)` matrix (small blocks only; for tests)."""
         n_in = math.prod(self.in_shape)
@@ -120,6 +125,7 @@ class Conv2d(Block):
     padding: tuple[tuple[int, int], tuple[int, int]] = eqx.field(static=True)
     dilation: tuple[int, int] = eqx.field(static=True)
     groups: int = eqx.field(static=True)
+    layouts: tuple[Array, Array] | None = None  # `prepared`: the kernels of `apply`, `apply_transpose`
     learned: ClassVar[bool] = True
 
     def __init__(self, kernel, in_shape: Shape, stride=1, padding=0, dilation=1, groups: int = 1):
@@ -143,27 +149,61 @@ class Conv2d(Block):
         self.groups = groups
         out_hw = _window_out_size(in_shape[1:], (kh, kw), self.stride, self.padding, self.dilation)
         self.out_shape = (c_out, *out_hw)
+        self.layouts = None
 
     # Both directions run as channels-last convolutions with HWIO kernels: XLA:CPU has a fast path
     # for that layout only, and inside loops it keeps the layout it is given (NCHW there is ~30×
     # slower). The transpose is written out rather than left to autodiff for the same reason.
 
     def apply(self, x):
-        kernel = self.kernel.transpose(2, 3, 1, 0)  # (kh, kw, C_in/groups, C_out)
+        kernel = self._forward_kernel() if self.layouts is None else self.layouts[0]
         return _conv_hwc(x, kernel, self.stride, self.padding, (1, 1), self.dilation, self.groups)
 
     def apply_transpose(self, y):
         """`A_bᵀ y`: the convolution of `y` dilated by the stride with the flipped kernel."""
-        g, (c_out, c_in_g, kh, kw) = self.groups, self.kernel.shape
-        kernel = jnp.flip(self.kernel, (2, 3)).reshape(g, c_out // g, c_in_g, kh, kw)
-        kernel = kernel.transpose(3, 4, 1, 0, 2).reshape(kh, kw, c_out // g, g * c_in_g)
+        kernel = self._transpose_kernel() if self.layouts is None else self.layouts[1]
         padding = []
-        for a, k in enumerate((kh, kw)):
+        for a, k in enumerate(self.kernel.shape[2:]):
             span = self.dilation[a] * (k - 1)
             (lo, hi), size = self.padding[a], self.in_shape[1 + a]
             unused = (size + lo + hi - span - 1) % self.stride[a]  # inputs past the last window
             padding.append((span - lo, span - hi + unused))
-        return _conv_hwc(y, kernel, (1, 1), tuple(padding), self.stride, self.dilation, g)
+        return _conv_hwc(y, kernel, (1, 1), tuple(padding), self.stride, self.dilation, self.groups)
+
+    def prepared(self):
+        """The block with `apply`'s and `apply_transpose`'s kernels laid out once (`Block.prepared`)
+        and cropped to the taps that reach the input (`_cropped`)."""
+        conv = self._cropped()
+        # the barrier keeps XLA from folding the flip back into the convolution (inside the loop)
+        layouts = lax.optimization_barrier((conv._forward_kernel(), conv._transpose_kernel()))
+        return eqx.tree_at(lambda c: c.layouts, conv, layouts, is_leaf=lambda x: x is None)
+
+    def _cropped(self) -> Conv2d:
+        """The same block without the kernel rows and columns whose taps land in the padding only
+        (no edges): a kernel wider than its input (3×3 on a 1×1 map) XLA runs with the operands
+        swapped, reversing the kernel at every product. Tap `u` reads `o·stride − pad + u·dil`, so
+        dropping the first `r` taps lowers the padding by `r·dil`, keeping the output shape."""
+        uses = self._tap_uses()
+        (top, bottom), (left, right) = self.padding
+        (kh, kw), (dh, dw) = self.kernel.shape[2:], self.dilation
+        rows, cols = np.flatnonzero(uses.any(axis=1)), np.flatnonzero(uses.any(axis=0))
+        if rows.size == 0 or (rows[0], rows[-1], cols[0], cols[-1]) == (0, kh - 1, 0, kw - 1):
+            return self
+        (r0, r1), (c0, c1) = (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1]))
+        padding = ((top - r0 * dh, bottom - (kh - 1 - r1) * dh), (left - c0 * dw, right - (kw - 1 - c1) * dw))
+        if min(min(p) for p in padding) < 0:  # (a stride skipping taps: kept as it is)
+            return self
+        kernel = self.kernel[:, :, r0 : r1 + 1, c0 : c1 + 1]
+        return Conv2d(kernel, self.in_shape, self.stride, padding, self.dilation, self.groups)
+
+    def _forward_kernel(self):
+        return self.kernel.transpose(2, 3, 1, 0)  # (kh, kw, C_in/groups, C_out)
+
+    def _transpose_kernel(self):
+        """The flipped kernel, `(kh, kw, C_out/groups, C_in)`."""
+        g, (c_out, c_in_g, kh, kw) = self.groups, self.kernel.shape
+        kernel = jnp.flip(self.kernel, (2, 3)).reshape(g, c_out // g, c_in_g, kh, kw)
+        return kernel.transpose(3, 4, 1, 0, 2).reshape(kh, kw, c_out // g, g * c_in_g)
 
     def _tap_uses(self) -> np.ndarray:
         """`(kh, kw)`: how many output positions each kernel tap lands inside the input."""
@@ -562,6 +602,9 @@ class ConvTranspose2d(Block):
     def apply_transpose(self, y):
         return self.conv.apply(y)
 
+    def prepared(self):
+        return eqx.tree_at(lambda b: b.conv, self, self.conv.prepared())
+
     def abs_sum(self):
         return self.conv.abs_sum()
 
@@ -587,6 +630,9 @@ class Masked(Block):
 
     def apply_transpose(self, y):
         return jnp.where(self.in_mask, self.block.apply_transpose(jnp.where(self.out_mask, y, 0)), 0)
+
+    def prepared(self):
+        return eqx.tree_at(lambda b: b.block, self, self.block.prepared())
 
     def _masked_sum(self, fn) -> Scalar:
         """`Σ_{p, q active} fn(a_pq)` for an elementwise `fn >= 0` with `fn(0) = 0`."""

@@ -22,6 +22,7 @@ from jaxflow.signed import (
     Skip,
     Sparse,
 )
+from jaxflow.signed.blocks import Masked
 
 
 def window_pairs(in_hw, out_hw, k, stride, pad, dil):
@@ -58,7 +59,13 @@ def pool_matrix(in_shape, out_shape, window, stride, pad, dil, weight):
 
 
 def check_block(block, T, rng):
-    """Every matrix-free operation of `block` agrees with the dense matrix `T`."""
+    """Every matrix-free operation of `block`, and of `block.prepared()` (its operands laid out for a
+    loop of products), agrees with the dense matrix `T`."""
+    check_operations(block, T, rng)
+    check_operations(block.prepared(), T, rng)
+
+
+def check_operations(block, T, rng):
     x = rng.normal(size=block.in_shape)
     y = rng.normal(size=block.out_shape)
     np.testing.assert_allclose(block.to_dense(), T, rtol=0, atol=1e-14)
@@ -78,6 +85,12 @@ CONV_CASES = [
     ((3, 7, 7), 2, (2, 3), (1, 3), (2, 1), 2, 1),
     ((2, 5, 5), 2, (1, 1), 2, 0, 1, 1),
     ((2, 5, 6), 2, (1, 2), 2, 1, 1, 1),  # padding wider than the kernel: edges skip the padded rim
+    # kernels wider than their input: taps that only ever land in the padding
+    ((4, 1, 1), 3, (3, 3), 1, 1, 1, 1),
+    ((2, 2, 2), 3, (3, 3), 2, 1, 1, 1),
+    ((2, 2, 3), 2, (5, 3), 1, ((2, 1), (1, 1)), 1, 2),
+    ((2, 1, 3), 2, (3, 3), 1, (2, 1), (2, 1), 1),
+    ((2, 2, 3), 2, (3, 1), (2, 1), ((1, 3), (0, 0)), (2, 1), 1),  # would need a negative padding
 ]
 
 
@@ -89,6 +102,15 @@ def test_conv_matches_toeplitz(in_shape, c_out, k, stride, padding, dilation, gr
     block = Conv2d(K, in_shape, stride, padding, dilation, groups)
     T = conv_toeplitz(K, in_shape, block.out_shape, block.stride, block.padding, block.dilation, groups)
     check_block(block, T, rng)
+    # prepared, the kernel keeps exactly the rows and columns of the taps that reach the input,
+    # unless dropping the first ones would take the padding below 0 (tap 1 of 3, dilation 2, padding 1)
+    taps = {uv for _, uv, _ in window_pairs(in_shape[1:], block.out_shape[1:], k, block.stride,
+                                            block.padding, block.dilation)}  # fmt: skip
+    first = (min(u for u, _ in taps), min(v for _, v in taps))
+    last = (max(u for u, _ in taps), max(v for _, v in taps))
+    pads = [block.padding[a][0] - first[a] * block.dilation[a] for a in range(2)]
+    kept = tuple(hi - lo + 1 for lo, hi in zip(first, last)) if min(pads) >= 0 else k
+    assert block.prepared().kernel.shape[2:] == kept
 
 
 @pytest.mark.parametrize(
@@ -133,6 +155,15 @@ def test_skip_and_routes_match_numpy():
         a.apply(jnp.asarray(x)) + b.apply(jnp.asarray(w)), np.concatenate([x, w], 2)
     )
     np.testing.assert_array_equal(b.apply_transpose(a.apply(jnp.asarray(x))), np.zeros((2, 3, 1)))
+
+
+def test_masked_block_is_the_restricted_matrix():
+    rng = np.random.default_rng(3)
+    K = rng.normal(size=(5, 3, 3, 3))
+    conv = Conv2d(K, (3, 1, 1), 1, 1)  # a kernel wider than the input: prepared, it is cropped
+    m_in, m_out = rng.random(conv.in_shape) < 0.6, rng.random(conv.out_shape) < 0.6
+    T = conv_toeplitz(K, conv.in_shape, conv.out_shape, conv.stride, conv.padding, conv.dilation, 1)
+    check_block(Masked(conv, jnp.asarray(m_in), jnp.asarray(m_out)), T * np.outer(m_out, m_in), rng)
 
 
 @pytest.mark.parametrize(
