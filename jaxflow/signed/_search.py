@@ -235,11 +235,15 @@ def _descent_layer(s, incoming, outgoing, gain, sas):
     return new, (gain, sas)
 
 
-def _heat_bath_layer(s, incoming, outgoing, beta, key):
-    """Layer `j` drawn from `P(s_i = +1) = σ(2β h_i)`."""
+def _heat_bath_layer(s, incoming, outgoing, beta, u):
+    """Layer `j` drawn from `P(s_i = +1) = σ(2β h_i)`, given a uniform `u` per node."""
     h = incoming + outgoing
-    up = jax.random.uniform(key, h.shape, h.dtype) < jax.nn.sigmoid(2 * beta * h)
-    return jnp.where(up, 1, -1).astype(h.dtype)
+    return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)
+
+
+def _uniforms(key, s0, *, n):
+    """A uniform in `[0, 1)` per node of each restart, float32 (a sweep's draw for its layers)."""
+    return jax.random.uniform(key, (s0.shape[0], n), jnp.float32)
 
 
 def _zeros2(s0):
@@ -471,16 +475,18 @@ def screen(graph: SignedGraph, s, survivors: int, drv=PROGRAM):
 
 
 def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
-    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`."""
+    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`.
+    Each sweep draws its uniforms for every node at once (on CPU one draw costs a loop of XLA
+    operations, whatever its size) and hands each layer its slice."""
+    off = graph.offsets
 
     def one(s, inputs):
         beta, k = inputs
-        keys = drv.call(_split, "l", k, num=graph.num_layers)
+        u = drv.call(_uniforms, "ll", k, s[0], n=graph.num_nodes)
 
         def step(j, s_j, incoming, outgoing, carry):
-            return drv.call(
-                _heat_bath_layer, "lllll", s_j, incoming, outgoing, beta, drv.take(keys, j)
-            ), carry
+            u_j = drv.call(_layer_slice, "ls", u, off[j], shape=graph.shapes[j])
+            return drv.call(_heat_bath_layer, "lllll", s_j, incoming, outgoing, beta, u_j), carry
 
         return _sweep(graph, s, drv, step, None)[0]
 
