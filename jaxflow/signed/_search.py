@@ -504,7 +504,7 @@ def _prepared(block: Block) -> Block:
 def _laid_out(graph: SignedGraph, drv) -> SignedGraph:
     """`graph` with its blocks' operands laid out for their products once (`Block.prepared`), per
     lane: inside the sweeps' loops XLA would relayout a convolution's kernel at every product (on a
-    ResNet-18-shaped graph at 16², 4/5 of a sweep)."""
+    ResNet-18-shaped graph at 16², about 3/4 of a sweep)."""
     blocks = tuple(drv.call(_prepared, "b", b) for b in graph.blocks)
     return eqx.tree_at(lambda g: g.blocks, graph, blocks)
 

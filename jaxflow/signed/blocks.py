@@ -191,7 +191,7 @@ class Conv2d(Block):
             return self
         (r0, r1), (c0, c1) = (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1]))
         padding = ((top - r0 * dh, bottom - (kh - 1 - r1) * dh), (left - c0 * dw, right - (kw - 1 - c1) * dw))
-        if min(min(p) for p in padding) < 0:  # (a stride skipping taps: kept as it is)
+        if min(min(p) for p in padding) < 0:  # (dilated taps past the padding: kept as it is)
             return self
         kernel = self.kernel[:, :, r0 : r1 + 1, c0 : c1 + 1]
         return Conv2d(kernel, self.in_shape, self.stride, padding, self.dilation, self.groups)
