@@ -11,6 +11,7 @@ matrix: `apply(x) = A_b x`, `apply_transpose(y) = A_bᵀ y`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -183,7 +184,7 @@ class Conv2d(Block):
         (no edges): a kernel wider than its input (3×3 on a 1×1 map) XLA runs with the operands
         swapped, reversing the kernel at every product. Tap `u` reads `o·stride − pad + u·dil`, so
         dropping the first `r` taps lowers the padding by `r·dil`, keeping the output shape."""
-        uses = self._tap_uses()
+        uses = self._tap_uses
         (top, bottom), (left, right) = self.padding
         (kh, kw), (dh, dw) = self.kernel.shape[2:], self.dilation
         rows, cols = np.flatnonzero(uses.any(axis=1)), np.flatnonzero(uses.any(axis=0))
@@ -205,6 +206,7 @@ class Conv2d(Block):
         kernel = jnp.flip(self.kernel, (2, 3)).reshape(g, c_out // g, c_in_g, kh, kw)
         return kernel.transpose(3, 4, 1, 0, 2).reshape(kh, kw, c_out // g, g * c_in_g)
 
+    @property
     def _tap_uses(self) -> np.ndarray:
         """`(kh, kw)`: how many output positions each kernel tap lands inside the input."""
         kh, kw = self.kernel.shape[2:]
@@ -216,12 +218,12 @@ class Conv2d(Block):
         return np.outer(*uses)
 
     def abs_sum(self):
-        uses = jnp.asarray(self._tap_uses(), self.kernel.dtype)
+        uses = jnp.asarray(self._tap_uses, self.kernel.dtype)
         return jnp.sum(jnp.abs(self.kernel) * uses)
 
     def num_edges(self):
         nonzero = np.count_nonzero(np.asarray(self.kernel), axis=(0, 1)).astype(np.int64)
-        return int(np.sum(nonzero * self._tap_uses()))
+        return int(np.sum(nonzero * self._tap_uses))
 
 
 class Pool(Block):
@@ -273,7 +275,7 @@ class Pool(Block):
         elif count_include_pad:
             self.scale = jnp.full((), 1.0 / math.prod(self.window), dtype)
         else:
-            self.scale = jnp.asarray(1.0 / self._inputs_per_window(), dtype)
+            self.scale = jnp.asarray(1.0 / self._inputs_per_window, dtype)
 
     def _sum_pool(self, x):
         pads = ((0, 0), *self.padding)
@@ -282,6 +284,7 @@ class Pool(Block):
             window_dilation=(1, *self.dilation),
         )  # fmt: skip
 
+    @property
     def _inputs_per_window(self) -> np.ndarray:
         """`(1, H', W')`: number of in-bounds inputs of each output's window."""
         counts = [
@@ -301,12 +304,12 @@ class Pool(Block):
         return x
 
     def abs_sum(self):
-        counts = jnp.asarray(self._inputs_per_window(), self.scale.dtype)
+        counts = jnp.asarray(self._inputs_per_window, self.scale.dtype)
         return jnp.sum(jnp.broadcast_to(jnp.abs(self.scale) * counts, self.out_shape))
 
     def num_edges(self):
         nonzero = np.broadcast_to(np.asarray(self.scale) != 0, self.out_shape)
-        return int(np.sum(nonzero * self._inputs_per_window()))
+        return int(np.sum(nonzero * self._inputs_per_window))
 
 
 class Skip(Block):
@@ -725,7 +728,11 @@ def _window_out_size(size, window, stride, padding, dilation) -> tuple[int, int]
     return out
 
 
+@functools.cache
 def _inside(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> np.ndarray:
-    """`(out, k)`: whether tap `u` of output `o`'s window, `o·stride − pad + u·dil`, is inside `0..size−1`."""
+    """`(out, k)`: whether tap `u` of output `o`'s window, `o·stride − pad + u·dil`, is inside
+    `0..size−1` (cached, read-only: edge counts and sums are asked for on every call of a search)."""
     pos = np.arange(out)[:, None] * stride - pad + np.arange(k)[None, :] * dil
-    return ((pos >= 0) & (pos < size)).astype(np.int64)
+    inside = ((pos >= 0) & (pos < size)).astype(np.int64)
+    inside.flags.writeable = False
+    return inside

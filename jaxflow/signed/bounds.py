@@ -300,7 +300,7 @@ def _stars_upper(
 
 def _conv_bound(block: Conv2d, work: int, steps: int) -> tuple[float, float]:
     K = _full_kernel(block)  # (C_out, C_in, kh, kw), groups expanded with zeros
-    uses = block._tap_uses()
+    uses = block._tap_uses
     mass, lo = _mass(np.abs(K), uses[None, None])
     if mass == 0:
         return 0.0, mass
