@@ -198,7 +198,7 @@ def part(graph_name: str, side: int, driver: str, samples: int) -> dict:
     t = time.perf_counter()
     graph = GRAPHS[graph_name](side)
     build = time.perf_counter() - t
-    settings = fr._settings(graph, "layerwise", None, None, None, 200, (2.0, 0.02), None, None)
+    settings = fr._settings(graph, "layerwise", None, None, None, 200, fr.ANNEAL_TEMPERATURES, None, None)
     key = jax.random.key(0)
     out = {
         "graph": graph_name,

@@ -241,9 +241,18 @@ def _heat_bath_layer(s, incoming, outgoing, beta, u):
     return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)
 
 
+UNIFORM_BITS = 16  # `"anneal"`: resolution of its uniforms (two per random 32-bit word)
+
+
 def _uniforms(key, s0, *, n):
-    """A uniform in `[0, 1)` per node of each restart, float32 (a sweep's draw for its layers)."""
-    return jax.random.uniform(key, (s0.shape[0], n), jnp.float32)
+    """A uniform per node of each restart (a sweep's draw for its layers), float32, on the grid
+    `(k + ½)/2^16`: two per random 32-bit word, since on CPU a word costs ~9 ns, most of a small
+    graph's sweep. A heat-bath step `u < p` then takes a node up with a probability within `2^-16`
+    of `p`."""
+    words = jax.random.bits(key, (s0.shape[0], -(-n // 2)), jnp.uint32)
+    low = jnp.uint32(2**UNIFORM_BITS - 1)
+    halves = jnp.stack([words >> UNIFORM_BITS, words & low], axis=-1).reshape(s0.shape[0], -1)[:, :n]
+    return (halves.astype(jnp.float32) + 0.5) / 2**UNIFORM_BITS
 
 
 def _zeros2(s0):
@@ -297,10 +306,12 @@ def _cast(g, *, dtype):
     return g.astype(dtype)
 
 
-def _betas(total, *, t0, t1, steps, n):
-    """Inverse temperatures: `t0 → t1` geometrically, in units of the mean node strength `2Σ|a|/n`."""
-    temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, steps, dtype=total.dtype)
-    return 1 / (temps * (2 * total / max(n, 1)))
+def _betas(squares, *, t0, t1, steps, n):
+    """Inverse temperatures: `t0 → t1` geometrically, in units of the root-mean-square field of a
+    random gauge, `sqrt(2Σa²/n)` (node `i`'s field under random signs has variance `Σ_j a_ij²`), so
+    that a temperature flips the same share of fields whatever the degree."""
+    temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, steps, dtype=squares.dtype)
+    return 1 / (temps * jnp.sqrt(2 * squares / max(n, 1)))
 
 
 def random_signs(key: Key, batch: int, n: int, dtype) -> Float[Array, "batch n"]:
@@ -331,6 +342,10 @@ def _size(shape) -> int:
 
 def _abs_sum(block):
     return block.abs_sum()
+
+
+def _square_sum(block):
+    return block.map_weights(jnp.square).abs_sum()  # (each edge's weight is one stored weight)
 
 
 def _parts(block):
@@ -380,9 +395,10 @@ def _stack(xs):
 # ------------------------------------------------------------------ the algorithm
 
 
-def total_weight(graph: SignedGraph, drv=PROGRAM):
-    """`Σ|a|`, summed block by block in graph order (as `SignedGraph.abs_sum`), per lane."""
-    total = sum((drv.call(_abs_sum, "b", b) for b in graph.blocks), start=jnp.zeros((), graph.dtype))
+def total_weight(graph: SignedGraph, drv=PROGRAM, piece: Callable = _abs_sum):
+    """`Σ|a|` (`piece=_square_sum`: `Σa²`), summed block by block in graph order (as
+    `SignedGraph.abs_sum`), per lane."""
+    total = sum((drv.call(piece, "b", b) for b in graph.blocks), start=jnp.zeros((), graph.dtype))
     return drv.spread(total)
 
 
@@ -463,10 +479,8 @@ def descend(graph: SignedGraph, s, max_sweeps: int, tol: FloatLike, total, drv=P
 
 def screen(graph: SignedGraph, s, survivors: int, drv=PROGRAM):
     """`SCREEN_SWEEPS` sweeps of every restart, then the `survivors` lowest in `δ` go on. The screen
-    only ranks restarts, so a float64 graph is screened in float32 (the survivors' descent then runs
-    in float64)."""
-    low = graph.astype(jnp.float32) if graph.dtype == jnp.float64 else graph
-    x = tuple(drv.call(_cast, "l", g, dtype=low.dtype) for g in s)
+    only ranks restarts: it runs in `_single` precision (the survivors' descent in the graph's)."""
+    low, x = _single(graph, s, drv)
     total = total_weight(low, drv)
     for _ in range(SCREEN_SWEEPS):
         x, _, energy = sweep(low, x, total, drv)
@@ -474,10 +488,20 @@ def screen(graph: SignedGraph, s, survivors: int, drv=PROGRAM):
     return tuple(drv.call(_take, "ll", g, best, dtype=graph.dtype) for g in x)
 
 
+def _single(graph: SignedGraph, s, drv):
+    """A float64 graph and its gauges in float32, for the steps that only sample or rank gauges
+    (`anneal`, `screen`): a field's rounding there is far below the temperature or the ranking's
+    margins, and the descent after them runs in the graph's precision. Other graphs as they are."""
+    low = graph.astype(jnp.float32) if graph.dtype == jnp.float64 else graph
+    return low, tuple(drv.call(_cast, "l", g, dtype=low.dtype) for g in s)
+
+
 def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
-    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`.
-    Each sweep draws its uniforms for every node at once (on CPU one draw costs a loop of XLA
-    operations, whatever its size) and hands each layer its slice."""
+    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`,
+    in `_single` precision. Each sweep draws its uniforms for every node at once (on CPU one draw
+    costs a loop of XLA operations, whatever its size) and hands each layer its slice."""
+    low, s = _single(graph, s, drv)
+    betas = drv.call(_cast, "l", betas, dtype=low.dtype)
     off = graph.offsets
 
     def one(s, inputs):
@@ -488,9 +512,10 @@ def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
             u_j = drv.call(_layer_slice, "ls", u, off[j], shape=graph.shapes[j])
             return drv.call(_heat_bath_layer, "lllll", s_j, incoming, outgoing, beta, u_j), carry
 
-        return _sweep(graph, s, drv, step, None)[0]
+        return _sweep(low, s, drv, step, None)[0]
 
-    return drv.scan(one, s, (betas, drv.call(_split, "l", key, num=_steps(betas, drv))))
+    s = drv.scan(one, s, (betas, drv.call(_split, "l", key, num=_steps(betas, drv))))
+    return tuple(drv.call(_cast, "l", g, dtype=graph.dtype) for g in s)
 
 
 def _steps(betas, drv) -> int:
@@ -563,10 +588,11 @@ def _chunk(graph: SignedGraph, key: Key, chunk, settings, total, drv):
         s = tuple(jax.vmap(graph.unflatten)(flat))
         return s, _quadratic_energy(graph, s), its, ok
     del flat  # (as large as all the gauges: not kept through the descent)
+    squares = total_weight(graph, drv, _square_sum) if method == "anneal" else None
     graph = _laid_out(graph, drv)
     if method == "anneal":
         t0, t1 = settings.anneal_temperatures
-        betas = drv.call(_betas, "l", total, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
+        betas = drv.call(_betas, "l", squares, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
         s = anneal(graph, s, k_anneal, betas, drv)
     if keep < batch:
         s = screen(graph, s, keep, drv)

@@ -52,7 +52,7 @@ LAYERWISE_RESTARTS = (8, 4096)  # `"layerwise"`: the default restarts lie in thi
 SCREEN_FRACTION = 4  # `"layerwise"`: one restart in this many goes on past the screen by default
 SCREEN_MIN_SURVIVORS = 64  # ... but at least this many (a screen pays off on large batches only)
 ANNEAL_STEPS = 200  # `"anneal"`: default sweeps of the temperature schedule
-ANNEAL_TEMPERATURES = (2.0, 0.02)  # `"anneal"`: default start and end temperatures
+ANNEAL_TEMPERATURES = (2.0, 0.1)  # `"anneal"`: default start and end temperatures (`_search._betas`)
 SPARSE_MAX_DENSITY = 0.5  # `"auto"`: graphs with at most this share of their node pairs joined anneal …
 SPARSE_MAX_IN_DEGREE = 8  # … and those of at most this mean in-degree are sparse:
 SPARSE_RESTARTS = 16  # they anneal with this many restarts …
@@ -191,8 +191,9 @@ def frustration(
     local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts`
     random gauges vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the
     `survivors` lowest in `δ` go on, default a quarter); `"anneal"` (heat-bath annealing with the
-    same layer-parallel updates over `anneal_steps` sweeps, temperatures `anneal_temperatures` in
-    units of the mean node strength, then `"layerwise"` descent); `"greedy"` (the published
+    same layer-parallel updates over `anneal_steps` sweeps, in float32, temperatures
+    `anneal_temperatures` in units of the root-mean-square field of a random gauge
+    `sqrt(2Σa²/n)`, then `"layerwise"` descent); `"greedy"` (the published
     heuristic: flip the node whose row-plus-column sum `s_i h_i` is most negative until none is;
     dense, up to `GREEDY_MAX_NODES` nodes); `"exact"` (graphs up to `max_edges` edges: every gauge
     of a vertex cover `S` when `2^{|S|−1}·n <= 2^36`, the other nodes set to their best sign, else
@@ -260,7 +261,7 @@ def frustration(
     else:
         gauge, value, total, restart_values, iterations, converged = _estimate(target, key, settings)
         proven = lower_bound(graph, weighted=weighted, upper=float(value)).value if bound else 0.0
-        lower = jnp.asarray(_round_down(min(proven, float(value)), graph.dtype))
+        lower = jnp.asarray(_round_down(min(proven, float(value)), value.dtype))
     return FrustrationResult(
         value=value,
         normalized=_normalized(value, total),

@@ -74,6 +74,9 @@ def check_operations(block, T, rng):
         np.ravel(block.apply_transpose(jnp.asarray(y))), T.T @ y.ravel(), rtol=1e-12, atol=1e-12
     )
     np.testing.assert_allclose(block.abs_sum(), np.abs(T).sum(), rtol=1e-13)
+    # each edge's weight is one stored weight, so squaring the weights squares the edges (`Σa²`,
+    # the annealing's temperature unit)
+    np.testing.assert_allclose(block.map_weights(jnp.square).abs_sum(), np.square(T).sum(), rtol=1e-13)
     assert block.num_edges() == np.count_nonzero(T)
 
 

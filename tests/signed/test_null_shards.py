@@ -102,7 +102,9 @@ def chunked_estimates(g: SignedGraph, cases) -> dict:
     `(driver, method)` of `cases` (`CHUNKED`), searched in restart chunks; run here and in the child."""
     out = {}
     for driver, method in cases:
-        s = fr._settings(g, method, 12, None, 0.0, 12, (2.0, 0.02), 5, 2 if method == "layerwise" else None)
+        s = fr._settings(
+            g, method, 12, None, 0.0, 12, fr.ANNEAL_TEMPERATURES, 5, 2 if method == "layerwise" else None
+        )
         gauge, value, _, values, its, ok = fr._estimate(g, jax.random.key(3), s, driver)
         out[f"{driver}-{method}"] = np.concatenate([np.ravel(x) for x in (*gauge, value, values, its, ok)])
     return out

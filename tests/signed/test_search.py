@@ -29,7 +29,9 @@ from jaxflow.signed.nullmodels import _null_blocks
 def settings(
     graph, method="layerwise", restarts=None, tol=None, anneal_steps=200, batch_size=None, survivors=None
 ):
-    return fr._settings(graph, method, restarts, None, tol, anneal_steps, (2.0, 0.02), batch_size, survivors)
+    return fr._settings(
+        graph, method, restarts, None, tol, anneal_steps, fr.ANNEAL_TEMPERATURES, batch_size, survivors
+    )
 
 
 def assert_same_estimate(a, b):
@@ -186,3 +188,18 @@ def test_default_tol_follows_the_size_rule():
     assert big.num_edges() > fr.LARGE_GRAPH_EDGES >= small.num_edges()
     assert fr.default_tol(big) == fr.LARGE_GRAPH_TOL == 1e-5
     assert settings(big).tol == 1e-5 and settings(big, tol=0.0).tol == 0.0
+
+
+def test_anneal_uniforms_cover_their_grid_evenly():
+    """The heat bath's uniforms: each of `2^16` grid points `(k + ½)/2^16` equally likely, so that
+    `P(u < p)` is within `2^-16` of `p`. 2^20 draws: every count of a 2^8-point coarsening is
+    binomial with mean 4096, s.d. 64; the bound 6 s.d. fails with probability < 1e-6 over them."""
+    n = 2**19
+    u = np.asarray(engine._uniforms(jax.random.key(3), jnp.zeros((2, 1)), n=n)).ravel()
+    assert u.dtype == np.float32 and u.size == 2 * n
+    k = u * 2**engine.UNIFORM_BITS - 0.5
+    np.testing.assert_array_equal(k, np.round(k))  # on the grid (exact in float32)
+    counts = np.bincount((k // 2**8).astype(int), minlength=2**8)
+    assert counts.size == 2**8 and np.all(np.abs(counts - 2**12) < 6 * 64)
+    for p in (1e-3, 0.3, 0.5, 0.999):
+        assert abs(np.mean(u < p) - p) < 6 * np.sqrt(p * (1 - p) / u.size) + 2**-16
