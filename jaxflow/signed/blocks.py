@@ -27,6 +27,7 @@ from .._types import Array, Bool, Float, Int, Scalar
 
 Shape = tuple[int, ...]
 _HIGHEST = lax.Precision.HIGHEST
+DENSE_LAYOUT_ENTRIES = 2**16  # `Conv2d.prepared`: convolutions with at most this many matrix entries
 
 
 class Block(eqx.Module):
@@ -63,9 +64,10 @@ class Block(eqx.Module):
         dynamic, static = eqx.partition(self, eqx.is_inexact_array)
         return eqx.combine(jax.tree.map(fn, dynamic), static)
 
-    def prepared(self) -> Block:
+    def prepared(self, dense_entries: int = DENSE_LAYOUT_ENTRIES) -> Block:
         """The same block with the operands of its products laid out once, for loops of products
-        (XLA does not hoist a kernel's relayout out of a loop); `self` where nothing is laid out."""
+        (XLA does not hoist a kernel's relayout out of a loop), blocks of at most `dense_entries`
+        matrix entries as that matrix where it is faster; `self` where nothing is laid out."""
         return self
 
     def to_dense(self) -> Float[Array, "n_out n_in"]:
@@ -171,9 +173,18 @@ class Conv2d(Block):
             padding.append((span - lo, span - hi + unused))
         return _conv_hwc(y, kernel, (1, 1), tuple(padding), self.stride, self.dilation, self.groups)
 
-    def prepared(self):
-        """The block with `apply`'s and `apply_transpose`'s kernels laid out once (`Block.prepared`)
-        and cropped to the taps that reach the input (`_cropped`)."""
+    def prepared(self, dense_entries: int = DENSE_LAYOUT_ENTRIES):
+        """The block laid out for a loop of products (`Block.prepared`): as its matrix (`Dense`)
+        when that has at most `dense_entries` entries (XLA:CPU runs a convolution of few channels
+        on a small map at ~1 GFLOP/s: the digits CNN's two take 5× the time of their 512×64 and
+        256×128 matrices), else `_laid_out`."""
+        if math.prod(self.in_shape) * math.prod(self.out_shape) <= dense_entries:
+            return Dense(self.to_dense(), self.in_shape, self.out_shape)
+        return self._laid_out()
+
+    def _laid_out(self) -> Conv2d:
+        """The block with `apply`'s and `apply_transpose`'s kernels laid out once and cropped to
+        the taps that reach the input (`_cropped`)."""
         conv = self._cropped()
         # the barrier keeps XLA from folding the flip back into the convolution (inside the loop)
         layouts = lax.optimization_barrier((conv._forward_kernel(), conv._transpose_kernel()))
@@ -216,6 +227,16 @@ class Conv2d(Block):
             for a, k in enumerate((kh, kw))
         ]  # fmt: skip
         return np.outer(*uses)
+
+    def to_dense(self):
+        """The `(n_out, n_in)` Toeplitz matrix, the kernel's weights scattered to the taps inside
+        the input (one product's cost, not `n_in` of them)."""
+        rows, cols, taps = _conv_scatter(
+            self.in_shape, self.out_shape, self.kernel.shape, self.stride, self.padding, self.dilation,
+            self.groups,
+        )  # fmt: skip
+        shape = (math.prod(self.out_shape), math.prod(self.in_shape))
+        return jnp.zeros(shape, self.kernel.dtype).at[rows, cols].set(self.kernel.ravel()[taps])
 
     def abs_sum(self):
         uses = jnp.asarray(self._tap_uses, self.kernel.dtype)
@@ -605,8 +626,8 @@ class ConvTranspose2d(Block):
     def apply_transpose(self, y):
         return self.conv.apply(y)
 
-    def prepared(self):
-        return eqx.tree_at(lambda b: b.conv, self, self.conv.prepared())
+    def prepared(self, dense_entries: int = DENSE_LAYOUT_ENTRIES):
+        return eqx.tree_at(lambda b: b.conv, self, self.conv.prepared(dense_entries))
 
     def abs_sum(self):
         return self.conv.abs_sum()
@@ -634,8 +655,8 @@ class Masked(Block):
     def apply_transpose(self, y):
         return jnp.where(self.in_mask, self.block.apply_transpose(jnp.where(self.out_mask, y, 0)), 0)
 
-    def prepared(self):
-        return eqx.tree_at(lambda b: b.block, self, self.block.prepared())
+    def prepared(self, dense_entries: int = DENSE_LAYOUT_ENTRIES):
+        return eqx.tree_at(lambda b: b.block, self, self.block.prepared(dense_entries))
 
     def _masked_sum(self, fn) -> Scalar:
         """`Σ_{p, q active} fn(a_pq)` for an elementwise `fn >= 0` with `fn(0) = 0`."""
@@ -726,6 +747,26 @@ def _window_out_size(size, window, stride, padding, dilation) -> tuple[int, int]
             f"window {window} (dilation {dilation}) does not fit the input {size} with padding {padding}"
         )
     return out
+
+
+def _conv_scatter(in_shape, out_shape, kernel_shape, stride, padding, dilation, groups):
+    """`(rows, cols, taps)`: for every edge of a convolution, its output node, input node and the
+    flat index of its kernel weight (numpy: the static index pattern of `to_dense`)."""
+    (_, H, W), (_, Ho, Wo), (c_out, c_in_g, kh, kw) = in_shape, out_shape, kernel_shape
+    # per axis: (output position, tap) pairs inside the input, and the input position each reads
+    ys, us = np.nonzero(_inside(H, Ho, kh, stride[0], padding[0][0], dilation[0]))
+    xs, vs = np.nonzero(_inside(W, Wo, kw, stride[1], padding[1][0], dilation[1]))
+    o, ci, y, x = (a.ravel() for a in np.meshgrid(np.arange(c_out), np.arange(c_in_g), np.arange(ys.size),
+                                                  np.arange(xs.size), indexing="ij"))  # fmt: skip
+    oy, u, ox, v = ys[y], us[y], xs[x], vs[x]
+    iy, ix = (
+        oy * stride[0] - padding[0][0] + u * dilation[0],
+        ox * stride[1] - padding[1][0] + v * dilation[1],
+    )
+    c = (o // (c_out // groups)) * c_in_g + ci
+    rows, cols = (o * Ho + oy) * Wo + ox, (c * H + iy) * W + ix
+    taps = ((o * c_in_g + ci) * kh + u) * kw + v
+    return rows, cols, taps
 
 
 @functools.cache
