@@ -14,8 +14,9 @@ one, else the best estimate found (an upper bound, so the gap to the optimum is 
 4. The ResNet-18-shaped graph at 224² (`benchmarks/frustration.py`, 1.68e9 edges, float32), in a
    fresh process: the bound's time and value against the `"layerwise"` estimate's (8 restarts,
    tol 1e-5, as in the frustration benchmark), run one after the other in that process.
-5. The odd-cycle packing alone (`method="cycles"`) on sparse layered graphs of 360-1,500 edges
-   (in-degree 3, 5 layers): its time and bound as the graph grows.
+5. The odd-cycle packing alone (`method="cycles"`) on sparse layered graphs of 360-4,800 edges
+   (in-degree 3, 5 layers): its time and bound as the graph grows, at `CYCLE_ROUNDS` rounds (the
+   LP optimum; up to 1,500 edges) and at `default_cycle_rounds` (what `"auto"` runs).
 
     python benchmarks/bounds.py            # full run
     python benchmarks/bounds.py --quick    # a tiny check that the script works
@@ -39,7 +40,8 @@ from _machine import machine_info, write_record  # noqa: E402
 
 CANDIDATES = ("blocks", "stars", "cycles", "best")
 PARTS = ("proven", "sparse", "digits", "resnet18", "cycles")
-CYCLES_WIDTHS = (30, 60, 75, 100, 125)  # part 5: 5 layers of in-degree 3, 360-1,500 edges
+CYCLES_WIDTHS = (30, 60, 75, 100, 125, 200, 400)  # part 5: 5 layers of in-degree 3, 360-4,800 edges
+CYCLES_FULL_LP_EDGES = 1500  # part 5: the full column generation only up to here (75 s; ~edges³)
 SPARSE_EXACT_EDGES = 600  # "exact" enumerates without a time limit: minutes on larger sparse graphs
 SPARSE_EXACT_SECONDS = 10.0
 REFERENCE_ANNEAL = {"restarts": 256, "anneal_steps": 1000}
@@ -157,16 +159,24 @@ def cycles_time(widths) -> list[dict]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from jaxflow.signed.bounds import lower_bound
+    from jaxflow.signed.bounds import CYCLE_ROUNDS, default_cycle_rounds, lower_bound
 
     rows = []
     for w in widths:
         graph = sparse_graph(np.random.default_rng(1), (w,) * 5)
-        t = time.perf_counter()
-        res = lower_bound(graph, method="cycles")
-        rows.append({"edges": graph.num_edges(), "seconds": time.perf_counter() - t,
-                     "bound_normalized": res.normalized})  # fmt: skip
-        print(f"  cycles: {rows[-1]['edges']} edges, bound {res.normalized:.5f}, {rows[-1]['seconds']:.1f} s")
+        edges = graph.num_edges()
+        row = {"edges": edges, "default_rounds": default_cycle_rounds(edges)}
+        full = [("", CYCLE_ROUNDS)] if edges <= CYCLES_FULL_LP_EDGES else []
+        for key, rounds in (*full, ("default_", row["default_rounds"])):
+            t = time.perf_counter()
+            res = lower_bound(graph, method="cycles", cycle_rounds=rounds)
+            row[f"{key}seconds"], row[f"{key}bound_normalized"] = time.perf_counter() - t, res.normalized
+        rows.append(row)
+        lp = f"full LP {row['bound_normalized']:.5f} in {row['seconds']:.1f} s; " if full else ""
+        print(
+            f"  cycles: {edges} edges, {lp}{row['default_rounds']} rounds (the default) "
+            f"{row['default_bound_normalized']:.5f} in {row['default_seconds']:.1f} s"
+        )
     return rows
 
 

@@ -33,8 +33,8 @@ Every candidate is a sum over a partition of the edges (weights may be split amo
   When all of `S` fits the `work` budget it is `"exact"`'s enumeration and the bound is the optimum.
 - `"cycles"` (the same graphs; by `"auto"` on sparse ones): pieces are closed walks with an odd
   number of negative edges, each frustrated at least once by every gauge: a packing of such walks
-  into the edge weights, the greedy one or the LP optimum by column generation (the odd-cycle
-  relaxation's bound).
+  into the edge weights, the greedy one, then column generation towards the LP optimum (the
+  odd-cycle relaxation's bound), as many rounds as the graph's size affords.
 
 Why the bounds are rigorous, not only approximate: every candidate is a true bound in real
 arithmetic (a relaxation), and floating-point error is bounded explicitly, with constants carrying
@@ -75,10 +75,10 @@ DEFAULT_WORK = 2**28
 """Default enumeration budget, in pattern × node evaluations: all of `"stars"` (about a second of
 numpy on a 2-core CPU), and an eighth of it for each block of `"blocks"`."""
 STARS_MAX_NODES = 4096  # `"stars"` and `"cycles"` keep the dense n×n adjacency
-CYCLES_MAX_EDGES = 600  # `"auto"` runs `"cycles"` on graphs of up to this many edges (its time grows
-# as edges³ on 2 cores: 360 edges 0.4 s, 720 edges 6 s, 1,500 edges 75 s; benchmarks/bounds.py) …
+CYCLES_MAX_EDGES = 5000  # `"auto"` runs `"cycles"` on graphs of up to this many edges …
 CYCLES_MAX_DEGREE = 8.0  # … and mean degree (on dense layered graphs `"stars"` is far better)
-CYCLE_ROUNDS = 60  # column-generation rounds of `"cycles"`
+CYCLE_ROUNDS = 60  # column-generation rounds of `"cycles"` on graphs of up to CYCLES_FULL_EDGES edges;
+CYCLES_FULL_EDGES = 600  # fewer above (`default_cycle_rounds`): the full LP takes 6 s at 720 edges
 DENSIFY_MAX_EDGES = 2**22  # an unknown block with at most this many entries is bounded as dense
 MAX_GROUP = 16  # largest star group enumerated by `"blocks"`
 _EPS = float(np.finfo(np.float64).eps)
@@ -130,6 +130,7 @@ def lower_bound(
     group_size: int = 8,
     scaling_steps: int = 2,
     stars_max_nodes: int = STARS_MAX_NODES,
+    cycle_rounds: int | None = None,
     upper: float | None = None,
 ) -> BoundResult:
     """A proven lower bound on `min_s δ(s)`, the (weighted) frustration of `graph`.
@@ -141,7 +142,9 @@ def lower_bound(
     where it applies and `"cycles"` on sparse graphs, mean degree <= `CYCLES_MAX_DEGREE` and up to
     `CYCLES_MAX_EDGES` edges; the largest reported). `work` caps the enumerations (pattern ×
     node evaluations: all of `"stars"`, an eighth of it per block of `"blocks"`);
-    `scaling_steps` is the number of per-channel scaling steps of the spectral bounds. `upper`, a
+    `scaling_steps` is the number of per-channel scaling steps of the spectral bounds;
+    `cycle_rounds` the column-generation rounds of `"cycles"` (default `default_cycle_rounds`;
+    every round's packing is a valid bound, more rounds a larger one). `upper`, a
     known upper bound on the minimum (a heuristic's value), ends `"auto"` at the first candidate
     that reaches it (the interval is then closed). See the module docstring for the bounds and why
     they are valid.
@@ -155,6 +158,7 @@ def lower_bound(
         ("work", work, 1),
         ("group_size", group_size, 1),
         ("scaling_steps", scaling_steps, 0),
+        ("cycle_rounds", 0 if cycle_rounds is None else cycle_rounds, 0),
     ):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -178,7 +182,8 @@ def lower_bound(
     if method == "stars" or (method == "auto" and small and not closed()):
         candidates["stars"], total = _stars_bound(A, int(work), int(group_size))
     if method == "cycles" or (method == "auto" and small and _sparse(A) and not closed()):
-        candidates["cycles"], total = _cycles_bound(A)
+        rounds = default_cycle_rounds(np.count_nonzero(A)) if cycle_rounds is None else int(cycle_rounds)
+        candidates["cycles"], total = _cycles_bound(A, rounds)
     best = max(candidates, key=candidates.get)
     return BoundResult(
         value=max(candidates[best], 0.0),
@@ -705,6 +710,19 @@ def _pick_enumerated(order, adjacent, T, work: int, group_size: int) -> int:
 # ----------------------------------------------------------------------- cycles
 
 
+def default_cycle_rounds(edges: int) -> int:
+    """`"cycles"`' column-generation rounds: `CYCLE_ROUNDS` (60, the LP's optimum on the graphs
+    measured) up to `CYCLES_FULL_EDGES` edges, `⌊60·(600/edges)²⌋` above, as a round's time grows
+    about as edges² (a Dijkstra from every node, a larger LP): on sparse layered graphs of in-degree
+    3 on 2 cores, 720 edges 41 rounds in 6.1 s (the LP's optimum within 0.05%), 1,000 edges 21 in
+    3.5 s, 2,000 edges 5 in 3.0 s (at 1,500 edges 8 rounds reach 90% of the LP's optimum, which
+    takes 75 s), past ~4,600 edges the greedy packing alone (2.4 s at 5,000 edges; 80% of the
+    LP's optimum at 1,500 edges)."""
+    if edges <= CYCLES_FULL_EDGES:
+        return CYCLE_ROUNDS
+    return int(CYCLE_ROUNDS * (CYCLES_FULL_EDGES / edges) ** 2)
+
+
 def _cycles_bound(A: np.ndarray, rounds: int = CYCLE_ROUNDS) -> tuple[float, float]:
     """The odd-cycle packing bound and `Σ|a|`.
 
@@ -715,11 +733,12 @@ def _cycles_bound(A: np.ndarray, rounds: int = CYCLE_ROUNDS) -> tuple[float, flo
     `Σ_C mult_C(e)·y_C ≤ |a_e|` leaves a residual piece of minimum `≥ 0`, so `min δ ≥ Σ_C y_C`.
     Two packings, the larger kept: a greedy one (shortest walks by breadth-first search through
     each node in turn, sweep after sweep, each taking the bottleneck of the remaining weights), and
-    up to `rounds` of column generation on the packing LP: Dijkstra in the double cover with the
-    LP's edge prices (0 at first) finds, through each node, the cheapest walk priced below 1 (a
-    column that improves the LP), added to one HiGHS model whose primal simplex restarts from the
-    last basis (3.4× faster than solving each round's LP afresh, 1,200 edges: 34 s against 117 s,
-    the same bound); when none is left the LP value is the odd-cycle relaxation's.
+    up to `rounds` rounds of column generation on the packing LP (0: the greedy one alone):
+    Dijkstra in the double cover with the LP's edge prices (0 at first) finds, through each node,
+    the cheapest walk priced below 1 (a column that improves the LP), added to one HiGHS model
+    whose primal simplex restarts from the last basis (3.4× faster than solving each round's LP
+    afresh, 1,200 edges: 34 s against 117 s, the same bound); when none is left the LP value is the
+    odd-cycle relaxation's. Every round's LP solution is a packing, so a valid bound.
     Rounding: weight the packing overdraws from an edge (floats, solver tolerances) is charged back.
     """
     import scipy.sparse
@@ -775,7 +794,7 @@ def _cycles_bound(A: np.ndarray, rounds: int = CYCLE_ROUNDS) -> tuple[float, flo
     # its columns to one HiGHS model, whose simplex restarts from the last basis
     lp, pool, price = _packing_lp(weight), set(), np.zeros(m)
     rows, cols, mults = [], [], []  # every column's entries, to charge the packing back
-    for _ in range(rounds + 1):
+    for _ in range(rounds):
         graph = arcs(weight > 0, price + 1e-9)  # the tiny cost prefers short walks among free ones
         new = []
         for start in range(0, n, 256):

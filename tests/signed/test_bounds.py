@@ -314,7 +314,7 @@ def test_the_packing_lp_prints_nothing():
     assert done.returncode == 0 and done.stdout == "", (done.stdout, done.stderr[-2000:])
 
 
-def test_cycles_on_sparse_graphs():
+def test_cycles_on_sparse_graphs(monkeypatch):
     """On sparse layered graphs `"auto"` packs frustrated cycles; the packing LP (column
     generation) is valid against the exact optimum and at least the greedy packing."""
     rng = np.random.default_rng(8)
@@ -327,14 +327,32 @@ def test_cycles_on_sparse_graphs():
         A = np.asarray(g.to_dense())
         greedy, _ = bounds._cycles_bound(A, rounds=0)
         assert greedy <= res.candidates["cycles"] + TOL * res.total
-    # past CYCLES_MAX_EDGES "auto" leaves the packing out (minutes); asked for, it runs
-    big = sparse_layered(rng, (60,) * 5)
-    assert big.num_edges() > bounds.CYCLES_MAX_EDGES and "cycles" not in lower_bound(big).candidates
+    # past CYCLES_MAX_EDGES "auto" leaves the packing out; asked for, it runs
+    monkeypatch.setattr(bounds, "CYCLES_MAX_EDGES", 40)
+    assert g.num_edges() > 40 and "cycles" not in lower_bound(g).candidates
+    assert "cycles" in lower_bound(g, method="cycles").candidates
     # a single frustrated 4-cycle: the bound is its lightest edge, exactly the optimum
     W1, W2 = np.array([[1.0, 2.0], [3.0, -0.5]]), np.array([[1.0, 1.0]])
     g = SignedGraph.from_weights([W1, W2])
     opt = brute_force(np.asarray(g.to_dense()))
     assert lower_bound(g, method="cycles").value == pytest.approx(opt, rel=1e-9)
+
+
+def test_cycle_rounds_shrink_with_size_and_every_round_is_a_valid_bound(monkeypatch):
+    """`"auto"` runs the full column generation on small graphs and fewer rounds on larger ones
+    (each round's packing is feasible): the bound grows with the rounds, from the greedy packing
+    (0 rounds) to the LP optimum, never past the exact optimum."""
+    rounds = [bounds.default_cycle_rounds(e) for e in (100, 600, 601, 1200, 2400, 4700, 5000)]
+    assert rounds[:2] == [bounds.CYCLE_ROUNDS] * 2 and rounds[3:5] == [15, 3] and rounds[-2:] == [0, 0]
+    assert rounds == sorted(rounds, reverse=True)
+    g = sparse_layered(np.random.default_rng(8), (8, 8, 8))
+    A, exact = np.asarray(g.to_dense()), float(frustration(g, method="exact").value)
+    values = [bounds._cycles_bound(A, rounds=r)[0] for r in (0, 1, 2, bounds.CYCLE_ROUNDS)]
+    assert values == sorted(values) and values[-1] <= exact + TOL * float(g.abs_sum())
+    monkeypatch.setattr(bounds, "CYCLES_FULL_EDGES", g.num_edges() // 4)  # (16 → 3 rounds)
+    assert bounds.default_cycle_rounds(g.num_edges()) == 3
+    assert lower_bound(g).candidates["cycles"] == bounds._cycles_bound(A, rounds=3)[0]
+    assert lower_bound(g, cycle_rounds=1).candidates["cycles"] == values[1]
 
 
 def test_result_fields():
