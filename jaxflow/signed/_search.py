@@ -45,6 +45,7 @@ from .blocks import Block
 from .graph import SignedGraph
 
 SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
+UNIFORM_BITS = 16  # `"anneal"`: resolution of its uniforms (two per random 32-bit word)
 ENERGY_BATCH = 8  # block energies are block products of this many vectors (the default restarts)
 SIGNATURE_MIN_BLOCKS = 48  # graphs with at least this many blocks search with per-signature functions
 DRIVERS = ("program", "signatures")
@@ -239,9 +240,6 @@ def _heat_bath_layer(s, incoming, outgoing, beta, u):
     """Layer `j` drawn from `P(s_i = +1) = σ(2β h_i)`, given a uniform `u` per node."""
     h = incoming + outgoing
     return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)
-
-
-UNIFORM_BITS = 16  # `"anneal"`: resolution of its uniforms (two per random 32-bit word)
 
 
 def _uniforms(key, s0, *, n):
