@@ -38,7 +38,10 @@ import csv
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -55,19 +58,20 @@ SHORT_SECONDS = 0.1  # a run shorter than this is timed REPEATS times (same seed
 REPEATS = 5  # one call of a few ms varies by 2x with the state of the caches and the machine
 DEFAULT = "jaxflow default"
 JAXFLOW = (DEFAULT, "jaxflow layerwise", "jaxflow anneal")
-PEERS = ("dwave SA", "dwave steepest", "dwave tabu", "SB ballistic", "SB discrete")
+PEERS = ("dwave SA", "dwave steepest", "dwave tabu", "SB ballistic", "SB discrete", "MQLib BURER2002")
 FAMILIES = {
     "a": "(a) dense, proven optima",
     "b": "(b) sparse, in-degree 3 and 6",
     "c": "(c) digits MLP and CNN",
     "d": "(d) ResNet-18-shaped CNN",
 }
+MQLIB = os.environ.get("MQLIB", "")  # MQLib's executable (built from its C++ source), or --mqlib
 MAX_DENSE_BYTES = 2**31  # a peer that needs a dense n×n matrix runs only below this size
 SPARSE_SIZES = (300, 1500, 5000)  # edges of family (b), each at in-degree 3 and 6
 SPARSE_DEPTH = 4
 NOT_RUN = (
-    "not installable here: mqlib (its sdist misses heuristics/heuristic_factory.h, the C++ build fails); "
-    "peapods (installs, but simulates periodic lattices only, no arbitrary coupling graph)"
+    "mqlib from PyPI (its sdist misses heuristics/heuristic_factory.h; MQLib's own C++ build is used "
+    "instead, --mqlib); peapods (installs, but simulates periodic lattices only, no arbitrary coupling graph)"
 )
 
 
@@ -168,6 +172,16 @@ def to_matrix(graph, a):
     return torch.from_numpy(M)
 
 
+def to_maxcut(graph, a, path: Path) -> str:
+    """MQLib's Max-Cut file (1-based `p q w`, each edge once) with `w_pq = −a_pq`: a cut's weight
+    is `−Σ_cut a`, and `δ(s) = ½(Σ|a| − Σa) + Σ_cut a`, so the max cut is the least frustrated."""
+    rows, cols, vals = a
+    with open(path, "w") as f:
+        f.write(f"{graph.num_nodes} {vals.size}\n")
+        np.savetxt(f, np.column_stack([rows + 1, cols + 1, -vals]), fmt=("%d", "%d", "%.17g"))
+    return str(path)
+
+
 def dense_bytes(graph, itemsize: int) -> int:
     return graph.num_nodes**2 * itemsize
 
@@ -205,6 +219,9 @@ def ladders(family: str, quick: bool) -> dict[str, list[dict]]:
         "dwave tabu": [{"timeout": 20}, {"timeout": 200}],
         "SB ballistic": sb,
         "SB discrete": sb,
+        "MQLib BURER2002": [{"seconds": 1.0}, {"seconds": 10.0}]
+        if big
+        else [{"seconds": t} for t in (0.001, 0.01, 0.1, 1.0)],
     }
     return {m: e[:1] for m, e in out.items()} if quick and big else out
 
@@ -223,6 +240,16 @@ def run_jaxflow(method: str, graph, effort: dict, seed: int) -> tuple[np.ndarray
 
 
 def run_peer(method: str, graph, inputs: dict, effort: dict, seed: int) -> tuple[np.ndarray, float]:
+    if method.startswith("MQLib"):
+        cmd = [MQLIB, "-fM", inputs["maxcut"], "-h", method.split()[1], "-r", str(effort["seconds"])]
+        t = time.perf_counter()
+        out = subprocess.run(
+            [*cmd, "-s", str(seed + 1), "-ps", "-nv"],
+            capture_output=True, text=True, check=True, timeout=effort["seconds"] + 600,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t
+        side = np.array(out.stdout.split("Solution:")[1].split(), float)  # 0/1 per node: the cut's sides
+        return 2 * side - 1, seconds
     if method.startswith("SB"):
         import simulated_bifurcation as sb
         import torch
@@ -256,7 +283,9 @@ def timed(run) -> tuple[np.ndarray, float]:
 
 
 def cannot(method: str, graph, edges: int) -> str | None:
-    """Why a peer cannot take `graph` (memory of the dense input it builds), or `None`."""
+    """Why a peer cannot take `graph` (memory of the dense input it builds; MQLib not built), or `None`."""
+    if method.startswith("MQLib") and not MQLIB:
+        return "not built: git clone https://github.com/MQLib/MQLib; make -C MQLib; --mqlib MQLib/bin/MQLib"
     if method == "dwave tabu" and dense_bytes(graph, 8) > MAX_DENSE_BYTES:
         return (
             f"tabu builds a dense float64 n×n matrix (then a C++ copy): n = {graph.num_nodes}, "
@@ -279,6 +308,7 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
 
     plan = ladders(family, quick)
     runs, refs, notes, warm = [], {}, {}, set()
+    scratch = tempfile.mkdtemp()  # MQLib's instance files
     for i, (name, graph) in enumerate(instances):
         total = float(graph.abs_sum())
         edges = graph.num_edges()
@@ -301,6 +331,8 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
                 raise RuntimeError(f"exact did not prove the optimum of {name}")
         a = coo(graph)
         inputs = {"bqm": to_bqm(graph, a)}
+        if MQLIB:
+            inputs["maxcut"] = to_maxcut(graph, a, Path(scratch) / f"{name.replace(':', '_')}.txt")
         if dense_bytes(graph, 4) <= MAX_DENSE_BYTES:
             inputs["matrix"] = to_matrix(graph, a)
         shape = graph.shapes
@@ -333,7 +365,10 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
         refs[name] = ref
         print(f"  {family}: instance {i + 1}/{len(instances)} {name}: {edges} edges", end="\r", flush=True)
         del inputs
+        for f in Path(scratch).iterdir():
+            f.unlink()
     print()
+    shutil.rmtree(scratch)
     return {"runs": runs, "references": refs, "notes": notes}
 
 
@@ -531,7 +566,13 @@ def main() -> None:
     p.add_argument("--dense-instances", type=int, default=100)
     p.add_argument("--exact-seconds", type=float, default=3.0, help="(b): time limit of method='exact'")
     p.add_argument("--keep", type=Path, help="an earlier record (JSON): its families not run now are kept")
+    p.add_argument(
+        "--mqlib", type=Path, help="MQLib's executable, built from its C++ source (default: $MQLIB)"
+    )
     args = p.parse_args()
+    if args.mqlib:
+        global MQLIB
+        MQLIB = str(args.mqlib.resolve())
 
     import jax
 
