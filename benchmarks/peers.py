@@ -308,7 +308,7 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
 
     plan = ladders(family, quick)
     runs, refs, notes, warm = [], {}, {}, set()
-    scratch = tempfile.mkdtemp()  # MQLib's instance files
+    scratch = tempfile.mkdtemp()  # MQLib's instance file
     for i, (name, graph) in enumerate(instances):
         total = float(graph.abs_sum())
         edges = graph.num_edges()
@@ -332,7 +332,7 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
         a = coo(graph)
         inputs = {"bqm": to_bqm(graph, a)}
         if MQLIB:
-            inputs["maxcut"] = to_maxcut(graph, a, Path(scratch) / f"{name.replace(':', '_')}.txt")
+            inputs["maxcut"] = to_maxcut(graph, a, Path(scratch) / "instance.txt")  # (each overwrites)
         if dense_bytes(graph, 4) <= MAX_DENSE_BYTES:
             inputs["matrix"] = to_matrix(graph, a)
         shape = graph.shapes
@@ -365,8 +365,6 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
         refs[name] = ref
         print(f"  {family}: instance {i + 1}/{len(instances)} {name}: {edges} edges", end="\r", flush=True)
         del inputs
-        for f in Path(scratch).iterdir():
-            f.unlink()
     print()
     shutil.rmtree(scratch)
     return {"runs": runs, "references": refs, "notes": notes}

@@ -220,21 +220,12 @@ class Conv2d(Block):
     @property
     def _tap_uses(self) -> np.ndarray:
         """`(kh, kw)`: how many output positions each kernel tap lands inside the input."""
-        kh, kw = self.kernel.shape[2:]
-        uses = [
-            _inside(self.in_shape[1 + a], self.out_shape[1 + a], k, self.stride[a], self.padding[a][0],
-                    self.dilation[a]).sum(axis=0)
-            for a, k in enumerate((kh, kw))
-        ]  # fmt: skip
-        return np.outer(*uses)
+        return np.outer(*(_axis_inside(self, a).sum(axis=0) for a in (0, 1)))
 
     def to_dense(self):
         """The `(n_out, n_in)` Toeplitz matrix, the kernel's weights scattered to the taps inside
         the input (one product's cost, not `n_in` of them)."""
-        rows, cols, taps = _conv_scatter(
-            self.in_shape, self.out_shape, self.kernel.shape, self.stride, self.padding, self.dilation,
-            self.groups,
-        )  # fmt: skip
+        rows, cols, taps = _conv_scatter(self)
         shape = (math.prod(self.out_shape), math.prod(self.in_shape))
         return jnp.zeros(shape, self.kernel.dtype).at[rows, cols].set(self.kernel.ravel()[taps])
 
@@ -749,21 +740,27 @@ def _window_out_size(size, window, stride, padding, dilation) -> tuple[int, int]
     return out
 
 
-def _conv_scatter(in_shape, out_shape, kernel_shape, stride, padding, dilation, groups):
+def _axis_inside(conv: Conv2d, axis: int) -> np.ndarray:
+    """`(out, k)`: whether tap `u` of each output position lies inside the input along `axis`."""
+    k = conv.kernel.shape[2 + axis]
+    return _inside(
+        conv.in_shape[1 + axis], conv.out_shape[1 + axis], k, conv.stride[axis], conv.padding[axis][0],
+        conv.dilation[axis],
+    ).astype(bool)  # fmt: skip
+
+
+def _conv_scatter(conv: Conv2d):
     """`(rows, cols, taps)`: for every edge of a convolution, its output node, input node and the
     flat index of its kernel weight (numpy: the static index pattern of `to_dense`)."""
-    (_, H, W), (_, Ho, Wo), (c_out, c_in_g, kh, kw) = in_shape, out_shape, kernel_shape
-    # per axis: (output position, tap) pairs inside the input, and the input position each reads
-    ys, us = np.nonzero(_inside(H, Ho, kh, stride[0], padding[0][0], dilation[0]))
-    xs, vs = np.nonzero(_inside(W, Wo, kw, stride[1], padding[1][0], dilation[1]))
+    (_, H, W), (_, Ho, Wo), (c_out, c_in_g, kh, kw) = conv.in_shape, conv.out_shape, conv.kernel.shape
+    (sy, sx), (dy, dx), ((py, _), (px, _)) = conv.stride, conv.dilation, conv.padding
+    # per axis: the (output position, tap) pairs inside the input
+    (ys, us), (xs, vs) = (np.nonzero(_axis_inside(conv, a)) for a in (0, 1))
     o, ci, y, x = (a.ravel() for a in np.meshgrid(np.arange(c_out), np.arange(c_in_g), np.arange(ys.size),
                                                   np.arange(xs.size), indexing="ij"))  # fmt: skip
     oy, u, ox, v = ys[y], us[y], xs[x], vs[x]
-    iy, ix = (
-        oy * stride[0] - padding[0][0] + u * dilation[0],
-        ox * stride[1] - padding[1][0] + v * dilation[1],
-    )
-    c = (o // (c_out // groups)) * c_in_g + ci
+    iy, ix = oy * sy - py + u * dy, ox * sx - px + v * dx
+    c = (o // (c_out // conv.groups)) * c_in_g + ci
     rows, cols = (o * Ho + oy) * Wo + ox, (c * H + iy) * W + ix
     taps = ((o * c_in_g + ci) * kh + u) * kw + v
     return rows, cols, taps

@@ -67,7 +67,7 @@ import scipy.linalg.lapack
 
 from .._checks import InputError
 from ._exact import independent_set
-from .blocks import Conv2d, Dense, Sparse, _inside
+from .blocks import Conv2d, Dense, Sparse, _axis_inside
 from .graph import SignedGraph
 
 METHODS = ("auto", "blocks", "stars", "cycles")
@@ -326,15 +326,6 @@ def _full_kernel(block: Conv2d) -> np.ndarray:
     for i in range(g):
         full[i * per : (i + 1) * per, i * c_in_g : (i + 1) * c_in_g] = k[i * per : (i + 1) * per]
     return full
-
-
-def _axis_inside(block: Conv2d, axis: int) -> np.ndarray:
-    """`(out, k)`: whether tap `u` of each output position lies inside the input along `axis`."""
-    k = block.kernel.shape[2 + axis]
-    return _inside(
-        block.in_shape[1 + axis], block.out_shape[1 + axis], k, block.stride[axis],
-        block.padding[axis][0], block.dilation[axis],
-    ).astype(bool)  # fmt: skip
 
 
 def _conv_stars(block: Conv2d, K: np.ndarray):
