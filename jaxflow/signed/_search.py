@@ -45,7 +45,7 @@ from .blocks import Block
 from .graph import SignedGraph
 
 SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
-UNIFORM_BITS = 16  # `"anneal"`: resolution of its uniforms (two per random 32-bit word)
+UNIFORM_BITS = 23  # `"anneal"`: resolution of its uniforms (each exact in float32)
 ENERGY_BATCH = 8  # block energies are block products of this many vectors (the default restarts)
 SIGNATURE_MIN_BLOCKS = 48  # graphs with at least this many blocks search with per-signature functions
 DRIVERS = ("program", "signatures")
@@ -242,15 +242,28 @@ def _heat_bath_layer(s, incoming, outgoing, beta, u):
     return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)
 
 
-def _uniforms(key, s0, *, n):
+def _hash32(x: Array) -> Array:
+    """Wellons' `lowbias32`: an invertible mixing of 32-bit words (every input bit flips each
+    output bit with probability within ~2e-4 of ½)."""
+    x = (x ^ (x >> 16)) * jnp.uint32(0x7FEB352D)
+    x = (x ^ (x >> 15)) * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _uniforms(seed, s0, *, n):
     """A uniform per node of each restart (a sweep's draw for its layers), float32, on the grid
-    `(k + ½)/2^16`: two per random 32-bit word, since on CPU a word costs ~9 ns, most of a small
-    graph's sweep. A heat-bath step `u < p` then takes a node up with a probability within `2^-16`
-    of `p`."""
-    words = jax.random.bits(key, (s0.shape[0], -(-n // 2)), jnp.uint32)
-    low = jnp.uint32(2**UNIFORM_BITS - 1)
-    halves = jnp.stack([words >> UNIFORM_BITS, words & low], axis=-1).reshape(s0.shape[0], -1)[:, :n]
-    return (halves.astype(jnp.float32) + 0.5) / 2**UNIFORM_BITS
+    `(k + ½)/2^23`: node `i` of restart `r` hashes `hash(hash(i) ^ hash(hash(r) ^ seed))`, `seed`
+    one random word per sweep (`_sweep_seeds`). A counter-based draw: on CPU a threefry word
+    costs ~5–9 ns, this ~0.4 ns, and a small graph's sweep was mostly its random draw. A heat-bath
+    step `u < p` takes a node up with a probability within `2^-23` of `p`."""
+    rows = _hash32(_hash32(lax.iota(jnp.uint32, s0.shape[0])) ^ seed)
+    words = _hash32(_hash32(lax.iota(jnp.uint32, n))[None, :] ^ rows[:, None])
+    return ((words >> (32 - UNIFORM_BITS)).astype(jnp.float32) + 0.5) / 2**UNIFORM_BITS
+
+
+def _sweep_seeds(key, *, steps):
+    """One random 32-bit word per annealing sweep (the seed of its `_uniforms`)."""
+    return jax.random.bits(key, (steps,), jnp.uint32)
 
 
 def _zeros2(s0):
@@ -496,15 +509,15 @@ def _single(graph: SignedGraph, s, drv):
 
 def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
     """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`,
-    in `_single` precision. Each sweep draws its uniforms for every node at once (on CPU one draw
-    costs a loop of XLA operations, whatever its size) and hands each layer its slice."""
+    in `_single` precision. Each sweep draws its uniforms for every node at once (`_uniforms`, from
+    one seed per sweep) and hands each layer its slice."""
     low, s = _single(graph, s, drv)
     betas = drv.call(_cast, "l", betas, dtype=low.dtype)
     off = graph.offsets
 
     def one(s, inputs):
-        beta, k = inputs
-        u = drv.call(_uniforms, "ll", k, s[0], n=graph.num_nodes)
+        beta, seed = inputs
+        u = drv.call(_uniforms, "ll", seed, s[0], n=graph.num_nodes)
 
         def step(j, s_j, incoming, outgoing, carry):
             u_j = drv.call(_layer_slice, "ls", u, off[j], shape=graph.shapes[j])
@@ -512,7 +525,7 @@ def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
 
         return _sweep(low, s, drv, step, None)[0]
 
-    s = drv.scan(one, s, (betas, drv.call(_split, "l", key, num=_steps(betas, drv))))
+    s = drv.scan(one, s, (betas, drv.call(_sweep_seeds, "l", key, steps=_steps(betas, drv))))
     return tuple(drv.call(_cast, "l", g, dtype=graph.dtype) for g in s)
 
 

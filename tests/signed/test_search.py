@@ -191,15 +191,32 @@ def test_default_tol_follows_the_size_rule():
 
 
 def test_anneal_uniforms_cover_their_grid_evenly():
-    """The heat bath's uniforms: each of `2^16` grid points `(k + ½)/2^16` equally likely, so that
-    `P(u < p)` is within `2^-16` of `p`. 2^20 draws: every count of a 2^8-point coarsening is
+    """The heat bath's uniforms: on the grid `(k + ½)/2^23` (exact in float32), so that `P(u < p)`
+    is within `2^-23` of `p`, and evenly spread. 2^20 draws: every count of a 2^8-point coarsening is
     binomial with mean 4096, s.d. 64; the bound 6 s.d. fails with probability < 1e-6 over them."""
     n = 2**19
-    u = np.asarray(engine._uniforms(jax.random.key(3), jnp.zeros((2, 1)), n=n)).ravel()
+    u = np.asarray(engine._uniforms(jnp.uint32(3), jnp.zeros((2, 1)), n=n)).ravel()
     assert u.dtype == np.float32 and u.size == 2 * n
-    k = u * 2**engine.UNIFORM_BITS - 0.5
-    np.testing.assert_array_equal(k, np.round(k))  # on the grid (exact in float32)
-    counts = np.bincount((k // 2**8).astype(int), minlength=2**8)
+    k = u.astype(np.float64) * 2**engine.UNIFORM_BITS - 0.5
+    np.testing.assert_array_equal(k, np.round(k))
+    assert k.min() >= 0 and k.max() < 2**engine.UNIFORM_BITS
+    counts = np.bincount((k // 2 ** (engine.UNIFORM_BITS - 8)).astype(int), minlength=2**8)
     assert counts.size == 2**8 and np.all(np.abs(counts - 2**12) < 6 * 64)
     for p in (1e-3, 0.3, 0.5, 0.999):
-        assert abs(np.mean(u < p) - p) < 6 * np.sqrt(p * (1 - p) / u.size) + 2**-16
+        assert abs(np.mean(u < p) - p) < 6 * np.sqrt(p * (1 - p) / u.size) + 2**-engine.UNIFORM_BITS
+
+
+@pytest.mark.parametrize("pair", ["neighbour nodes", "neighbour restarts", "neighbour seeds"])
+def test_anneal_uniforms_are_pairwise_independent(pair):
+    """Counter-based draws: the uniforms of neighbouring nodes, restarts, and seeds one apart (the
+    counters and seeds most alike) are independent. 2^18 pairs in a 16×16 grid: each count is
+    binomial with mean 1024, s.d. < 32; the bound 6 s.d. fails with probability < 1e-6 over them."""
+    draw = lambda seed: np.asarray(engine._uniforms(jnp.uint32(seed), jnp.zeros((512, 1)), n=1024))
+    u = draw(7)
+    x, y = {
+        "neighbour nodes": (u[:, 0::2], u[:, 1::2]),
+        "neighbour restarts": (u[0::2], u[1::2]),
+        "neighbour seeds": (u[:, :512], draw(8)[:, :512]),
+    }[pair]
+    counts = np.histogram2d(x.ravel(), y.ravel(), bins=16, range=[[0, 1], [0, 1]])[0]
+    assert x.size == 2**18 and np.all(np.abs(counts - 2**10) < 6 * 32)
