@@ -120,7 +120,9 @@ def test_conv_matches_toeplitz(in_shape, c_out, k, stride, padding, dilation, gr
 @pytest.mark.parametrize(
     "mode, include_pad, window, stride, padding, dilation",
     [
-        ("avg", True, 2, None, 0, 1),
+        ("avg", True, 2, None, 0, 1),  # windows that tile the input (a reshape and a sum) …
+        ("avg", False, 2, None, 0, 1),
+        ("max", True, (2, 3), None, 0, 1),  # … the last column, and two, outside every window
         ("avg", True, 3, 2, 1, 1),
         ("avg", False, (3, 2), (2, 1), ((1, 0), (1, 1)), 1),
         ("max", True, 3, 2, 1, 1),
