@@ -37,7 +37,7 @@ from .energy import (
     energy_graph,
     gauge_frustration,
 )
-from .graph import SignedGraph
+from .graph import SignedGraph, flat
 
 METHODS = ("auto", "greedy", "layerwise", "anneal", "exact")
 GREEDY_MAX_NODES = 8192  # the greedy baseline keeps the dense n×n field matrix A + Aᵀ
@@ -123,7 +123,7 @@ class FrustrationResult(eqx.Module):
     @property
     def flat_gauge(self) -> Float[Array, " n"]:
         """The gauge as one `±1` vector over all nodes (the flat numbering of `A`)."""
-        return jnp.concatenate([s.ravel() for s in self.gauge])
+        return flat(self.gauge)
 
 
 # ------------------------------------------------------------------ estimators
@@ -159,6 +159,7 @@ def _round_down(x: float, dtype) -> np.ndarray:
     return np.nextafter(y, np.asarray(-np.inf, dtype)) if y > x else y
 
 
+@jax.jit
 def _normalized(value: Scalar, total: Scalar) -> Scalar:
     return value / jnp.maximum(total, jnp.finfo(total.dtype).tiny)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,6 +36,13 @@ class Layer(NamedTuple):
     inputs: Mapping[str, Block] = {}
     shape: Shape | None = None
     activation: Activation = IDENTITY
+
+
+@jax.jit
+def flat(xs: Sequence[Array]) -> Array:
+    """Per-layer arrays concatenated into one vector over all nodes (one dispatch, not one per
+    layer: a result's `flat_gauge` is asked for after every estimate)."""
+    return jnp.concatenate([jnp.ravel(x) for x in xs])
 
 
 class SignedGraph(eqx.Module):
@@ -201,7 +209,7 @@ class SignedGraph(eqx.Module):
 
     def flatten(self, xs: Sequence[Array]) -> Float[Array, " n"]:
         """Concatenate per-layer arrays into one vector over all nodes."""
-        return jnp.concatenate([x.ravel() for x in xs])
+        return flat(xs)
 
     def unflatten(self, v: Float[Array, " n"]) -> tuple[Array, ...]:
         """Split a vector over all nodes into per-layer arrays of the layers' shapes."""
