@@ -236,9 +236,11 @@ def _descent_layer(s, incoming, outgoing, gain, sas):
     return new, (gain, sas)
 
 
-def _heat_bath_layer(s, incoming, outgoing, beta, u):
-    """Layer `j` drawn from `P(s_i = +1) = σ(2β h_i)`, given a uniform `u` per node."""
+def _heat_bath_layer(s, incoming, outgoing, beta, seed, start):
+    """Layer `j` (its nodes numbered from `start`) drawn from `P(s_i = +1) = σ(2β h_i)`, one
+    `_uniforms` draw per node (computed in place: one fused loop per layer)."""
     h = incoming + outgoing
+    u = _uniforms(seed, s, start)
     return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)
 
 
@@ -250,15 +252,20 @@ def _hash32(x: Array) -> Array:
     return x ^ (x >> 16)
 
 
-def _uniforms(seed, s0, *, n):
-    """A uniform per node of each restart (a sweep's draw for its layers), float32, on the grid
-    `(k + ½)/2^23`: node `i` of restart `r` hashes `hash(hash(i) ^ hash(hash(r) ^ seed))`, `seed`
-    one random word per sweep (`_sweep_seeds`). A counter-based draw: on CPU a threefry word
-    costs ~5–9 ns, this ~0.4 ns, and a small graph's sweep was mostly its random draw. A heat-bath
-    step `u < p` takes a node up with a probability within `2^-23` of `p`."""
-    rows = _hash32(_hash32(lax.iota(jnp.uint32, s0.shape[0])) ^ seed)
-    words = _hash32(_hash32(lax.iota(jnp.uint32, n))[None, :] ^ rows[:, None])
-    return ((words >> (32 - UNIFORM_BITS)).astype(jnp.float32) + 0.5) / 2**UNIFORM_BITS
+def _uniforms(seed, s, start):
+    """A uniform per node of the layer `s` (restarts first), its nodes numbered from `start`:
+    float32 on the grid `(k + ½)/2^23`, node `i` of restart `r` hashing
+    `hash(hash(i) ^ hash(hash(r) ^ seed))`, `seed` one random word per sweep (`_sweep_seeds`). So
+    the draws of a node depend on its number only, not on how the nodes split into layers. A
+    counter-based draw: on CPU a threefry word costs ~5–9 ns, this ~0.4 ns, and a small graph's
+    sweep was mostly its random draw. A heat-bath step `u < p` takes a node up with a probability
+    within `2^-23` of `p`."""
+    batch, size = s.shape[0], s[0].size
+    rows = _hash32(_hash32(lax.iota(jnp.uint32, batch)) ^ seed)
+    nodes = lax.iota(jnp.uint32, size) + jnp.asarray(start).astype(jnp.uint32)
+    words = _hash32(_hash32(nodes)[None, :] ^ rows[:, None])
+    u = ((words >> (32 - UNIFORM_BITS)).astype(jnp.float32) + 0.5) / 2**UNIFORM_BITS
+    return u.reshape(s.shape)
 
 
 def _sweep_seeds(key, *, steps):
@@ -509,19 +516,17 @@ def _single(graph: SignedGraph, s, drv):
 
 def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
     """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`,
-    in `_single` precision. Each sweep draws its uniforms for every node at once (`_uniforms`, from
-    one seed per sweep) and hands each layer its slice."""
+    in `_single` precision. Each node draws its uniform from its number and one seed per sweep
+    (`_uniforms`)."""
     low, s = _single(graph, s, drv)
     betas = drv.call(_cast, "l", betas, dtype=low.dtype)
     off = graph.offsets
 
     def one(s, inputs):
         beta, seed = inputs
-        u = drv.call(_uniforms, "ll", seed, s[0], n=graph.num_nodes)
 
         def step(j, s_j, incoming, outgoing, carry):
-            u_j = drv.call(_layer_slice, "ls", u, off[j], shape=graph.shapes[j])
-            return drv.call(_heat_bath_layer, "lllll", s_j, incoming, outgoing, beta, u_j), carry
+            return drv.call(_heat_bath_layer, "llllls", s_j, incoming, outgoing, beta, seed, off[j]), carry
 
         return _sweep(low, s, drv, step, None)[0]
 

@@ -195,7 +195,7 @@ def test_anneal_uniforms_cover_their_grid_evenly():
     is within `2^-23` of `p`, and evenly spread. 2^20 draws: every count of a 2^8-point coarsening is
     binomial with mean 4096, s.d. 64; the bound 6 s.d. fails with probability < 1e-6 over them."""
     n = 2**19
-    u = np.asarray(engine._uniforms(jnp.uint32(3), jnp.zeros((2, 1)), n=n)).ravel()
+    u = np.asarray(engine._uniforms(jnp.uint32(3), jnp.zeros((2, n)), 0)).ravel()
     assert u.dtype == np.float32 and u.size == 2 * n
     k = u.astype(np.float64) * 2**engine.UNIFORM_BITS - 0.5
     np.testing.assert_array_equal(k, np.round(k))
@@ -211,7 +211,7 @@ def test_anneal_uniforms_are_pairwise_independent(pair):
     """Counter-based draws: the uniforms of neighbouring nodes, restarts, and seeds one apart (the
     counters and seeds most alike) are independent. 2^18 pairs in a 16×16 grid: each count is
     binomial with mean 1024, s.d. < 32; the bound 6 s.d. fails with probability < 1e-6 over them."""
-    draw = lambda seed: np.asarray(engine._uniforms(jnp.uint32(seed), jnp.zeros((512, 1)), n=1024))
+    draw = lambda seed: np.asarray(engine._uniforms(jnp.uint32(seed), jnp.zeros((512, 1024)), 0))
     u = draw(7)
     x, y = {
         "neighbour nodes": (u[:, 0::2], u[:, 1::2]),
@@ -220,3 +220,14 @@ def test_anneal_uniforms_are_pairwise_independent(pair):
     }[pair]
     counts = np.histogram2d(x.ravel(), y.ravel(), bins=16, range=[[0, 1], [0, 1]])[0]
     assert x.size == 2**18 and np.all(np.abs(counts - 2**10) < 6 * 32)
+
+
+def test_anneal_uniforms_depend_on_node_numbers_not_layers():
+    """A layer's draws are those of its nodes' numbers: layers of shapes `(3, 4)` and `(5,)` from
+    node 12 draw exactly what one flat layer of 17 nodes draws (same seed, same restarts)."""
+    seed = jnp.uint32(11)
+    whole = np.asarray(engine._uniforms(seed, jnp.zeros((4, 17)), 0))
+    first = np.asarray(engine._uniforms(seed, jnp.zeros((4, 3, 4)), 0))
+    second = np.asarray(engine._uniforms(seed, jnp.zeros((4, 5)), 12))
+    np.testing.assert_array_equal(np.concatenate([first.reshape(4, 12), second], axis=1), whole)
+    assert len(np.unique(whole)) == whole.size  # (2^23 grid points: 68 draws collide w.p. ~3e-4)
