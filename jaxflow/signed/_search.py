@@ -238,7 +238,7 @@ def _descent_layer(s, incoming, outgoing, gain, sas):
 
 def _heat_bath_layer(s, incoming, outgoing, beta, seed, start):
     """Layer `j` (its nodes numbered from `start`) drawn from `P(s_i = +1) = σ(2β h_i)`, one
-    `_uniforms` draw per node (computed in place: one fused loop per layer)."""
+    `_uniforms` draw per node, made in the step (no sweep-wide draw to slice)."""
     h = incoming + outgoing
     u = _uniforms(seed, s, start)
     return jnp.where(u < jax.nn.sigmoid(2 * beta * h).astype(u.dtype), 1, -1).astype(h.dtype)

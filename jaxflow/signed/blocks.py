@@ -291,9 +291,8 @@ class Pool(Block):
 
     def _sum_pool(self, x):
         """The sum over each window: where the windows tile the input (stride = window, no padding
-        or dilation) a reshape and a sum, whose transpose is a broadcast (XLA:CPU's windowed
-        reduction and its transpose cost a digits CNN's sweep about as much as its two convolutions
-        laid out as matrices); else `lax.reduce_window`."""
+        or dilation) a reshape and a sum, whose transpose is a broadcast (on XLA:CPU the digits
+        CNN's search at 8 restarts ~15% faster than with `reduce_window`); else `lax.reduce_window`."""
         if self.stride == self.window and self.padding == ((0, 0), (0, 0)) and self.dilation == (1, 1):
             (c, ho, wo), (kh, kw) = self.out_shape, self.window
             return x[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw).sum(axis=(2, 4))
