@@ -706,7 +706,7 @@ def default_cycle_rounds(edges: int) -> int:
     measured) up to `CYCLES_FULL_EDGES` edges, `⌊60·(600/edges)²⌋` above, as a round's time grows
     about as edges² (a Dijkstra from every node, a larger LP): on sparse layered graphs of in-degree
     3 on 2 cores, 720 edges 41 rounds in 6.1 s (the LP's optimum within 0.05%), 1,000 edges 21 in
-    3.5 s, 2,000 edges 5 in 3.0 s (at 1,500 edges 8 rounds reach 90% of the LP's optimum, which
+    3.5 s, 2,000 edges 5 in 3.0 s (at 1,500 edges 9 rounds reach 90% of the LP's optimum, which
     takes 75 s), past ~4,600 edges the greedy packing alone (2.4 s at 5,000 edges; 80% of the
     LP's optimum at 1,500 edges)."""
     if edges <= CYCLES_FULL_EDGES:
