@@ -1,6 +1,8 @@
-"""Resumable output folders: a manifest naming the inputs' hash, one npz per finished piece (written
-atomically) and a lock file, so a killed run resumes and two runs never write the same folder; and
-the lane plumbing of runs sharded over `jax.devices()` (all processes) that write them.
+"""Resumable output folders: a manifest naming the inputs' hash, one npz per finished piece and a
+lock file, so a killed or interrupted run resumes (the lock of a process that is gone is taken over)
+and two runs never write the same folder; every file written whole or not at all (`write_atomic`,
+for the results' files too); and the lane plumbing of runs sharded over `jax.devices()` (all
+processes) that write them.
 
     out/manifest.json   {"hash": ..., "inputs": {...}}: a rerun must bring the same inputs
     out/chunks/*.npz    the finished pieces
@@ -9,6 +11,7 @@ the lane plumbing of runs sharded over `jax.devices()` (all processes) that writ
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import json
@@ -21,6 +24,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from . import _interrupt
 from ._checks import InputError, output_folder
 
 
@@ -76,14 +80,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _atomic(path: Path, write) -> None:
-    """`write(file)` into a temporary file, then renamed to `path`: a killed or failed write leaves
-    either no file or a whole one."""
+def write_atomic(path, write, *, text: bool = False) -> Path:
+    """`write(file)` into a temporary file (binary, or text with `text`), then renamed to `path`
+    (under `_interrupt.renaming`): a killed, interrupted or failed write leaves either no file or a
+    whole one. An `OSError` is an `InputError` that says how to go on."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "w", newline="") if text else open(tmp, "wb") as f:
             write(f)
-        os.replace(tmp, path)
+        with _interrupt.renaming:
+            os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno == errno.ENOSPC:
@@ -94,6 +101,17 @@ def _atomic(path: Path, write) -> None:
         raise InputError(
             f"cannot write {path} ({e.strerror}); fix it and run the same command again to resume"
         ) from None
+    return path
+
+
+def write_text(path, text: str) -> Path:
+    """`text` written to `path` whole or not at all (`write_atomic`)."""
+    return write_atomic(path, lambda f: f.write(text), text=True)
+
+
+def write_csv_rows(path, rows) -> Path:
+    """`rows` (lists of cells) written as CSV to `path` whole or not at all (`write_atomic`)."""
+    return write_atomic(path, lambda f: csv.writer(f).writerows(rows), text=True)
 
 
 class Store:
@@ -131,7 +149,7 @@ class Store:
         if not manifest.exists():
             text = json.dumps({"hash": self.hash, "inputs": self.inputs}, indent=1, sort_keys=True)
             try:
-                _atomic(manifest, lambda f: f.write(text.encode()))
+                write_atomic(manifest, lambda f: f.write(text.encode()))
             except InputError:
                 self.__exit__()
                 raise
@@ -152,7 +170,7 @@ class Store:
         """Create `.lock` whole (a hard link of a written file: no reader sees it half written); a
         lock of a dead process on this host is taken over."""
         mine = self.path / f".lock.{os.getpid()}"
-        _atomic(
+        write_atomic(
             mine, lambda f: f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         )
         try:
@@ -188,4 +206,4 @@ class Store:
     def write(self, piece: str, arrays: dict) -> None:
         """Save a finished piece atomically (only the writer process writes)."""
         if self.writer:
-            _atomic(self.chunks / f"{piece}.npz", lambda f: np.savez(f, **arrays))
+            write_atomic(self.chunks / f"{piece}.npz", lambda f: np.savez(f, **arrays))

@@ -5,20 +5,20 @@ writes JSON, CSV and plots to `--out`. This module alone sets JAX up (float64; f
 device per core). Errors in the input (`InputError`) are printed as one line, without a traceback
 (`--debug` shows it), and exit with status 2 (as does a study across models in which some model
 failed); any other exception is a bug: one line saying so, then its traceback. Open progress bars
-are cleared before any such line. `--max-memory` (or `JAXFLOW_MAX_MEMORY`) is the budget the
-memory guard (`_memory`) holds a run to.
+are cleared before any such line. Interrupted, a command says in one line what it saved and how to
+resume, and exits with status 130 (`jaxflow._interrupt`). `--max-memory` (or `JAXFLOW_MAX_MEMORY`)
+is the budget the memory guard (`_memory`) holds a run to.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 import jax
 
-from . import _memory, _progress
+from . import _interrupt, _memory, _progress
 from ._checks import InputError
 from .experiments import frustration, landscape, study, sweep
 
@@ -27,8 +27,6 @@ COMMANDS = {"sweep": sweep, "landscape": landscape, "frustration": frustration, 
 CPU_DEVICES = {"sweep"}
 """Commands that shard over devices: on CPU they get one device per core."""
 
-INTERRUPTED = 130
-"""Exit status after Ctrl-C (SIGINT) or SIGTERM, as a shell reports a process stopped by SIGINT."""
 DEBUG_ENV = "JAXFLOW_DEBUG"
 BUG_REPORT = "this is a bug in jaxflow; please report it with the command and the traceback below"
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
@@ -86,14 +84,17 @@ def _cores_as_devices() -> None:
         pass
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _report(line: str) -> None:
     """`line` on stderr, with nothing of a progress bar left before it."""
     _progress.clear()
     print(line, file=sys.stderr)
+
+
+def _interrupted(args: argparse.Namespace) -> None:
+    """The interrupt line of `args`' command: what it kept and how to go on."""
+    command = COMMANDS[args.command]
+    saved = command.saved(args) if hasattr(command, "saved") else "nothing is kept"
+    _report(f"jaxflow {args.command}: interrupted; {saved}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,14 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     command = COMMANDS[args.command]
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as Ctrl-C does
+    _interrupt.report_with(lambda: _interrupted(args))
     try:
         _memory.set_budget(getattr(args, "max_memory", None))
         status = command.main(args)
-    except KeyboardInterrupt:
-        saved = command.saved(args) if hasattr(command, "saved") else "nothing is kept"
-        _report(f"jaxflow {args.command}: interrupted; {saved}")
-        return INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C of a `main` called in-process (the command has `_interrupt`)
+        _interrupted(args)
+        return _interrupt.INTERRUPTED
     except (InputError, FileNotFoundError) as e:  # the input is wrong; anything else is a bug
         if debug:
             raise
@@ -121,10 +121,5 @@ def main(argv: list[str] | None = None) -> int:
         _report(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         _memory.set_budget(None)
     return status or 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,7 @@ ENV = {**os.environ, "JAXFLOW_DEBUG": "", "JAXFLOW_MAX_MEMORY": ""}
 
 def _jaxflow(*args, cwd, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jaxflow.cli", *map(str, args)],
+        [sys.executable, "-m", "jaxflow", *map(str, args)],
         cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -188,7 +188,7 @@ def test_a_concurrent_run_is_refused_and_sigint_then_resume_gives_the_same_bytes
     (tmp_path / "slow.toml").write_text(SLOW)
     argv = ("--quiet", "sweep", "slow.toml", "--out")
     start = lambda: subprocess.Popen(
-        [sys.executable, "-m", "jaxflow.cli", *argv, "cut"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "jaxflow", *argv, "cut"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     with ThreadPoolExecutor(1) as pool:
@@ -285,7 +285,7 @@ def test_sigint_during_null_models_then_resume_gives_the_same_numbers(tmp_path):
     )
     argv = ("--quiet", "frustration", "m.npz", "--config", "c.toml", "--out")
     assert _jaxflow(*argv, "whole", cwd=tmp_path).returncode == 0
-    run = subprocess.Popen([sys.executable, "-m", "jaxflow.cli", *argv, "cut"], cwd=tmp_path, env=ENV,
+    run = subprocess.Popen([sys.executable, "-m", "jaxflow", *argv, "cut"], cwd=tmp_path, env=ENV,
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     pieces, deadline = tmp_path / "cut" / "nulls" / "chunks", time.monotonic() + 120
     while not any(pieces.glob("*.npz")) and time.monotonic() < deadline:

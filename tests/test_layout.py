@@ -1,4 +1,4 @@
-"""The layout's one-way data flow, read from the source: cli → experiments → cores (`linear`,
+"""The layout's one-way data flow, read from the source: __main__ → cli → experiments → cores (`linear`,
 `signed`, `train`) → `config`, `_checks`, `_types`; figures (`plots`) are imported by experiments
 only; the two cores never import each other. And the public boundary: no function hides its
 module, `__version__` comes from the package metadata."""
@@ -16,7 +16,7 @@ import jaxflow
 
 PACKAGE = Path(jaxflow.__file__).parent
 CORE = 3
-TIER = {"cli": 0, "experiments": 1, "plots": 2, "linear": CORE, "signed": CORE, "train": CORE}
+TIER = {"__main__": -1, "cli": 0, "experiments": 1, "plots": 2, "linear": CORE, "signed": CORE, "train": CORE}
 BOTTOM = 4  # config, _checks, _types
 
 

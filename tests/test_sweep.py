@@ -154,7 +154,7 @@ def test_interrupted_command_says_how_to_resume(reference, tmp_path, sig):
         )
     )
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jaxflow.cli", "sweep", str(config), "--out", str(out)]
+    cmd = [sys.executable, "-m", "jaxflow", "sweep", str(config), "--out", str(out)]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     chunks = out / "chunks"
