@@ -12,6 +12,8 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from ._store import write_atomic
+
 
 def _subplots(*grid: int, layout: str | None = None, **kwargs):
     """A new figure and its axes (as `pyplot.subplots`, without pyplot)."""
@@ -23,8 +25,7 @@ def _save(fig, path) -> Path:
     path = Path(path)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=120))
 
 
 def plot_null_histogram(null, value: float, path, *, title: str, xlabel: str) -> Path:

@@ -18,6 +18,7 @@ import jax
 from .. import plots
 from .._checks import InputError, output_folder
 from .._progress import progress_bar
+from .._store import write_text
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
 from ..signed.importers import load_graph
 from . import models as table
@@ -69,7 +70,7 @@ def write_model(result: dict, out) -> list[Path]:
     output_folder(out)
     overall, layers = result["frustration"], result["layers"]
     files = [out / "frustration.json", out / "frustration_null.png"]
-    files[0].write_text(json.dumps(result, indent=2))
+    write_text(files[0], json.dumps(result, indent=2))
     plots.plot_null_histogram(
         overall["null_normalized"],
         overall["normalized"],

@@ -4,7 +4,6 @@ of the Hessian spectra."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 from .. import plots
 from .._checks import output_folder
 from .._progress import progress_bar
+from .._store import write_csv_rows, write_text
 from ..config import LandscapeConfig, load_config
 from ..linear import Task, classify_critical_point, critical_point, critical_values, spectrum_tolerance
 
@@ -80,13 +80,12 @@ def write(result: LandscapeResult, out) -> list[Path]:
     out = Path(out)
     output_folder(out)
     files = [out / "landscape.json", out / "landscape.csv"]
-    files[0].write_text(json.dumps(summarize(result), indent=1))
-    with files[1].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["learnt_modes", "value", "kind", "n_neg", "n_zero", "n_pos", "order", "verified"])
-        for r in result.rows:
-            modes = " ".join(str(j + 1) for j in r["subset"])
-            w.writerow([modes, f"{r['value']:.12g}", r["kind"], *r["inertia"], r["order"], r["verified"]])
+    write_text(files[0], json.dumps(summarize(result), indent=1))
+    rows = [["learnt_modes", "value", "kind", "n_neg", "n_zero", "n_pos", "order", "verified"]]
+    for r in result.rows:
+        modes = " ".join(str(j + 1) for j in r["subset"])
+        rows.append([modes, f"{r['value']:.12g}", r["kind"], *r["inertia"], r["order"], r["verified"]])
+    write_csv_rows(files[1], rows)
     files.append(plots.plot_hessian_spectra(result.rows, out / "hessian_spectra.png"))
     return files
 

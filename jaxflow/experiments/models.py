@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from .. import plots
 from .._checks import InputError, output_folder
+from .._store import write_csv_rows, write_text
 from ..config import FrustrationModel
 
 COLUMNS = (
@@ -105,13 +105,10 @@ def write_table(table: dict, out) -> list[Path]:
     output_folder(out)
     rows = table["models"]
     paths = [out / name for name in TABLE_FILES]
-    with paths[0].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([_cell(r[c]) for c in COLUMNS])
-    paths[1].write_text(json.dumps(table, indent=1))
-    paths[2].write_text(markdown_table(rows))
+    cells = [COLUMNS, *([_cell(r[c]) for c in COLUMNS] for r in rows)]
+    write_csv_rows(paths[0], cells)
+    write_text(paths[1], json.dumps(table, indent=1))
+    write_text(paths[2], markdown_table(rows))
     c = table["config"]
     title = (
         f"frustration vs {c['null_model']}-shuffled null models "

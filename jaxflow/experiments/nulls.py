@@ -3,13 +3,13 @@ whole graph and per trained block, written once for every command."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from .._memory import check_fits, frustration_bytes
+from .._store import write_csv_rows
 from .._types import Key
 from ..config import StudyFrustrationConfig
 from ..signed import SignedGraph, default_restarts
@@ -156,10 +156,5 @@ def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:
 def write_layer_csv(layers: list[dict], path) -> Path:
     """The per-layer table of `layer_frustration` as CSV (`LAYER_COLUMNS`, one row per trained
     block; `index` is the block number on the x axis of `plots.plot_layer_frustration`)."""
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(LAYER_COLUMNS)
-        for lay in layers:
-            w.writerow([lay[c] if isinstance(lay[c], str) else repr(lay[c]) for c in LAYER_COLUMNS])
-    return path
+    rows = [[lay[c] if isinstance(lay[c], str) else repr(lay[c]) for c in LAYER_COLUMNS] for lay in layers]
+    return write_csv_rows(path, [LAYER_COLUMNS, *rows])

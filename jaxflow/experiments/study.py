@@ -16,6 +16,7 @@ import numpy as np
 from .. import plots
 from .._checks import InputError, output_folder
 from .._progress import progress_bar
+from .._store import write_text
 from .._types import Array, Float, Key
 from ..config import (
     StudyConfig,
@@ -279,7 +280,7 @@ def write(result: dict, out) -> list[Path]:
             plots.plot_active_subnetworks(mono["active"], fr["normalized"], out / "active_subnetworks.png")
     if "training" in result:
         plots.plot_training(result["training"], out / "training.png")
-    (out / "study.json").write_text(json.dumps(result, indent=1, default=_json_default))
+    write_text(out / "study.json", json.dumps(result, indent=1, default=_json_default))
     return [out / name for name in result["files"]]
 
 

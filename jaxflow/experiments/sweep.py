@@ -3,7 +3,6 @@ resumable, summarized as JSON, a CSV with one row per trajectory, and plots."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -15,6 +14,7 @@ import numpy as np
 from .. import plots
 from .._checks import output_folder
 from .._memory import check_fits, sweep_bytes
+from .._store import write_csv_rows, write_text
 from ..config import SweepConfig, load_config
 from ..linear.sweep import STATUS, SweepResult, sweep
 
@@ -79,22 +79,20 @@ def _fmt(values) -> str:
 def write_csv(result: SweepResult, path: Path) -> Path:
     """One row per trajectory: architecture, init, status, losses, learning times, visited levels."""
     m = result.sigma.size
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["widths", "depth", "init", "status", "final_loss", "critical_value", "learnt_modes", "visited",
-             "drift", "t_final", "num_steps"] + [f"learning_time_{k + 1}" for k in range(m)]
+    rows = [
+        ["widths", "depth", "init", "status", "final_loss", "critical_value", "learnt_modes", "visited",
+         "drift", "t_final", "num_steps"] + [f"learning_time_{k + 1}" for k in range(m)]
+    ]  # fmt: skip
+    for n in range(result.index.size):
+        a = result.arch[n]
+        rows.append(
+            ["x".join(map(str, result.widths[a])), len(result.widths[a]) - 1, result.index[n],
+             STATUS[result.status[n]], f"{result.final_loss[n]:.10g}", f"{result.critical_value[n]:.10g}",
+             " ".join(str(k + 1) for k in np.flatnonzero(result.learnt[n])), _fmt(result.visited[n]),
+             f"{result.drift[n]:.3g}", f"{result.t_final[n]:.6g}", result.num_steps[n]]
+            + [f"{t:.6g}" for t in result.learning_times[n]]
         )  # fmt: skip
-        for n in range(result.index.size):
-            a = result.arch[n]
-            w.writerow(
-                ["x".join(map(str, result.widths[a])), len(result.widths[a]) - 1, result.index[n],
-                 STATUS[result.status[n]], f"{result.final_loss[n]:.10g}", f"{result.critical_value[n]:.10g}",
-                 " ".join(str(k + 1) for k in np.flatnonzero(result.learnt[n])), _fmt(result.visited[n]),
-                 f"{result.drift[n]:.3g}", f"{result.t_final[n]:.6g}", result.num_steps[n]]
-                + [f"{t:.6g}" for t in result.learning_times[n]]
-            )  # fmt: skip
-    return path
+    return write_csv_rows(path, rows)
 
 
 def write(done: SweepRun, out) -> list[Path]:
@@ -102,7 +100,7 @@ def write(done: SweepRun, out) -> list[Path]:
     out = Path(out)
     output_folder(out)
     files = [out / "summary.json", write_csv(done.result, out / "trajectories.csv")]
-    files[0].write_text(json.dumps(summarize(done), indent=2))
+    write_text(files[0], json.dumps(summarize(done), indent=2))
     files.append(plots.plot_sweep_losses(done.result, out / "losses.png"))
     files.append(plots.plot_learning_times(done.result, out / "learning_times.png"))
     return files
