@@ -98,17 +98,17 @@ def commands(folder: Path, robustness: bool) -> dict[str, tuple[list[str], Calla
     }
 
 
-def _default_sigint() -> None:
+def default_sigint() -> None:
     """In the child: SIGINT as a terminal delivers it (a background job of a shell ignores it)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen:
-    with warnings.catch_warnings():  # the child runs `_default_sigint` and execs: no JAX thread in it
+    with warnings.catch_warnings():  # the child runs `default_sigint` and execs: no JAX thread in it
         warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
         return subprocess.Popen(
             [sys.executable, "-m", "jaxflow", "--quiet", *argv], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
+            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
         )  # fmt: skip
 
 

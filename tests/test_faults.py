@@ -10,12 +10,16 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from test_cli import TOML
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from interrupts import default_sigint  # noqa: E402
 
 import jaxflow.cli
 from jaxflow import _progress
@@ -189,7 +193,7 @@ def test_a_concurrent_run_is_refused_and_sigint_then_resume_gives_the_same_bytes
     argv = ("--quiet", "sweep", "slow.toml", "--out")
     start = lambda: subprocess.Popen(
         [sys.executable, "-m", "jaxflow", *argv, "cut"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=default_sigint,
     )  # fmt: skip
     with ThreadPoolExecutor(1) as pool:
         reference = pool.submit(_jaxflow, *argv, "whole", cwd=tmp_path)
@@ -286,7 +290,7 @@ def test_sigint_during_null_models_then_resume_gives_the_same_numbers(tmp_path):
     argv = ("--quiet", "frustration", "m.npz", "--config", "c.toml", "--out")
     assert _jaxflow(*argv, "whole", cwd=tmp_path).returncode == 0
     run = subprocess.Popen([sys.executable, "-m", "jaxflow", *argv, "cut"], cwd=tmp_path, env=ENV,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+                           stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)  # fmt: skip
     pieces, deadline = tmp_path / "cut" / "nulls" / "chunks", time.monotonic() + 120
     while not any(pieces.glob("*.npz")) and time.monotonic() < deadline:
         time.sleep(0.02)
