@@ -36,6 +36,8 @@ from _machine import machine_info, write_record  # noqa: E402
 
 DEADLINE = 2.0
 """Seconds from the signal to the end of the process."""
+SPAN = 0.9
+"""The share of the uninterrupted run's length the moments spread over: the length of a run varies."""
 LINE = re.compile(r"jaxflow( \w+)?: interrupted; [^\n]*\n")
 """The one line an interrupted run writes on stderr."""
 ENV = {**os.environ, "JAXFLOW_DEBUG": "", "JAXFLOW_MAX_MEMORY": ""}
@@ -141,7 +143,7 @@ def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, number
 
 def schedule(argv: list[str], numbers: Callable[[Path], object], cwd: Path, moments: int) -> dict:
     """Run `jaxflow --quiet ARGV --out whole` once to learn its length and numbers, then stop
-    `ARGV --out cut` at `moments` moments spread evenly over that length (SIGINT and SIGTERM in
+    `ARGV --out cut` at `moments` moments spread evenly over `SPAN` of that length (SIGINT and SIGTERM in
     turn), each run resuming the last (a run that ends before its moment, having less left to do,
     is checked and tried again from an empty folder), and finish it. Asserts what the module says;
     returns the length and, per moment, its signal, whether it took a second try, and the seconds
@@ -152,7 +154,7 @@ def schedule(argv: list[str], numbers: Callable[[Path], object], cwd: Path, mome
     reference = numbers(cwd / "whole")
     rows = []
     for i in range(moments):
-        moment, sig = length * (i + 0.5) / moments, (signal.SIGINT, signal.SIGTERM)[i % 2]
+        moment, sig = SPAN * length * (i + 0.5) / moments, (signal.SIGINT, signal.SIGTERM)[i % 2]
         took = _stop(argv, cwd, moment, sig, numbers, reference)
         retried = took is None
         if retried:
