@@ -404,8 +404,11 @@ def _run(onnx, node, inputs, opset: int) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
 
     feeds = {name: v for name, v in zip(node.input, inputs) if name}
+    h = onnx.helper  # a bare node would be run at the newest opset: wrap it in a graph of the model's
+    graph = h.make_graph([node], "node", [h.make_empty_tensor_value_info(n) for n in feeds],
+                         [h.make_empty_tensor_value_info(n) for n in node.output if n])  # fmt: skip
     try:
-        outs = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
+        outs = ReferenceEvaluator(graph, opsets={"": opset}).run(None, feeds)
     except Exception as e:  # noqa: BLE001 - the reference raises many kinds of errors on bad inputs
         raise InputError(f"cannot evaluate it: {type(e).__name__}: {e}") from None
     return [np.asarray(o) for o in outs]

@@ -243,6 +243,22 @@ def test_rearrangements_constants_and_activations():
     assert graph.activations[1] == ("PRelu", True)
 
 
+def test_constants_are_evaluated_at_the_models_opset():
+    """Unsqueeze takes its axes as an attribute up to opset 12 (as torch 1.9 exported it), as an
+    input from opset 13: shape arithmetic is evaluated at the model's opset."""
+    nodes = [
+        node("Shape", ["x"], ["shp"]),
+        node("Gather", ["shp", "one"], ["n"], axis=0),
+        node("Unsqueeze", ["n"], ["n1"], axes=[0]),
+        node("Concat", ["minus1", "n1"], ["target"], axis=0),
+        node("Reshape", ["x", "target"], ["flat"]),
+        node("MatMul", ["flat", "fc"], ["y"], "matmul"),
+    ]
+    fc = np.random.default_rng(4).normal(size=(6, 3))
+    graph = check_linear(nodes, {"one": np.array(1), "minus1": [-1], "fc": fc}, [1, 6], opset=12)
+    assert graph.shapes == ((6,), (3,))
+
+
 @pytest.mark.parametrize(
     ("op", "attrs", "extra", "monotone"),
     [
