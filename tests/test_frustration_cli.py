@@ -63,14 +63,15 @@ def test_cli_exact_frustration_matches_brute_force(npz_model, tmp_path, capsys):
     assert "overall" in shown and "z =" in shown and "layer1 -> layer2" in shown
 
 
-def test_cli_reads_onnx_without_per_layer(tmp_path):
+def test_cli_reads_onnx_without_per_layer_and_names_the_output_head(tmp_path, capsys):
     rng = np.random.default_rng(8)
     w1, w2 = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
     inits = [numpy_helper.from_array(w.astype(np.float32), n) for w, n in ((w1, "w1"), (w2, "w2"))]
     nodes = [
         helper.make_node("Gemm", ["x", "w1"], ["h"], "fc1", transB=1),
         helper.make_node("Relu", ["h"], ["r"], "relu"),
-        helper.make_node("Gemm", ["r", "w2"], ["y"], "fc2", transB=1),
+        helper.make_node("Gemm", ["r", "w2"], ["logits"], "fc2", transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], "probs", axis=1),
     ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [1, 3]), ("y", [1, 2]))]
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits)), tmp_path / "m.onnx")
@@ -82,6 +83,8 @@ def test_cli_reads_onnx_without_per_layer(tmp_path):
     ws = [w1.astype(np.float32).astype(float), w2.astype(np.float32).astype(float)]
     assert result["frustration"]["value"] == pytest.approx(brute_force(ws), rel=1e-6)  # float32 weights
     assert result["layers"] == [] and not (out / "frustration_layers.png").exists()
+    assert result["output_head"] == "Softmax 'probs'"
+    assert "output head set aside: Softmax 'probs' (the graph ends at its input)" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(npz_model, tmp_path, capsys):

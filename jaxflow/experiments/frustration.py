@@ -54,6 +54,7 @@ def model_frustration(
         "num_nodes": graph.num_nodes,
         "num_edges": edges,
         "dtype": str(graph.dtype),
+        "output_head": dict(graph.metadata).get("output_head"),
         "config": dataclasses.asdict(config),
         "restarts": int(nul.observed.settings.restarts),
         "frustration": overall,
@@ -170,7 +171,7 @@ def summarize(result: dict) -> dict:
             "failed": result["failed"],
         }
     stats = ("normalized", "null_mean", "null_std", "zscore")
-    sizes = ("model", "num_layers", "num_nodes", "num_edges", "restarts")
+    sizes = ("model", "num_layers", "num_nodes", "num_edges", "output_head", "restarts")
     c = result["config"]
     overall = ("lower_bound", "gap", "pvalue", "robustness")
     return {
@@ -247,6 +248,8 @@ def main(args) -> int:
             f"{summary['model']}: {summary['num_layers']} layers, {summary['num_nodes']} nodes, "
             f"{summary['num_edges']} edges"
         )
+        if summary["output_head"]:
+            print(f"output head set aside: {summary['output_head']} (the graph ends at its input)")
         print(
             f"method {summary['method']!r}, {summary['restarts']} restarts, "
             f"{summary['null_samples']} {summary['null_model']!r} null models"

@@ -7,7 +7,9 @@ lazy until a non-elementwise op reads them, so `Mul(x, Sigmoid(x))` becomes one 
 layer; then a leading affine map scales the incoming edges (a folded BatchNormalization), the
 nonlinear part is recorded as the layer's activation, and a trailing scale becomes per-channel
 edges (a positive scalar stays inside the activation). Any op whose inputs are all constants is
-evaluated by the ONNX reference implementation. README "Signed graphs of real models" has the
+evaluated by the ONNX reference implementation. An output head (a Softmax or LogSoftmax of the
+logits, post-processing such as ArgMax or TopK) is set aside before the run: the graph ends at the
+values that enter it, and its `metadata` names it. README "Signed graphs of real models" has the
 table of what each op means in the signed graph.
 """
 
@@ -34,6 +36,35 @@ _BILINEAR = (
     "a bilinear product has no fixed edge weights (each factor's weights depend on the other "
     "factor's values), so its signed graph is undefined"
 )
+_NORMALIZES = (
+    "it divides each entry by a sum of exponentials over a whole axis, so its outputs have no fixed "
+    "edge weights from its inputs and its signed graph is undefined"
+)
+_SELECTS = (
+    "it selects entries by their computed values (indices, a one-hot or a data-dependent subset), "
+    "which no fixed edges express"
+)
+_RECURRENT = (
+    "a recurrent layer multiplies its gates by its state and candidate values, all computed from "
+    f"the input, at every step of the sequence: {_BILINEAR}"
+)
+_QUANTIZED = (
+    "a quantized model computes in integers with scales (DynamicQuantizeLinear takes them from the "
+    "input's values), so its edges are not its float weights; import the float model it was "
+    "quantized from"
+)
+_QUANTIZED_OPS = ("DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger",
+                  "MatMulInteger", "QLinearConv", "QLinearMatMul")  # fmt: skip
+REFUSED = {  # ops without a signed graph, and why
+    **dict.fromkeys(("LSTM", "GRU", "RNN"), _RECURRENT),
+    **dict.fromkeys(_QUANTIZED_OPS, _QUANTIZED),
+}
+# Ops that end a classifier or detector, with why they are no edges: set aside as the output head
+# when only `_after_head()` ops follow them (`_heads`), refused inside the network.
+HEAD_OPS = {
+    "Softmax": _NORMALIZES, "LogSoftmax": _NORMALIZES, "Hardmax": _SELECTS, "ArgMax": _SELECTS,
+    "ArgMin": _SELECTS, "TopK": _SELECTS, "NonMaxSuppression": _SELECTS,
+}  # fmt: skip
 
 
 def handles(*ops: str):
@@ -199,12 +230,19 @@ class _Reader:
         self.alias: dict[str, str] = {}  # Identity/Dropout outputs -> the value they pass on
         self.uses: Counter = Counter()
         self.nonnegative_layers: set[int] = set()
-        for node in self.graph.node:
+        self.consumers: dict[str, list[int]] = {}
+        for k, node in enumerate(self.graph.node):
+            for n in node.input:
+                self.consumers.setdefault(n, []).append(k)
+        self.cut, self.outputs, self.entering = _heads(self.graph, self.consumers)
+        for k, node in enumerate(self.graph.node):
+            if k in self.cut:
+                continue
             if node.op_type in ("Identity", "Dropout"):
                 self.alias[node.output[0]] = self.root(node.input[0])
                 continue
             self.uses.update(self.root(n) for n in node.input if n)
-        self.uses.update(self.root(o.name) for o in self.graph.output)
+        self.uses.update(self.root(o) for o in (*self.outputs, *self.entering))
         self.left = Counter(self.uses)
 
     def root(self, name: str) -> str:
@@ -343,6 +381,8 @@ class _Reader:
         )
         self.values[inputs[0].name] = self.batched(self.b.input(inputs[0].name, shape[1:]))
         for k, node in enumerate(self.graph.node):
+            if k in self.cut:
+                continue
             if node.output[0] in self.alias:
                 self.check_unused(node, node.output[1:], f"ONNX node {node.name or k!r} ({node.op_type})")
                 continue
@@ -351,10 +391,14 @@ class _Reader:
                 self.node(node)
             except ValueError as e:
                 raise InputError(f"{where}: {e}") from None
-        heads = [self.fetch(o.name) for o in self.graph.output]
+        heads = [self.fetch(o) for o in self.outputs]
         if any(h is None or isinstance(h, np.ndarray) for h in heads):
             raise InputError("an ONNX output is a constant, not computed from the input")
-        return self.b.build([self.batchless(self.tensor(h)) for h in heads])
+        heads += [v for v in map(self.fetch, self.entering) if not isinstance(v, np.ndarray)]
+        graph = self.b.build([self.batchless(self.tensor(h)) for h in heads])
+        cut = [(k, self.graph.node[k]) for k in sorted(self.cut)]
+        head = ", ".join(f"{n.op_type} {n.name or k!r}" for k, n in cut if n.op_type in HEAD_OPS)
+        return dataclasses.replace(graph, metadata=(("output_head", head),)) if head else graph
 
     def node(self, node):
         args = [self.fetch(name) for name in node.input]
@@ -366,6 +410,8 @@ class _Reader:
             outs = _run(self.onnx, node, args, self.opset)
         elif op in HANDLERS:
             outs = HANDLERS[op](self, node, args, attrs)
+        elif op in REFUSED:
+            raise InputError(f"unsupported op {op!r}: {REFUSED[op]}")
         else:
             raise InputError(f"unsupported op {op!r}; supported ops: {', '.join(sorted(HANDLERS))}")
         outs = outs if isinstance(outs, list) else [outs]
@@ -388,6 +434,40 @@ class _Reader:
         if not isinstance(args[i], np.ndarray):
             raise InputError(f"input {i} ({what}) must be a constant (an initializer or a Constant node)")
         return args[i]
+
+
+def _after_head() -> set[str]:
+    """The ops that may follow an output head: rearrangements, casts, shapes and other heads."""
+    return {*HEAD_OPS, *_MOVES, "Identity", "Dropout", "Cast", "CastLike", "Shape", "Size"}
+
+
+def _downstream(graph, consumers: dict[str, list[int]], outputs) -> list[int]:
+    """The nodes that read the values `outputs`, directly or through other nodes, in graph order."""
+    seen, stack = set(), list(outputs)
+    while stack:
+        for j in consumers.get(stack.pop(), ()):
+            if j not in seen:
+                seen.add(j)
+                stack.extend(graph.node[j].output)
+    return sorted(seen)
+
+
+def _heads(graph, consumers) -> tuple[set[int], list[str], list[str]]:
+    """The output heads, set aside: the `HEAD_OPS` nodes followed only by `_after_head()` nodes,
+    and those nodes (indices). Then the graph's outputs not computed by them, and the values that
+    enter them from the rest of the graph (a Softmax's logits; constants are dropped later)."""
+    after, cut = _after_head(), set()
+    for k, node in enumerate(graph.node):
+        later = _downstream(graph, consumers, node.output)
+        if node.op_type in HEAD_OPS and all(graph.node[j].op_type in after for j in later):
+            cut.update((k, *later))
+    made = {o for k in cut for o in graph.node[k].output}
+    consts = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    outputs = [o.name for o in graph.output if o.name not in made]
+    entering = [i for k in sorted(cut) for i in graph.node[k].input if i and i not in made | consts]
+    return cut, outputs, [i for i in dict.fromkeys(entering) if i not in outputs]
 
 
 def _random(op: str) -> bool:
@@ -423,10 +503,12 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     The model has one data input `(N, …)`; `input_shape` (the full shape with the batch axis, e.g.
     `(1, 3, 224, 224)`) replaces its dynamic dimensions and must agree with its fixed ones; a
     dynamic batch axis is taken as 1. Ops are read by the handlers in `HANDLERS`; any other op, and
-    ops whose signed graph is undefined (a product of two computed tensors), fail with an error
-    naming the op and the node. Weights are read per tensor as nodes need them (external data
-    too); see `_builder` for the dtype rule. First, the import's peak memory is estimated from the
-    declared shapes (`_memory.import_bytes`): a model that cannot fit the budget is refused.
+    ops whose signed graph is undefined (a product of two computed tensors, `REFUSED`, a `HEAD_OPS`
+    op inside the network), fail with an error naming the op and the node; an output head is set
+    aside (the pair `("output_head", …)` of the graph's `metadata` names it). Weights are read per
+    tensor as nodes need them (external data too); see `_builder` for the dtype rule. First, the
+    import's peak memory is estimated from the declared shapes (`_memory.import_bytes`): a model
+    that cannot fit the budget is refused.
     """
     onnx = _import_onnx()
     proto, folder, name = _load(onnx, model)
@@ -587,6 +669,21 @@ def _activation(r: _Reader, node, args, attrs):
     lz = r.lazy(args[0], r.key(node, 0, args[0]))
     expr = Expr(node.op_type, (lz.expr,), params, node.output[0])
     return dataclasses.replace(lz, expr=expr)
+
+
+@handles(*HEAD_OPS)
+def _inside(r: _Reader, node, args, attrs):
+    """A `HEAD_OPS` node that a later layer reads (one that ends the model is set aside): refused."""
+    later = next(
+        r.graph.node[j]
+        for j in _downstream(r.graph, r.consumers, node.output)
+        if r.graph.node[j].op_type not in _after_head()
+    )
+    raise InputError(
+        f"{node.op_type} inside the network (its output reaches node {later.name!r} ({later.op_type})): "
+        f"{HEAD_OPS[node.op_type]}; only an output head (followed by nothing but rearrangements and "
+        "post-processing such as ArgMax or TopK) is set aside"
+    )
 
 
 @handles("Neg")

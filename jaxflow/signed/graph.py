@@ -49,7 +49,9 @@ class SignedGraph(eqx.Module):
     """A layered signed DAG: layer shapes, and blocks `A_b` from layer `links[b][0]` to `links[b][1]`.
 
     Sources always precede destinations, at most one block joins a pair of layers, and
-    `activations[j]` records layer `j`'s nonlinearity.
+    `activations[j]` records layer `j`'s nonlinearity. `metadata` holds `(key, value)` string
+    pairs about where the graph came from (an importer's `"output_head"`: the ops after the last
+    layer that it set aside).
     """
 
     blocks: tuple[Block, ...]
@@ -57,6 +59,7 @@ class SignedGraph(eqx.Module):
     shapes: tuple[Shape, ...] = eqx.field(static=True)
     names: tuple[str, ...] = eqx.field(static=True)
     activations: tuple[Activation, ...] = eqx.field(static=True)
+    metadata: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
 
     def __check_init__(self):
         if len(self.links) != len(self.blocks):

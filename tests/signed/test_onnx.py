@@ -5,6 +5,7 @@ Models are float64 (initializers and input), so the graph evaluated as a network
 reference to ~1e-12; the few float32 models say why.
 """
 
+import dataclasses
 import math
 import sys
 
@@ -637,8 +638,8 @@ def _two_heads(op_nodes):
             r"class token",
         ),
         (
-            [node("Softmax", ["a"], ["y"], "probs")],
-            r"node 'probs' \(Softmax\): unsupported op 'Softmax'; supported ops: .*ConvTranspose.*Resize",
+            [node("Round", ["a"], ["y"], "round")],
+            r"node 'round' \(Round\): unsupported op 'Round'; supported ops: .*ConvTranspose.*Resize",
         ),
     ],
     ids=["attention", "product", "quotient", "reciprocal", "class token", "unsupported"],
@@ -672,6 +673,100 @@ def test_refusals_of_gates_padding_resizing_and_token_sequences():
     tokens = [node("MatMul", ["x", "w"], ["y"], "qkv")]
     with pytest.raises(ValueError, match=r"node 'qkv' \(MatMul\): .*\(e.g. a sequence of tokens\)"):
         from_onnx(_model(tokens, {"w": rng.normal(size=(4, 6))}, [1, 5, 4]))
+    lstm = [node("LSTM", ["x", "W", "R"], ["y"], "lstm", hidden_size=2)]
+    with pytest.raises(ValueError, match=r"node 'lstm' \(LSTM\): .*recurrent layer multiplies its gates"):
+        from_onnx(_model(lstm, {"W": rng.normal(size=(1, 8, 4)), "R": rng.normal(size=(1, 8, 2))}, [1, 1, 4]))
+    quantized = [node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zero"], "quant")]
+    with pytest.raises(ValueError, match=r"node 'quant' \(DynamicQuantizeLinear\): .*import the float model"):
+        from_onnx(_model(quantized, {}, [1, 4]))
+
+
+# ---------------------------------------------------------------------- output heads
+
+
+def _classifier(head_nodes, rng, *, bias: bool = True):
+    """Conv, Relu, global pooling and a Gemm to the logits (biased unless not `bias`), then
+    `head_nodes`."""
+    consts = {
+        "w": rng.normal(size=(3, 2, 3, 3)), "fc": rng.normal(size=(4, 3)), "shape": [1, -1], "k": [2],
+        "b": rng.normal(size=3) if bias else np.zeros(3), "fb": rng.normal(size=4) if bias else np.zeros(4),
+    }  # fmt: skip
+    nodes = [
+        node("Conv", ["x", "w", "b"], ["c"], "conv", pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["h"], "relu"),
+        node("GlobalAveragePool", ["h"], ["g"], "gap"),
+        node("Reshape", ["g", "shape"], ["flat"], "flatten"),
+        node("Gemm", ["flat", "fc", "fb"], ["logits"], "fc", transB=1),
+        *head_nodes,
+    ]
+    return nodes, consts
+
+
+def check_head(head_nodes, outputs, head: str, **kw):
+    """The graph of a classifier ending in `head_nodes` (outputs `outputs`) is the graph of its
+    logits, with `head` as its output head; evaluated as a network (biases zeroed) it computes the
+    reference evaluator's logits."""
+    rng = np.random.default_rng(11)
+    nodes, consts = _classifier(head_nodes, rng)
+    graph = from_onnx(_model(nodes, consts, [1, 2, 5, 5], outputs=outputs, **kw))
+    assert graph.metadata == (("output_head", head),)
+    cut_by_hand = from_onnx(_model(nodes[:5], consts, [1, 2, 5, 5], outputs=("logits",), **kw))
+    assert eqx.tree_equal(dataclasses.replace(graph, metadata=()), cut_by_hand)
+    zero = _model(*_classifier(head_nodes, np.random.default_rng(11), bias=False), [1, 2, 5, 5],
+                  outputs=outputs, **kw)  # fmt: skip
+    x = rng.normal(size=(1, 2, 5, 5))
+    (logits,) = ReferenceEvaluator(zero).run(["logits"], {"x": x})
+    np.testing.assert_allclose(evaluate(graph, x[0]), logits.ravel(), **TOL)
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs", "opset"),
+    [("Softmax", {}, 18), ("Softmax", {"axis": 1}, 11), ("LogSoftmax", {"axis": -1}, 18)],
+)
+def test_softmax_and_log_softmax_heads_are_set_aside(op, attrs, opset):
+    check_head([node(op, ["logits"], ["y"], "head", **attrs)], ("y",), f"{op} 'head'", opset=opset)
+    # a model that also outputs its logits has the same graph
+    both = [node(op, ["logits"], ["y"], "head", **attrs)]
+    check_head(both, ("logits", "y"), f"{op} 'head'", opset=opset)
+
+
+def test_post_processing_is_cut_with_the_head():
+    nodes = [
+        node("Softmax", ["logits"], ["p"], "probs"),
+        node("Identity", ["p"], ["probs_out"]),
+        node("ArgMax", ["p"], ["label"], "label", keepdims=0),
+        node("TopK", ["logits", "k"], ["values", "indices"], "top"),
+        node("Reshape", ["values", "shape"], ["top_flat"], "top_flat"),
+    ]
+    check_head(
+        nodes, ("probs_out", "label", "top_flat", "indices"), "Softmax 'probs', ArgMax 'label', TopK 'top'"
+    )
+
+
+def test_heads_inside_the_network_are_refused():
+    rng = np.random.default_rng(12)
+    nodes, consts = _classifier(
+        [node("Softmax", ["logits"], ["p"], "attn"), node("Gemm", ["p", "fc2"], ["y"], "fc2", transB=1)], rng
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"node 'attn' \(Softmax\): Softmax inside the network \(its output reaches node 'fc2' "
+        r"\(Gemm\)\): it divides each entry by a sum of exponentials over a whole axis",
+    ):
+        from_onnx(_model(nodes, {**consts, "fc2": np.ones((2, 4))}, [1, 2, 5, 5]))
+    selected = [
+        node("ArgMax", ["logits"], ["i"], "pick"),
+        node("Cast", ["i"], ["f"], to=DOUBLE),
+        node("Add", ["logits", "f"], ["y"], "mix"),
+    ]
+    nodes, consts = _classifier(selected, rng)
+    with pytest.raises(
+        ValueError,
+        match=r"node 'pick' \(ArgMax\): ArgMax inside the network \(its output reaches node 'mix' "
+        r"\(Add\)\): it selects entries by their computed values",
+    ):
+        from_onnx(_model(nodes, consts, [1, 2, 5, 5]))
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
