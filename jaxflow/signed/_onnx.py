@@ -458,8 +458,10 @@ def _heads(graph, consumers) -> tuple[set[int], list[str], list[str]]:
     enter them from the rest of the graph (a Softmax's logits; constants are dropped later)."""
     after, cut = _after_head(), set()
     for k, node in enumerate(graph.node):
+        if node.op_type not in HEAD_OPS:
+            continue
         later = _downstream(graph, consumers, node.output)
-        if node.op_type in HEAD_OPS and all(graph.node[j].op_type in after for j in later):
+        if all(graph.node[j].op_type in after for j in later):
             cut.update((k, *later))
     made = {o for k in cut for o in graph.node[k].output}
     consts = {t.name for t in graph.initializer} | {
