@@ -1,10 +1,13 @@
 """jaxflow: gradient flow and landscape of deep linear networks; frustration of signed networks.
 
-The top level holds the public API of DESIGN.md; everything else is in `jaxflow.linear`,
-`jaxflow.signed` and, for the commands, `jaxflow.experiments`."""
+The top level holds the public API; everything else is in `jaxflow.linear`, `jaxflow.signed`
+and, for the commands, `jaxflow.experiments`. Bad input raises `InputError` (a `ValueError`;
+`ConfigError` for a config), whose message names the argument, key or file."""
 
 import importlib.metadata
 
+from ._checks import InputError as InputError
+from .config import ConfigError as ConfigError
 from .linear import (
     CriticalValue as CriticalValue,
     DeepLinearNetwork as DeepLinearNetwork,

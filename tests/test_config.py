@@ -99,12 +99,12 @@ BAD_SHAPES = [
     ({"models": [{"input_shape": [1, 3]}]}, "models[0].file", "missing"),
     (
         {"models": [{"file": "a.onnx", "input_shape": [1, 0, 8]}]},
-        "models[0].input_shape",
-        "positive integers",
+        "models[0].input_shape[1]",
+        "must be a positive integer",
     ),
     ({"models": [3]}, "models[0]", "expected str or a table {file, input_shape, name}"),
     ({"models": [""]}, "models[0]", "must name a model file"),
-    ({"input_shape": [3]}, "input_shape", "two or more positive integers"),
+    ({"input_shape": [3]}, "input_shape", "2 or more positive integers"),
     ({"input_shape": "1,3,8,8"}, "input_shape", "must be a list"),
     ({"tol": 1.5}, "tol", "must be in [0, 1)"),
     ({"tol": -1e-3}, "tol", "must be in [0, 1)"),
@@ -169,6 +169,8 @@ def test_study_input_shape_and_the_option():
     with pytest.raises(ConfigError, match="'input_shape': is only allowed with model_file"):
         parse(StudyConfig, {"dln": {}, "input_shape": [1, 3]})
     with pytest.raises(ConfigError, match="'input_shape': must be the full input shape"):
+        parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1]})
+    with pytest.raises(ConfigError, match=r"'input_shape\[1\]': must be a positive integer, got -3"):
         parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1, -3]})
     assert parse_input_shape("1,3,224,224") == parse_input_shape(" (1, 3, 224, 224) ") == (1, 3, 224, 224)
     for text in ("1,3,x", "224", "", "1,,3", "1.5,3", "1,3,0"):

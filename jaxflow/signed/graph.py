@@ -1,9 +1,10 @@
 """`SignedGraph`: a layered signed DAG held as matrix-free blocks (see `blocks`).
 
 Nodes live in layers `0..L−1`; each layer has a shape (`(d,)`, or `(C, H, W)` for images) and its
-nodes are numbered in C order, layer after layer, as in the DESIGN block convention: `A[p, q]` is the
-weight of the edge `q → p`. A layer's value is the **sum** of its incoming blocks' outputs (a
-residual sum is a layer fed by a conv block and a `Skip`); a **concatenation** is a layer fed by
+nodes are numbered in C order, layer after layer, as in the block convention
+(docs/conventions.md): `A[p, q]` is the weight of the edge `q → p`. A layer's value is the
+**sum** of its incoming blocks' outputs (a residual sum is a layer fed by a conv block and a
+`Skip`); a **concatenation** is a layer fed by
 `Route` blocks that place each input's nodes in their slice of the output (`Route.concat`, or per
 channel `ChannelRoute`); each layer records its `Activation`.
 """
