@@ -232,9 +232,10 @@ class StudyFrustrationConfig:
     """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol`/`batch_size`
     (unset: the library's defaults for the graph, `default_restarts` and `default_tol`, all restarts
     at once), against `null_samples` sign-shuffled null models of kind `null_model`; with
-    `robustness`, the z-score again under a second estimator and at a quarter of the effort."""
+    `robustness`, the z-score at each rung of the ladder and under an independent estimator
+    (`experiments.nulls.zscore_robustness`)."""
 
-    method: Literal["auto", "layerwise", "anneal", "greedy", "exact"] = "auto"
+    method: Literal["auto", "ladder", "layerwise", "anneal", "greedy", "exact"] = "auto"
     restarts: int | None = None
     tol: float | None = None
     batch_size: int | None = None

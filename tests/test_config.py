@@ -126,7 +126,7 @@ def test_search_defaults_are_the_librarys(tmp_path):
     key = jax.random.key(0)
     res = frustration(g, method=config.method, key=key, restarts=config.restarts, tol=config.tol)
     settings = res.settings
-    assert (settings.restarts, settings.tol) == (default_restarts(g, "layerwise"), default_tol(g))
+    assert (settings.restarts, settings.tol) == (default_restarts(g, config.method), default_tol(g))
     assert parse(FrustrationConfig, {"tol": 1e-5, "restarts": 3}).tol == 1e-5
 
 

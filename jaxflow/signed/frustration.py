@@ -9,6 +9,7 @@ bound. The default effort (`default_restarts`, `default_tol`, `default_survivors
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -28,7 +29,15 @@ from ._exact import (
     independent_set,
     milp_gauge,
 )
-from ._search import PROGRAM, SHARDED_PROGRAM, driver as make_driver, estimate, search
+from ._search import (
+    PROGRAM,
+    SHARDED_PROGRAM,
+    driver as make_driver,
+    estimate,
+    estimate_jobs,
+    job_key,
+    search,
+)
 from .bounds import lower_bound
 
 # `block_frustration` is re-exported for compatibility (`study/network.py` imports it from here).
@@ -39,7 +48,7 @@ from .energy import (
 )
 from .graph import SignedGraph, flat
 
-METHODS = ("auto", "greedy", "layerwise", "anneal", "exact")
+METHODS = ("auto", "ladder", "greedy", "layerwise", "anneal", "exact")
 GREEDY_MAX_NODES = 8192  # the greedy baseline keeps the dense n×n field matrix A + Aᵀ
 EXACT_MAX_EDGES = 5000
 LARGE_GRAPH_EDGES = 10**7  # `default_tol`: graphs above this many edges stop at LARGE_GRAPH_TOL
@@ -59,6 +68,12 @@ SPARSE_MAX_IN_DEGREE = 8  # … and those of at most this mean in-degree are spa
 SPARSE_RESTARTS = 16  # they anneal with this many restarts …
 SPARSE_ANNEAL_STEPS = 8000  # … over this many sweeps; the others (convolutions) are local:
 LOCAL_ANNEAL_STEPS = 100  # they anneal over this many sweeps, restarts as `"layerwise"`'s up to RESTARTS
+LADDER_START_SWEEPS = 32  # `"ladder"`: sweeps of its first annealing rung; restarts `ladder_batch`
+LADDER_BATCH = 64  # `"ladder"`: the most restarts of one annealing job
+LADDER_MAX_RESTARTS = 64  # `"ladder"`: restarts of a rung at most (the default; `restarts=` sets it) …
+LADDER_MAX_SWEEPS = 8192  # … and sweeps (the default; `anneal_steps=` sets it)
+LADDER_TOL = 2e-3  # `"ladder"`: a rung that lowers the best value by at most this share of it is idle …
+LADDER_PATIENCE = 2  # … and the ladder stops after this many idle rungs in a row
 
 
 class SearchSettings(NamedTuple):
@@ -72,6 +87,7 @@ class SearchSettings(NamedTuple):
     anneal_temperatures: tuple[float, float] = ANNEAL_TEMPERATURES
     batch_size: int | None = None
     survivors: int | None = None
+    rungs: tuple[tuple[int, int], ...] = ()
 
 
 class FrustrationResult(eqx.Module):
@@ -83,10 +99,12 @@ class FrustrationResult(eqx.Module):
     `gap = (value − lower_bound) / value` how far `value` can be from optimal;
     `normalized = value / total` with `total = Σ|a|` (weighted) or the number of edges.
     `restart_values` holds `δ` of every restart's final gauge (as `½(Σ|a| − sᵀAs)`; for
-    `"layerwise"`, of the screen's survivors);
-    `iterations` counts sweeps (`"layerwise"`, `"anneal"`), flips (`"greedy"`), gauges enumerated
-    or branch-and-bound nodes (`"exact"`); `converged` says whether every restart reached a local
-    optimum (or the solver proved optimality).
+    `"layerwise"`, of the screen's survivors; for `"ladder"`, the lowest of each job, `ladder_jobs`);
+    `iterations` counts sweeps (`"layerwise"`, `"anneal"`, the most of any rung for `"ladder"`),
+    flips (`"greedy"`), gauges enumerated or branch-and-bound nodes (`"exact"`); `converged` says
+    whether every restart reached a local optimum (or the solver proved optimality).
+    `rung_values[k]` is the best `δ` after rung `k` of `"ladder"` (`settings.rungs[k]` its
+    `(restarts, sweeps)`): the convergence evidence; one entry, `value`, for the other methods.
     """
 
     value: Scalar
@@ -97,12 +115,13 @@ class FrustrationResult(eqx.Module):
     restart_values: Float[Array, " restarts"]
     iterations: Int[Array, ""]
     converged: Bool[Array, ""]
+    rung_values: Float[Array, " rungs"]
     settings: SearchSettings = eqx.field(static=True)
     weighted: bool = eqx.field(static=True)
 
     @property
     def method(self) -> str:
-        """The estimator: `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"`."""
+        """The estimator: `"ladder"`, `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"`."""
         return self.settings.method
 
     @property
@@ -142,6 +161,139 @@ def _estimate(graph: SignedGraph, key: Key, settings: SearchSettings, driver: st
     if drv is PROGRAM:
         return _estimate_program(graph, key, settings, SHARDED_PROGRAM)
     return estimate(graph, key, settings, drv)
+
+
+def ladder_batch(graph: SignedGraph, settings: SearchSettings) -> int:
+    """Restarts of one annealing job of `"ladder"`: `"layerwise"`'s node-state rule capped at
+    `LADDER_BATCH` (`min(64, max(8, 2^16 // n))`: restarts run as one batch of products, far
+    cheaper per restart than one at a time), at most `settings.restarts` and
+    `settings.batch_size`."""
+    low, _ = LAYERWISE_RESTARTS
+    batch = min(LADDER_BATCH, max(low, LAYERWISE_NODE_STATES // graph.num_nodes), settings.restarts)
+    return min(batch, settings.batch_size or batch)
+
+
+def rung_jobs(rung: tuple[int, int], batch: int) -> list[tuple[int, int]]:
+    """The jobs of a rung `(restarts, sweeps)`: `(0, restarts)`, one descent from `restarts`
+    random gauges (`"layerwise"`, screened), when `sweeps` is 0; else `(sweeps, b)` for each batch
+    `b` of `batch` restarts annealed over `sweeps` sweeps (restarts rounded up to whole batches).
+    A rung that doubles the restarts of the last reuses its batches."""
+    restarts, sweeps = rung
+    if not sweeps:
+        return [(0, restarts)]
+    return [(sweeps, b) for b in range(-(-restarts // batch))]
+
+
+def ladder_jobs(rungs, batch: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """The distinct jobs of `rungs` in the order first needed, and after each rung how many of
+    them it has needed so far (the best value after rung `k` is the least over the first
+    `ends[k]` jobs)."""
+    jobs, ends = [], []
+    for rung in rungs:
+        jobs += [job for job in rung_jobs(rung, batch) if job not in jobs]
+        ends.append(len(jobs))
+    return jobs, ends
+
+
+def rung_settings(settings: SearchSettings, rung: tuple[int, int]) -> SearchSettings:
+    """The search of one `"ladder"` rung `(restarts, sweeps)`: `"layerwise"` from `restarts`
+    random gauges when `sweeps` is 0, else `"anneal"` of `restarts` restarts over `sweeps`
+    sweeps; stopping rule, temperatures and `batch_size` from the ladder's `settings`."""
+    restarts, sweeps = rung
+    return settings._replace(
+        method="anneal" if sweeps else "layerwise",
+        restarts=restarts,
+        anneal_steps=sweeps or ANNEAL_STEPS,
+        survivors=None if sweeps else default_survivors(restarts),
+        rungs=(),
+    )
+
+
+def ladder_start(graph: SignedGraph, batch: int, max_sweeps: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The first two rungs `(restarts, sweeps)` of `"ladder"`: the `"layerwise"` default
+    (`(default_restarts(graph, "layerwise"), 0)`), then `batch` restarts annealed over
+    `min(LADDER_START_SWEEPS, max_sweeps)` sweeps."""
+    return (default_restarts(graph, "layerwise"), 0), (batch, min(LADDER_START_SWEEPS, max_sweeps))
+
+
+def ladder_step(rung: tuple[int, int], grow: str, max_restarts: int, max_sweeps: int):
+    """The rung after `rung`: its sweeps (`grow="sweeps"`) or restarts (`"restarts"`) doubled, up
+    to `max_sweeps` or `max_restarts`; `None` when that one is at its cap."""
+    restarts, sweeps = rung
+    if grow == "sweeps":
+        return (restarts, min(2 * sweeps, max_sweeps)) if sweeps < max_sweeps else None
+    return (min(2 * restarts, max_restarts), sweeps) if restarts < max_restarts else None
+
+
+def _idle(before: float, after: float) -> bool:
+    """Whether a rung that moved the best value from `before` to `after` lowered it by at most
+    `LADDER_TOL` of it."""
+    return before - after <= LADDER_TOL * after
+
+
+_jobs_program = eqx.filter_jit(estimate_jobs)
+
+
+def _job(graph: SignedGraph, key: Key, settings: SearchSettings, job: tuple[int, int], batch: int):
+    """`_estimate` of one ladder job (`rung_jobs`) and its lowest `δ`."""
+    sweeps, count = job
+    if not sweeps:
+        out = _estimate(graph, job_key(key, 0, count), rung_settings(settings, (count, 0)))
+        return out, float(jnp.min(out[3]))
+    run = rung_settings(settings, (batch, 0))._replace(method="anneal", survivors=None)
+    drv = make_driver(None, graph)
+    jobs = np.array([job])
+    out = (
+        _jobs_program(graph, key, run, jobs, PROGRAM)
+        if drv is PROGRAM
+        else estimate_jobs(graph, key, run, jobs, drv)
+    )
+    return out, float(out[3][0])
+
+
+def _ladder(graph: SignedGraph, key: Key, settings: SearchSettings, status=None):
+    """`"ladder"`: the rungs of `settings.rungs` in turn or, when it is empty, `ladder_start`'s,
+    then one `ladder_step` after another: sweeps doubled while that lowers the best value, else
+    restarts (and back), until `LADDER_PATIENCE` rungs in a row are idle (`_idle`) or both are at
+    their caps. Returns the `_estimate` of the best job, the best value after each rung, and the
+    rungs run. `status` hears each rung as it ends."""
+    batch = ladder_batch(graph, settings)
+    caps = settings.restarts, settings.anneal_steps
+    fixed = bool(settings.rungs)
+    todo = list(settings.rungs or ladder_start(graph, batch, settings.anneal_steps))
+    best, jobs, values, bests, rungs, idle, grow = None, [], [], [], [], 0, "sweeps"
+    its, ok = 0, True
+    while todo:
+        rung = todo.pop(0)
+        for job in rung_jobs(rung, batch):
+            if job in jobs:
+                continue
+            out, value = _job(graph, key, settings, job, batch)
+            jobs.append(job)
+            values.append(value)
+            its, ok = max(its, int(out[4])), ok and bool(out[5])
+            if best is None or out[1] < best[1]:
+                best = out
+        if len(rungs) > 1:  # an annealing rung after the first: did its doubling pay?
+            idle = idle + 1 if _idle(bests[-1], min(values)) else 0
+            if idle:
+                grow = "restarts" if grow == "sweeps" else "sweeps"
+        bests.append(min(values))
+        rungs.append(tuple(rung))
+        if status is not None:
+            share = bests[-1] / max(float(best[2]), np.finfo(np.float64).tiny)
+            status(f"rung {len(rungs) - 1} ({rung[0]}×{rung[1]}): best δ/Σ|a| = {share:.5f}")
+        if fixed or todo or idle >= LADDER_PATIENCE or not rung[1]:
+            continue
+        step = ladder_step(rung, grow, *caps)
+        if step is None:  # this one is at its cap: the other
+            grow = "restarts" if grow == "sweeps" else "sweeps"
+            step = ladder_step(rung, grow, *caps)
+        if step is not None:
+            todo.append(step)
+    gauge, value, total = best[:3]
+    found = (gauge, value, total, jnp.asarray(values, value.dtype), jnp.array(its), jnp.array(ok))
+    return found, jnp.asarray(bests, value.dtype), tuple(rungs)
 
 
 def _enumeration_budget(time_limit) -> float:
@@ -184,11 +336,16 @@ def frustration(
     time_limit: FloatLike | None = None,
     max_edges: int = EXACT_MAX_EDGES,
     bound: bool = True,
+    rungs: tuple[tuple[int, int], ...] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> FrustrationResult:
     """Estimate `min_s δ(s)`, the (weighted) frustration of `graph`.
 
-    Methods: `"auto"` (default: `default_method`, `"anneal"` on sparse and convolutional graphs up
-    to 1e7 edges, else `"layerwise"`),
+    Methods: `"auto"` (default) is `"ladder"`: an effort ladder that decides from its own
+    evidence (`ladder_schedule`): the `"layerwise"` default, then `"anneal"` rungs doubling sweeps
+    and restarts in turn, each job from its own key (`job_key`), until `LADDER_PATIENCE` rungs in a
+    row lower the best value by at most `LADDER_TOL` of it; the best rung's gauge is returned, with
+    the best value after each rung in `rung_values` and the rungs in `settings.rungs`.
     `"layerwise"` (block-coordinate descent, every layer set to the sign of its
     local field `h = (A + Aᵀ)s` at once, sweeps until the stopping rule (`tol`), from `restarts`
     random gauges vmapped, restart 0 from all-plus; after `SCREEN_SWEEPS` sweeps only the
@@ -206,9 +363,10 @@ def frustration(
 
     Args:
         graph: the `SignedGraph`.
-        method: `"auto"`, `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"` (`METHODS`).
+        method: `"auto"`, `"ladder"`, `"layerwise"`, `"anneal"`, `"greedy"` or `"exact"` (`METHODS`).
         key: PRNG key of the random restarts; default `jax.random.key(0)` (a fixed seed).
-        restarts: random starts; default `default_restarts(graph, method)`.
+        restarts: random starts; default `default_restarts(graph, method)`. `"ladder"`: the most
+            restarts of a rung (default `LADDER_MAX_RESTARTS`).
         weighted: minimise the frustrated weight (`True`) or the number of frustrated edges.
         max_iterations: cap on sweeps (flips for `"greedy"`); default `MAX_SWEEPS`
             (`GREEDY_FLIPS_PER_NODE · n` for `"greedy"`).
@@ -216,7 +374,8 @@ def frustration(
             nothing changes; `converged` is false when it stopped a restart before its fixed
             point); default `default_tol(graph)`.
         anneal_steps: `"anneal"`: sweeps of the temperature schedule; default
-            `default_anneal_steps(graph)`.
+            `default_anneal_steps(graph)`. `"ladder"`: the most sweeps of a rung (default
+            `LADDER_MAX_SWEEPS`).
         anneal_temperatures: `"anneal"`: start and end temperatures, start >= end > 0.
         batch_size: run the restarts this many at a time to bound memory (default: all at once);
             the chunks spread over every device of every process (`jax.devices()`), with the
@@ -229,11 +388,15 @@ def frustration(
         max_edges: `"exact"`: the largest graph (in edges) it accepts.
         bound: the heuristics also prove a lower bound (`bounds.lower_bound`, matrix-free on big
             graphs), so that `[lower_bound, value]` holds the frustration; `False` leaves it 0.
+        rungs: `"ladder"`: climb exactly these rungs `(restarts, sweeps)` (as a result's
+            `settings.rungs`, to repeat its search), instead of deciding when to stop.
+        status: hears what the search is doing, in words (each rung of `"ladder"` as it ends,
+            the bound before it is proven).
     """
     if not isinstance(graph, SignedGraph):
         raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
     effort = (restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors)
-    settings = _settings(graph, method, *effort)
+    settings = _settings(graph, method, *effort, rungs)
     if dtype is not None:
         graph = graph.astype(dtype)
     target = energy_graph(graph, weighted)
@@ -252,7 +415,7 @@ def frustration(
             s, bound, its = enumerate_cover(A, T)
             ok = True
         else:  # `"anneal"`'s best gauge is the incumbent; HiGHS looks only below it
-            gauges, values, _, _ = _search_program(target, key, _settings(graph, "anneal", *effort))
+            gauges, values, _, _ = _search_program(target, key, _settings(graph, "anneal", *effort, None))
             incumbent = np.concatenate([np.ravel(g[jnp.argmin(values)]) for g in gauges])
             cutoff = float(jnp.min(values)) - 0.5 * EXACT_TOLERANCE * max(float(total), 1.0)
             s, bound, its, ok = milp_gauge(A, time_limit, incumbent, cutoff)
@@ -260,8 +423,18 @@ def frustration(
         value = gauge_frustration(graph, gauge, weighted=weighted)
         restart_values, lower = value[None], jnp.asarray(min(bound, float(value)), graph.dtype)
         iterations, converged = jnp.array(its), jnp.array(ok)
+        rung_values = value[None]
     else:
-        gauge, value, total, restart_values, iterations, converged = _estimate(target, key, settings)
+        if settings.method == "ladder":
+            found, rung_values, climbed = _ladder(target, key, settings, status)
+            settings = settings._replace(rungs=climbed)
+        else:
+            found = _estimate(target, key, settings)
+        gauge, value, total, restart_values, iterations, converged = found
+        if settings.method != "ladder":
+            rung_values = value[None]
+        if bound and status is not None:
+            status("proving a lower bound")
         proven = lower_bound(graph, weighted=weighted, upper=float(value)).value if bound else 0.0
         lower = jnp.asarray(_round_down(min(proven, float(value)), value.dtype))
     return FrustrationResult(
@@ -273,6 +446,7 @@ def frustration(
         restart_values=restart_values,
         iterations=iterations,
         converged=converged,
+        rung_values=rung_values,
         settings=settings,
         weighted=weighted,
     )
@@ -281,17 +455,15 @@ def frustration(
 # ------------------------------------------------------------------ validation
 
 
-@per_instance  # (host-side edge counts: ~0.15 ms on the digits CNN, asked for on every call)
+@per_instance  # (host-side edge counts, asked for on every call)
 def structure(graph: SignedGraph) -> str:
-    """How `"auto"` treats `graph`, from its density (edges over its blocks' node pairs) and mean
-    in-degree (edges per non-input node): `"dense"` (density above `SPARSE_MAX_DENSITY`: dense
-    layers); `"large"` (the others past `LARGE_GRAPH_EDGES` edges); `"sparse"` (density and
-    in-degree at most `SPARSE_MAX_DENSITY`, `SPARSE_MAX_IN_DEGREE`: pruned-network-like) or
-    `"local"` (the rest: locally connected, as convolutions with `k²·C_in` in-edges per node).
-    Block-coordinate descent ends at good fixed points on dense graphs, and on large ones as well
-    as a short anneal at up to twice its time (ResNet-18 and -50 at 224²: 50 annealing sweeps
-    ended 0.35% above and 0.24% below it), but 11–48% above the best known on sparse graphs and
-    1–4% on small convolutional networks."""
+    """The kind of graph whose defaults `"anneal"` takes when asked for by name
+    (`default_anneal_steps`, `default_restarts`), from its density (edges over its blocks' node
+    pairs) and mean in-degree (edges per non-input node): `"dense"` (density above
+    `SPARSE_MAX_DENSITY`: dense layers); `"large"` (the others past `LARGE_GRAPH_EDGES` edges);
+    `"sparse"` (density and in-degree at most `SPARSE_MAX_DENSITY`, `SPARSE_MAX_IN_DEGREE`:
+    pruned-network-like) or `"local"` (the rest: locally connected, as convolutions with
+    `k²·C_in` in-edges per node). The default, `"ladder"`, does not use it."""
     slots = sum(math.prod(b.in_shape) * math.prod(b.out_shape) for b in graph.blocks)
     fed = graph.num_nodes - math.prod(graph.shapes[0])
     edges = graph.num_edges()
@@ -302,33 +474,21 @@ def structure(graph: SignedGraph) -> str:
     return "sparse" if edges <= SPARSE_MAX_IN_DEGREE * fed else "local"
 
 
-def default_method(graph: SignedGraph) -> str:
-    """The estimator `"auto"` picks: `"anneal"` on sparse and local graphs, `"layerwise"` on dense
-    and large ones (`structure`; the schedule and restarts from `default_anneal_steps`,
-    `default_restarts`)."""
-    return _method(structure(graph))
-
-
 def default_restarts(graph: SignedGraph, method: str) -> int:
-    """The default effort: for `"layerwise"` as many restarts as fit `2^16` node-states
-    (`min(4096, max(8, 2^16 // n))`), screened down to a quarter (`default_survivors`): on 100
-    random dense layered graphs of 200–2,000 edges this came within 1% of the proven optimum on all
-    of them, in less time than `"greedy"`'s 64 restarts (`benchmarks/frustration.py`). `"anneal"`:
-    `SPARSE_RESTARTS` on sparse graphs, the same node-state rule capped at `RESTARTS` on local ones
-    (63 for the digits CNN, 8 for a ResNet), else `RESTARTS`, as every other method."""
-    return _restarts(graph, method, structure(graph))
+    """The default restarts of `method`: for `"layerwise"` as many as fit `2^16` node-states
+    (`min(4096, max(8, 2^16 // n))`), screened down to a quarter (`default_survivors`);
+    `"anneal"`: `SPARSE_RESTARTS` on sparse graphs, the same node-state rule capped at `RESTARTS`
+    on local ones, else `RESTARTS` (`structure`); `"auto"` and `"ladder"`: the most restarts of a
+    rung, `LADDER_MAX_RESTARTS`; the others `RESTARTS`."""
+    if method in ("auto", "ladder"):
+        return LADDER_MAX_RESTARTS
+    return _restarts(graph, method, structure(graph) if method == "anneal" else "dense")
 
 
 def default_anneal_steps(graph: SignedGraph) -> int:
     """`"anneal"`'s default schedule: `SPARSE_ANNEAL_STEPS` sweeps on sparse graphs,
-    `LOCAL_ANNEAL_STEPS` on local ones, else `ANNEAL_STEPS` (`structure`). On the digits CNN and a
-    ResNet-18-shaped graph at 16² (`benchmarks/peers.py`) 100 sweeps end 1–4% below
-    `"layerwise"`'s fixed points."""
+    `LOCAL_ANNEAL_STEPS` on local ones, else `ANNEAL_STEPS` (`structure`)."""
     return _anneal_steps(structure(graph))
-
-
-def _method(kind: str) -> str:
-    return "anneal" if kind in ("sparse", "local") else "layerwise"
 
 
 def _anneal_steps(kind: str) -> int:
@@ -336,7 +496,6 @@ def _anneal_steps(kind: str) -> int:
 
 
 def _restarts(graph: SignedGraph, method: str, kind: str) -> int:
-    method = _method(kind) if method == "auto" else method
     low, high = LAYERWISE_RESTARTS
     if method == "anneal":
         if kind != "local":
@@ -367,13 +526,19 @@ def default_survivors(restarts: int) -> int:
 
 
 def _settings(
-    graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors
-):
+    graph, method, restarts, max_iterations, tol, anneal_steps, anneal_temperatures, batch_size, survivors,
+    rungs,
+):  # fmt: skip
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    kind = structure(graph) if method in ("auto", "anneal", "layerwise") else "dense"
     if method == "auto":
-        method = _method(kind)
+        method = "ladder"
+    if rungs is not None and method != "ladder":
+        raise InputError(f'rungs applies to method="ladder" (the default) only, got method={method!r}')
+    if method == "ladder":
+        restarts = LADDER_MAX_RESTARTS if restarts is None else restarts
+        anneal_steps = LADDER_MAX_SWEEPS if anneal_steps is None else anneal_steps
+    kind = structure(graph) if method == "anneal" else "dense"
     if anneal_steps is None:
         anneal_steps = _anneal_steps(kind) if method == "anneal" else ANNEAL_STEPS
     if method == "greedy" and graph.num_nodes > GREEDY_MAX_NODES:
@@ -396,6 +561,21 @@ def _settings(
         anneal_temperatures=_temperatures(anneal_temperatures),
         batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
         survivors=_survivors(method, restarts, survivors),
+        rungs=() if rungs is None else _rungs(rungs),
+    )
+
+
+def _rungs(rungs) -> tuple[tuple[int, int], ...]:
+    """A ladder's rungs as `(restarts >= 1, sweeps >= 0)` pairs, at least one."""
+    try:
+        pairs = tuple((r, t) for r, t in rungs)
+    except (TypeError, ValueError):
+        raise InputError(f"rungs must be a sequence of (restarts, sweeps) pairs, got {rungs!r}") from None
+    if not pairs:
+        raise InputError("rungs must hold at least one (restarts, sweeps) pair")
+    return tuple(
+        (check_count(r, f"rungs[{k}] restarts"), check_count(t, f"rungs[{k}] sweeps", minimum=0))
+        for k, (r, t) in enumerate(pairs)
     )
 
 
