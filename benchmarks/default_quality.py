@@ -173,14 +173,16 @@ def markdown(record: dict) -> str:
         f"Default estimator against the best known value ({record['set']} set), "
         f"{record['machine']['date']} on {record['machine']['cpu']} ({record['machine']['cores']} cores).",
         "",
-        "| set | graph | edges | default: excess | cold s | warm s | rungs | previous: excess | warm s | best by |",
+        "| set | graph | edges | default: excess | cold s | warm s | rungs | previous: excess | warm s "
+        "| best by |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["rows"]:
         last = "×".join(map(str, r["rungs"][-1]))
         lines.append(
             f"| {r['set']} | {r['graph']} | {r['edges']:,} | {r['default_excess']:+.2%} | "
-            f"{r['default_cold_seconds']:.1f} | {r['default_warm_seconds']:.2f} | {len(r['rungs'])} to {last} | "
+            f"{r['default_cold_seconds']:.1f} | {r['default_warm_seconds']:.2f} | "
+            f"{len(r['rungs'])} to {last} | "
             f"{r['previous_excess']:+.2%} | {r['previous_default_warm_seconds']:.2f} | {r['best_by']} |"
         )
     ex = [r["default_excess"] for r in record["rows"]]
