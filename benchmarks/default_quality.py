@@ -78,7 +78,7 @@ def validation_graphs(wheels: Path | None, into: Path) -> list[tuple[str, str, o
 
 def previous_default(graph) -> dict:
     """The keyword arguments of the previous default (`structure` rules) on `graph`."""
-    from jaxflow.signed.frustration import LOCAL_ANNEAL_STEPS, SPARSE_ANNEAL_STEPS, structure
+    from jaxflow.signed.estimators import LOCAL_ANNEAL_STEPS, SPARSE_ANNEAL_STEPS, structure
 
     kind = structure(graph)
     if kind == "sparse":
@@ -115,7 +115,7 @@ def dwave_sa(graph) -> float | None:
 
 
 def measure(family: str, name: str, graph, recorded: float | None) -> dict:
-    from jaxflow.signed.frustration import default_restarts, ladder_batch
+    from jaxflow.signed.estimators import default_restarts, ladder_batch
 
     edges = graph.num_edges()
     value, cold, _ = timed(graph)

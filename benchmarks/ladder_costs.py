@@ -116,7 +116,8 @@ def _graphs():
 def roofline() -> dict:
     import jax
 
-    from jaxflow.signed.frustration import LADDER_MAX_RESTARTS, SearchSettings, frustration, ladder_batch
+    from jaxflow.signed.estimators import LADDER_MAX_RESTARTS, SearchSettings, ladder_batch
+    from jaxflow.signed.frustration import frustration
 
     peak = _peak_flops()
     rows = []

@@ -229,13 +229,13 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StudyFrustrationConfig:
-    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol`/`batch_size`
-    (unset: the library's defaults for the graph, `default_restarts` and `default_tol`, all restarts
-    at once), against `null_samples` sign-shuffled null models of kind `null_model`; with
-    `robustness`, the z-score at each rung of the ladder and under an independent estimator
-    (`experiments.nulls.zscore_robustness`)."""
+    """Frustration in a study: `jaxflow.frustration` with the estimator `method` (a name, with
+    `restarts`/`tol`/`batch_size` as its effort, unset: the library's defaults for the graph; or a
+    table of an estimator's fields, `{name = "anneal", sweeps = 400}`), against `null_samples`
+    sign-shuffled null models of kind `null_model`; with `robustness`, the z-score at each rung
+    of the ladder and under an independent estimator (`experiments.nulls.zscore_robustness`)."""
 
-    method: Literal["auto", "ladder", "layerwise", "anneal", "greedy", "exact"] = "auto"
+    method: Literal["auto", "ladder", "layerwise", "anneal", "greedy", "exact"] | dict[str, Any] = "auto"
     restarts: int | None = None
     tol: float | None = None
     batch_size: int | None = None

@@ -117,7 +117,8 @@ def test_search_defaults_are_the_librarys(tmp_path):
     """Unset `restarts`/`tol` reach `frustration` as None: its own defaults for the graph."""
     from jaxflow.config import FrustrationConfig
     from jaxflow.signed import Dense, Layer, SignedGraph
-    from jaxflow.signed.frustration import default_restarts, default_tol, frustration
+    from jaxflow.signed.estimators import default_restarts, default_tol
+    from jaxflow.signed.frustration import frustration
 
     config = parse(FrustrationConfig, {})
     assert (config.restarts, config.tol) == (None, None)
@@ -185,13 +186,21 @@ def test_config_choices_are_the_librarys():
     from jaxflow.config import StudyDLNConfig, StudyFrustrationConfig, SweepFlowConfig, SweepNetworkConfig
     from jaxflow.linear.network import SCHEMES
     from jaxflow.linear.sweep import SOLVERS
-    from jaxflow.signed.frustration import METHODS
+    from jaxflow.signed.estimators import METHODS
     from jaxflow.signed.nullmodels import MODELS
 
     def choices(cls, field):
         return set(typing.get_args(typing.get_type_hints(cls)[field]))
 
-    assert choices(StudyFrustrationConfig, "method") == set(METHODS)
+    def names(cls, field):  # a name, or a table of an estimator's fields
+        (literal,) = [
+            a
+            for a in typing.get_args(typing.get_type_hints(cls)[field])
+            if typing.get_origin(a) is typing.Literal
+        ]
+        return set(typing.get_args(literal))
+
+    assert names(StudyFrustrationConfig, "method") == set(METHODS)
     assert choices(StudyFrustrationConfig, "null_model") == set(MODELS)
     assert choices(SweepNetworkConfig, "init") == set(SCHEMES)
     assert choices(StudyDLNConfig, "scheme") <= set(SCHEMES)

@@ -10,11 +10,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from .._checks import InputError
 from .._memory import check_fits, frustration_bytes
 from .._types import Key
 from ..config import StudyFrustrationConfig
-from ..signed import SignedGraph, default_restarts
+from ..signed import Anneal, Estimator, Layerwise, SignedGraph, as_estimator
 from ..signed.energy import block_frustration
+from ..signed.estimators import from_toml
 from ..signed.nullmodels import NullModelResult, default_chunk_size, null_model_frustration, null_statistics
 
 ROBUSTNESS_SAMPLES = 16  # `zscore_robustness`: null models searched by the independent estimator
@@ -54,17 +56,19 @@ def frustration_vs_null(
     with `config.robustness`, `zscore_robustness` too. `out`: a folder where the null samples are
     saved as they finish (a rerun resumes). `status` hears each stage in words."""
     samples = samples or config.null_samples
-    restarts = config.restarts or default_restarts(graph, config.method)
-    in_flight = min(restarts, config.batch_size or restarts)
+    estimator = config_estimator(config)
     check_fits(
-        frustration_bytes(graph, in_flight, default_chunk_size(graph, samples) * jax.device_count()),
+        frustration_bytes(
+            graph, estimator.in_flight(graph), default_chunk_size(graph, samples) * jax.device_count()
+        ),
         f"the frustration of this model against {samples} null models",
         "restarts or null_samples (or the model's input shape)",
     )
     say = status or (lambda _: None)
     stage = lambda what: lambda text: say(f"{what}: {text}")  # noqa: E731
-    nul = _nulls(graph, config, key, samples, config.method, config.restarts, out, bound=True,
-                 status=stage("network and null models"))  # fmt: skip
+    nul = _nulls(
+        graph, config, key, samples, estimator, out, bound=True, status=stage("network and null models")
+    )
     value, total = float(nul.observed.value), float(nul.observed.total)
     stats = null_summary(value, nul.values, total)
     normalized = stats.pop("normalized")
@@ -78,15 +82,33 @@ def frustration_vs_null(
         "pvalue": float(nul.pvalue()),
     }
     if config.robustness:
-        summary["robustness"] = zscore_robustness(graph, config, key, nul, out, stage("robustness"))
+        summary["robustness"] = zscore_robustness(
+            graph, config, key, nul, estimator, out, stage("robustness")
+        )
     return nul, summary
 
 
-def _nulls(graph, config, key, samples, method, restarts, out, *, bound: bool, status) -> NullModelResult:
+def config_estimator(config: StudyFrustrationConfig) -> Estimator:
+    """The estimator of a frustration config: `method` by name with `restarts`, `tol` and
+    `batch_size` as its effort (`as_estimator`), or a table of an estimator's fields
+    (`estimators.from_toml`), when those three are unset.
+
+    Raises:
+        InputError: an unknown name or field, or effort keys beside a table.
+    """
+    effort = {k: getattr(config, k) for k in ("restarts", "tol", "batch_size")}
+    if isinstance(config.method, str):
+        return as_estimator(config.method, **effort)
+    given = [k for k, v in effort.items() if v is not None]
+    if given:
+        raise InputError(f"{given[0]}: set it inside the method table, or give method as a name")
+    return from_toml(config.method)
+
+
+def _nulls(graph, config, key, samples, estimator, out, *, bound: bool, status) -> NullModelResult:
     return null_model_frustration(
-        graph, key, samples=samples, model=config.null_model, method=method, restarts=restarts,
-        tol=config.tol, batch_size=config.batch_size, out=out, bound=bound, status=status,
-    )  # fmt: skip
+        graph, key, estimator, samples=samples, model=config.null_model, out=out, bound=bound, status=status
+    )
 
 
 def _row(value, null_values, total, **labels) -> dict:
@@ -106,18 +128,19 @@ def zscore_robustness(
     config: StudyFrustrationConfig,
     key: Key,
     first: NullModelResult,
+    estimator: Estimator,
     out=None,
     status: Callable[[str], None] | None = None,
 ) -> dict:
     """Would another estimator change the verdict? The network-vs-null z-score at each rung of the
     search `first` ran (for `"ladder"`, the best value after each rung, on the network and its
     null models alike, from the same search: no extra cost; one row for the other methods), and
-    under an independent estimator (`"layerwise"`, or `"anneal"` when that is the one `first`
-    ran, at its default effort) on `ROBUSTNESS_SAMPLES` null models of their own: a row per run
-    (`method`, `rung`, `restarts`, `sweeps`, `samples`, `normalized`, `null_mean`, `null_std`,
-    `zscore`, `pvalue`, `significant` when `|z| ≥ SIGNIFICANT_Z`), and whether the signs of `z` and
-    their significance `agree` over the last two rungs and the independent estimator. `status`
-    hears the independent estimator's progress."""
+    under an independent estimator (`Layerwise`, or `Anneal` when `first` ran `Layerwise`, at its
+    default effort and `estimator`'s `batch_size`) on `ROBUSTNESS_SAMPLES` null models of their
+    own: a row per run (`method`, `rung`, `restarts`, `sweeps`, `samples`, `normalized`,
+    `null_mean`, `null_std`, `zscore`, `pvalue`, `significant` when `|z| ≥ SIGNIFICANT_Z`), and
+    whether the signs of `z` and their significance `agree` over the last two rungs and the
+    independent estimator. `status` hears the independent estimator's progress."""
     observed, total = first.observed, float(first.observed.total)
     ran = observed.method  # `"auto"` resolved
     rungs = observed.settings.rungs or ((int(observed.settings.restarts), 0),)
@@ -133,12 +156,13 @@ def zscore_robustness(
         )  # fmt: skip
         for k, (r, t) in enumerate(rungs)
     ]
-    other = "anneal" if ran == "layerwise" else "layerwise"
+    other = Anneal if ran == "layerwise" else Layerwise
+    independent = other(batch_size=getattr(estimator, "batch_size", None))
     samples = min(ROBUSTNESS_SAMPLES, first.values.shape[0])
-    folder = None if out is None else Path(out).parent / f"{Path(out).name}-{other}"
-    nul = _nulls(graph, config, key, samples, other, None, folder, bound=False, status=status)
+    folder = None if out is None else Path(out).parent / f"{Path(out).name}-{other.name}"
+    nul = _nulls(graph, config, key, samples, independent, folder, bound=False, status=status)
     restarts = int(nul.observed.settings.restarts)
-    rows.append(_row(float(nul.observed.value), nul.values, total, method=other, rung=None,
+    rows.append(_row(float(nul.observed.value), nul.values, total, method=other.name, rung=None,
                      restarts=restarts, sweeps=None))  # fmt: skip
     verdict = rows[-3:] if len(rows) > 2 else rows
     signs = {r["zscore"] > 0 for r in verdict}

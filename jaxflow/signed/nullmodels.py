@@ -14,13 +14,14 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
-from .._checks import InputError, check_count, check_key
+from .._checks import InputError, check_count, check_graph, check_key
 from .._store import Store, lanes_mesh, put_lane_keys, to_host, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
 from .energy import block_frustration, energy_graph
-from .frustration import FrustrationResult, frustration, ladder_batch, ladder_jobs, rung_settings
+from .estimators import Estimator, Exact, ladder_batch, ladder_jobs, resolve_estimator, rung_settings
+from .frustration import FrustrationResult, frustration
 from .graph import SignedGraph
 
 MODELS = ("block", "kernel", "global", "flip")
@@ -277,11 +278,11 @@ def _null_blocks(
     return np.concatenate([values for _, (values, _) in pieces])
 
 
-def _exact_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, options: dict):
-    """`(start, (δ_b, δ))` of each sample in turn, each solved by `frustration(..., method="exact")`."""
+def _exact_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, estimator: Exact, dtype):
+    """`(start, (δ_b, δ))` of each sample in turn, each solved by `frustration` with `Exact`."""
     for start, k in enumerate(keys):
         null = shuffle_signs(graph, jax.random.split(k)[0], model)
-        res = frustration(null, **options)
+        res = frustration(null, estimator, weighted=weighted, dtype=dtype, bound=False)
         blocks = np.asarray(jnp.stack(block_frustration(null, res.gauge, weighted=weighted)))[None]
         yield start, (blocks, np.asarray(res.rung_values)[None])
 
@@ -297,13 +298,18 @@ def default_chunk_size(graph: SignedGraph, samples: int) -> int:
 def null_model_frustration(
     graph: SignedGraph,
     key: Key,
+    estimator: Estimator | None = None,
     *,
     samples: int = 256,
     model: str = "block",
     chunk_size: int | None = None,
     out: str | Path | None = None,
     status: Callable[[str], None] | None = None,
-    **options,
+    weighted: bool = True,
+    dtype=None,
+    bound: bool = True,
+    method: str | None = None,
+    **effort,
 ) -> NullModelResult:
     """Frustration of `samples` sign-shuffled copies of `graph` (see `shuffle_signs`) and of `graph`.
 
@@ -311,7 +317,8 @@ def null_model_frustration(
     (`jax.random.split` of the null key), so a sample's value depends neither on the chunk it is
     searched in nor on the number of devices. Samples run in pieces of `chunk_size` per device,
     vmapped, spread over all of `jax.devices()` (after `jax.distributed.initialize()`: of every
-    process; each computes its share, process 0 writes); `method="exact"` solves them in turn.
+    process; each computes its share, process 0 writes); `Exact` solves them in turn. A `Ladder`
+    climbs on every sample exactly the rungs it climbed on `graph`.
 
     Memory is bounded by the piece in flight, not by `samples`: about `(2W + c·(8W + 4n·r))·b`
     bytes per device (`jaxflow._memory.frustration_bytes`), for `W` the graph's weights,
@@ -335,10 +342,12 @@ def null_model_frustration(
         out: a folder for the finished samples and the manifest (resumable); None keeps them in memory.
         status: hears the progress in words: the graph's own search (`frustration`'s `status`),
             then the null samples done.
-        **options: passed to `frustration` (`method`, `restarts`, `weighted`, `dtype`, …).
+        estimator: the `Estimator` of `frustration` (default `Ladder()`; or `method` and
+            `effort`, its shortcut).
+        weighted, dtype, bound, method, **effort: as for `frustration` (`bound`: of the graph's
+            own result only).
     """
-    if not isinstance(graph, SignedGraph):
-        raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+    check_graph(graph)
     if model not in MODELS:
         raise InputError(f"model must be one of {MODELS}, got {model!r}")
     key = check_key(key)
@@ -350,7 +359,9 @@ def null_model_frustration(
     )
     k_obs, k_null = jax.random.split(key)
     say = status or (lambda _: None)
-    observed = frustration(graph, key=k_obs, status=status, **options)
+    estimator = resolve_estimator(estimator, method, effort)
+    options = dict(weighted=weighted, dtype=dtype)
+    observed = frustration(graph, estimator, key=k_obs, status=status, bound=bound, **options)
     inputs = {
         "graph": tree_digest(graph),
         "model": model,
@@ -360,6 +371,7 @@ def null_model_frustration(
         "dtype": str(observed.value.dtype),
         "settings": {k: repr(v) for k, v in observed.settings._asdict().items()},
         "options": {k: repr(v) for k, v in sorted(options.items())},
+        "estimator": repr(estimator),
         "key": f"{jax.random.key_impl(key)}:{np.asarray(jax.random.key_data(key)).tobytes().hex()}",
     }
     graph = graph.astype(observed.value.dtype)
@@ -378,7 +390,7 @@ def null_model_frustration(
         say(f"null models: {samples - todo.size} of {samples} done")
         if todo.size:
             if observed.method == "exact":
-                pieces = _exact_pieces(graph, keys[todo], model, observed.weighted, options)
+                pieces = _exact_pieces(graph, keys[todo], model, observed.weighted, estimator, dtype)
             else:
                 pieces = _null_pieces(
                     graph, keys[todo], model, observed.weighted, observed.settings, chunk_size

@@ -18,19 +18,24 @@ from jaxflow.signed import (
     block_frustration,
     gauge_frustration,
 )
-from jaxflow.signed.frustration import (
+from jaxflow.signed.estimators import (
     LADDER_PATIENCE,
     LADDER_TOL,
     LARGE_GRAPH_EDGES,
     LOCAL_ANNEAL_STEPS,
     RESTARTS,
+    Anneal,
+    Ladder,
+    Layerwise,
+    as_estimator,
     default_anneal_steps,
     default_restarts,
-    frustration,
+    from_toml,
     ladder_batch,
     ladder_jobs,
     structure,
 )
+from jaxflow.signed.frustration import frustration
 
 WIDTHS = (3, 4, 4, 3)  # 14 nodes, 40 edges: brute force over 2^13 gauges
 INSTANCES = 100
@@ -150,7 +155,7 @@ def test_balanced_graphs_have_zero_frustration(balanced_cnn, method):
         [s[i + 1][:, None] * np.abs(w) * s[i][None, :] for i, w in enumerate(random_weights(9))]
     )
     for g in (balanced_dense, balanced_cnn):
-        res = frustration(g, method=method, key=jax.random.key(1), max_edges=5000)
+        res = frustration(g, method=method, key=jax.random.key(1))
         assert res.value == 0.0 and res.normalized == 0.0
         A = np.asarray(g.to_dense())
         s = np.asarray(res.flat_gauge)
@@ -211,8 +216,18 @@ def test_bad_input_gives_clear_errors():
         frustration(g, restarts=0)
     with pytest.raises(ValueError, match="max_edges=10 edges, this one has 40"):
         frustration(g, method="exact", max_edges=10)
-    with pytest.raises(ValueError, match="anneal_temperatures"):
+    with pytest.raises(ValueError, match="temperatures must satisfy start >= end > 0"):
         frustration(g, method="anneal", anneal_temperatures=(0.1, 1.0))
+    with pytest.raises(ValueError, match="temperatures must satisfy start >= end > 0"):
+        Anneal(temperatures=(0.1, 1.0))  # checked when the estimator is made
+    with pytest.raises(ValueError, match='survivors applies to method="layerwise" only'):
+        frustration(g, method="anneal", survivors=4)
+    with pytest.raises(ValueError, match="sample is not an effort keyword"):
+        frustration(g, sample=4)
+    with pytest.raises(ValueError, match="not both"):
+        frustration(g, Ladder(), restarts=4)
+    with pytest.raises(ValueError, match="estimator must be an Estimator"):
+        frustration(g, 3)
     with pytest.raises(ValueError, match="gauge must be a ±1 vector over all 14 nodes"):
         gauge_frustration(g, jnp.ones(13))
     with pytest.raises(ValueError, match="key must be one JAX PRNG key"):
@@ -320,6 +335,28 @@ def test_a_ladder_repeats_from_its_rungs_and_reuses_its_batches():
     np.testing.assert_array_equal(small.rung_values[:2], alone.rung_values)
     np.testing.assert_array_equal(small.restart_values[:2], alone.restart_values)
     assert small.rung_values[2] == min(alone.rung_values[1], small.restart_values[2])
+
+
+def test_estimators_are_the_shortcuts_and_their_toml():
+    """An estimator object and its shortcut (`method=` with effort keywords) search alike, bitwise;
+    an estimator's TOML form gives it back."""
+    rng = np.random.default_rng(5)
+    g = conv_chain(rng)
+    key = jax.random.key(2)
+    pairs = [
+        (Anneal(restarts=8, sweeps=50), dict(method="anneal", restarts=8, anneal_steps=50)),
+        (Layerwise(restarts=32, survivors=8), dict(method="layerwise", restarts=32, survivors=8)),
+        (Ladder(max_restarts=16, max_sweeps=64), dict(restarts=16, anneal_steps=64)),
+    ]
+    for est, shortcut in pairs:
+        assert as_estimator(**shortcut) == est
+        a, b = frustration(g, est, key=key, bound=False), frustration(g, key=key, bound=False, **shortcut)
+        assert a.value == b.value and a.settings == b.settings
+        assert from_toml(est.to_toml()) == est
+    assert from_toml("auto") == Ladder() and Ladder().to_toml() == {"name": "ladder"}
+    assert from_toml({"name": "ladder", "rungs": [[8, 0], [8, 32]]}).rungs == ((8, 0), (8, 32))
+    with pytest.raises(ValueError, match="method.sweep: unknown field of Anneal"):
+        from_toml({"name": "anneal", "sweep": 3})
 
 
 def test_rungs_are_checked():
