@@ -60,7 +60,7 @@ REFUSED = {  # ops without a signed graph, and why
     **dict.fromkeys(_QUANTIZED_OPS, _QUANTIZED),
 }
 # Ops that end a classifier or detector, with why they are no edges: set aside as the output head
-# when only `_after_head()` ops follow them (`_heads`), refused inside the network.
+# when only post-processing follows them (`_heads`), refused inside the network.
 HEAD_OPS = {
     "Softmax": _NORMALIZES, "LogSoftmax": _NORMALIZES, "Hardmax": _SELECTS, "ArgMax": _SELECTS,
     "ArgMin": _SELECTS, "TopK": _SELECTS, "NonMaxSuppression": _SELECTS,
@@ -234,7 +234,7 @@ class _Reader:
         for k, node in enumerate(self.graph.node):
             for n in node.input:
                 self.consumers.setdefault(n, []).append(k)
-        self.cut, self.outputs, self.entering = _heads(self.graph, self.consumers)
+        self.cut, self.outputs, self.entering = _heads(onnx, self.graph, self.consumers)
         for k, node in enumerate(self.graph.node):
             if k in self.cut:
                 continue
@@ -391,14 +391,15 @@ class _Reader:
                 self.node(node)
             except ValueError as e:
                 raise InputError(f"{where}: {e}") from None
-        heads = [self.fetch(o) for o in self.outputs]
-        if any(h is None or isinstance(h, np.ndarray) for h in heads):
+        ends = {o: self.fetch(o) for o in (*self.outputs, *self.entering)}
+        if any(ends[o] is None or isinstance(ends[o], np.ndarray) for o in self.outputs):
             raise InputError("an ONNX output is a constant, not computed from the input")
-        heads += [v for v in map(self.fetch, self.entering) if not isinstance(v, np.ndarray)]
-        graph = self.b.build([self.batchless(self.tensor(h)) for h in heads])
+        ends = {o: v for o, v in ends.items() if not isinstance(v, np.ndarray)}
+        graph = self.b.build([self.batchless(self.tensor(v)) for v in ends.values()], list(ends))
         cut = [(k, self.graph.node[k]) for k in sorted(self.cut)]
         head = ", ".join(f"{n.op_type} {n.name or k!r}" for k, n in cut if n.op_type in HEAD_OPS)
-        return dataclasses.replace(graph, metadata=(("output_head", head),)) if head else graph
+        named = (("output_head", head),) if head else ()
+        return dataclasses.replace(graph, metadata=named + graph.metadata)
 
     def node(self, node):
         args = [self.fetch(name) for name in node.input]
@@ -452,24 +453,68 @@ def _downstream(graph, consumers: dict[str, list[int]], outputs) -> list[int]:
     return sorted(seen)
 
 
-def _heads(graph, consumers) -> tuple[set[int], list[str], list[str]]:
-    """The output heads, set aside: the `HEAD_OPS` nodes followed only by `_after_head()` nodes,
-    and those nodes (indices). Then the graph's outputs not computed by them, and the values that
-    enter them from the rest of the graph (a Softmax's logits; constants are dropped later)."""
-    after, cut = _after_head(), set()
+def _heads(onnx, graph, consumers) -> tuple[set[int], list[str], list[str]]:
+    """The output heads, set aside: the `HEAD_OPS` nodes followed only by post-processing
+    (`_post_processes`), and those nodes (indices). Then the graph's outputs not computed by them,
+    and the values that enter them from the rest of the graph (a Softmax's logits; values known
+    without the input are dropped)."""
+    known, stored, cut = _known(graph), {t.name: t for t in graph.initializer}, set()
     for k, node in enumerate(graph.node):
         if node.op_type not in HEAD_OPS:
             continue
-        later = _downstream(graph, consumers, node.output)
-        if all(graph.node[j].op_type in after for j in later):
+        later, beyond = _after(onnx, graph, consumers, k, known, stored)
+        if beyond is None:
             cut.update((k, *later))
     made = {o for k in cut for o in graph.node[k].output}
-    consts = {t.name for t in graph.initializer} | {
-        o for n in graph.node if n.op_type == "Constant" for o in n.output
-    }
     outputs = [o.name for o in graph.output if o.name not in made]
-    entering = [i for k in sorted(cut) for i in graph.node[k].input if i and i not in made | consts]
+    entering = [i for k in sorted(cut) for i in graph.node[k].input if i and i not in made | known]
     return cut, outputs, [i for i in dict.fromkeys(entering) if i not in outputs]
+
+
+def _after(onnx, graph, consumers, k: int, known: set[str], stored: dict) -> tuple[list[int], int | None]:
+    """The nodes downstream of node `k` (a `HEAD_OPS` node), and the first of them that is not
+    post-processing (`_post_processes`), or None."""
+    later = _downstream(graph, consumers, graph.node[k].output)
+    made = {o for j in (k, *later) for o in graph.node[j].output}
+    beyond = (j for j in later if not _post_processes(onnx, graph.node[j], made, known, stored))
+    return later, next(beyond, None)
+
+
+def _known(graph) -> set[str]:
+    """The values known without the model input: initializers, and the outputs of Shape, Size and
+    of the (non-random) nodes whose inputs are all known."""
+    known = {t.name for t in graph.initializer}
+    for n in graph.node:
+        constant = all(i in known for i in n.input if i) and not _random(n.op_type)
+        if constant or n.op_type in ("Shape", "Size"):
+            known.update(n.output)
+    return known
+
+
+_BIN_AXIS = {"Conv": 1, "MatMul": 0, "Gemm": 0}  # the weight axis a product sums over (Gemm: transB=0)
+
+
+def _post_processes(onnx, node, made: set[str], known: set[str], stored: dict) -> bool:
+    """Whether `node`, downstream of a `HEAD_OPS` node whose downstream values are `made`, is
+    post-processing: an `_after_head()` op; arithmetic (Add, Sub, Mul, Div) of those values and
+    values `known` without the input (anchors, strides); or the expectation of a distribution over
+    its bins, a Conv, MatMul or Gemm of such a value with stored weights 0, 1, …, n−1 along the
+    summed axis and no bias (the box decoding of distribution focal loss: GFL, YOLOv6, YOLOv8)."""
+    op = node.op_type
+    if op in _after_head():
+        return True
+    if op in ("Add", "Sub", "Mul", "Div"):
+        return all(i in made or i in known for i in node.input)
+    if op not in _BIN_AXIS or len(node.input) < 2 or node.input[0] not in made or any(node.input[2:]):
+        return False
+    t = stored.get(node.input[1])
+    if t is None or t.data_location == onnx.TensorProto.EXTERNAL:
+        return False
+    w = onnx.numpy_helper.to_array(t)
+    transposed = op == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+    axis = 1 if transposed else _BIN_AXIS[op]
+    bins = w.shape[axis] if w.ndim > axis else 0
+    return bins > 1 and bins == w.size and np.array_equal(w.ravel(), np.arange(bins))
 
 
 def _random(op: str) -> bool:
@@ -676,15 +721,13 @@ def _activation(r: _Reader, node, args, attrs):
 @handles(*HEAD_OPS)
 def _inside(r: _Reader, node, args, attrs):
     """A `HEAD_OPS` node that a later layer reads (one that ends the model is set aside): refused."""
-    later = next(
-        r.graph.node[j]
-        for j in _downstream(r.graph, r.consumers, node.output)
-        if r.graph.node[j].op_type not in _after_head()
-    )
+    stored = {t.name: t for t in r.graph.initializer}
+    k = next(k for k, n in enumerate(r.graph.node) if n == node)
+    later = r.graph.node[_after(r.onnx, r.graph, r.consumers, k, _known(r.graph), stored)[1]]
     raise InputError(
         f"{node.op_type} inside the network (its output reaches node {later.name!r} ({later.op_type})): "
         f"{HEAD_OPS[node.op_type]}; only an output head (followed by nothing but rearrangements and "
-        "post-processing such as ArgMax or TopK) is set aside"
+        "post-processing: ArgMax, TopK, arithmetic with constants, the expectation over bins) is set aside"
     )
 
 
