@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -373,10 +374,12 @@ class _Reader:
                 f"an ONNX model must have exactly one data input, got {[i.name for i in inputs]}"
             )
         shape = _input_shape(inputs[0], input_shape)
-        values = _computed_values(self.onnx, self.graph, self.opset, inputs[0], shape)
+        shapes = _shapes(self.onnx, self.graph, self.opset, inputs[0], shape)
+        where, big = max(shapes.values(), key=lambda v: math.prod(v[1]))
         check_fits(  # the memory guard, before the builder allocates
-            import_bytes(values, _weight_bytes(self.onnx, self.graph)),
-            f"importing {self.name} with input shape {list(shape)}",
+            import_bytes(sum(math.prod(s) for _, s in shapes.values()), _weight_bytes(self.onnx, self.graph)),
+            f"importing {self.name} with input shape {list(shape)} (its largest tensor: {where}, shape "
+            f"{big}, {math.prod(big):,} values)",
             "the input shape (input_shape; --input-shape on the command line) or use a smaller model",
         )
         self.values[inputs[0].name] = self.batched(self.b.input(inputs[0].name, shape[1:]))
@@ -553,9 +556,11 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     ops whose signed graph is undefined (a product of two computed tensors, `REFUSED`, a `HEAD_OPS`
     op inside the network), fail with an error naming the op and the node; an output head is set
     aside (the pair `("output_head", …)` of the graph's `metadata` names it). Weights are read per
-    tensor as nodes need them (external data too); see `_builder` for the dtype rule. First, the
-    import's peak memory is estimated from the declared shapes (`_memory.import_bytes`): a model
-    that cannot fit the budget is refused.
+    tensor as nodes need them (external data too); see `_builder` for the dtype rule. Shapes come
+    first: every tensor's shape is inferred (strict ONNX shape inference; an inconsistent model is
+    refused, naming the node) and the import's peak memory estimated from them
+    (`_memory.import_bytes`) before anything is allocated: a model that cannot fit the budget is
+    refused, naming its largest tensor.
     """
     onnx = _import_onnx()
     proto, folder, name = _load(onnx, model)
@@ -621,40 +626,49 @@ def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
     return np.fromfile(path, dtype, count, offset=offset).reshape(tuple(tensor.dims))
 
 
-def _computed_values(onnx, graph, opset: int, value_info, shape) -> int:
-    """Values in the input and the computed tensors, by ONNX shape inference on a copy of the
-    graph that declares its large weights instead of holding them (when inference fails: the
-    input's size once per node)."""
-    h, input_size = onnx.helper, math.prod(shape)
+def _shapes(onnx, graph, opset: int, value_info, shape) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every tensor computed at import whose shape is known, by name: what makes it (the input,
+    or `"the output of ONNX node 'name' (op)"`) and its shape. By ONNX shape inference with data
+    propagation on a copy of the graph that declares its large weights instead of holding them and
+    leaves its outputs undeclared; strict (a model whose shapes it finds inconsistent is refused,
+    naming the node) unless the graph has ops of other domains than ONNX's (the import refuses
+    them) or the error is about element types (the handlers judge those)."""
+    h = onnx.helper
+    external = onnx.TensorProto.EXTERNAL
+    small = [t for t in graph.initializer if t.data_location != external and t.ByteSize() <= 4096]
+    kept = {t.name for t in small}
+    declared = [h.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer
+                if t.name not in kept]  # fmt: skip
+    elem = value_info.type.tensor_type.elem_type
+    inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
+    outputs = [h.make_empty_tensor_value_info(o.name) for o in graph.output]
+    model = h.make_model(h.make_graph(graph.node, "shapes", inputs, outputs, small),
+                         opset_imports=[h.make_opsetid("", opset)])  # fmt: skip
+    strict = all(n.domain in ("", "ai.onnx") for n in graph.node)  # others are refused by `node`
     try:
-        small = [
-            t
-            for t in graph.initializer
-            if t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() <= 4096
-        ]
-        kept = {t.name for t in small}
-        declared = [h.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer
-                    if t.name not in kept]  # fmt: skip
-        elem = value_info.type.tensor_type.elem_type
-        inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
-        model = h.make_model(h.make_graph(graph.node, "estimate", inputs, graph.output, small),
-                             opset_imports=[h.make_opsetid("", opset)])  # fmt: skip
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
-    except Exception:  # noqa: BLE001 - inference raises many kinds of errors on a malformed graph
-        return input_size * (1 + len(graph.node))
-    sizes = [_declared_size(onnx, v) for v in [*inferred.value_info, *inferred.output]]
-    return input_size + sum(s for s in sizes if s is not None)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True).graph
+    except Exception as e:  # noqa: BLE001 - inference raises several kinds of errors on a malformed graph
+        text = " ".join(str(e).split())
+        at = re.search(r"\(op_type:(\S+), node name: (.*?)\): (?:\[\w+\] )?(.*?)(?= \(op_type:|$)", text)
+        if at is None or "type" not in at[3].lower():
+            where = f"ONNX node {at[2]!r} ({at[1]}): " if at else ""
+            raise InputError(f"{where}ONNX shape inference: {at[3] if at else text}") from None
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph  # dtypes: `node` judges
+    known = {v.name: _declared_shape(v) for v in [*inferred.value_info, *inferred.output]}
+    found = {value_info.name: ("the input", tuple(shape))}
+    for k, node in enumerate(graph.node):
+        for o in node.output:
+            if known.get(o) is not None:
+                found[o] = (f"the output of ONNX node {node.name or k!r} ({node.op_type})", known[o])
+    return found
 
 
-def _declared_size(onnx, value_info) -> int | None:
-    """The number of values of a floating tensor (computed from the input) of known shape, else None."""
-    t, T = value_info.type.tensor_type, onnx.TensorProto
-    dims = t.shape.dim
-    if t.elem_type not in (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16) or not all(
-        d.HasField("dim_value") and d.dim_value >= 0 for d in dims
-    ):
+def _declared_shape(value_info) -> tuple[int, ...] | None:
+    """The shape of a tensor whose dimensions are all known, else None."""
+    dims = value_info.type.tensor_type.shape.dim
+    if not value_info.type.HasField("tensor_type") or not all(d.HasField("dim_value") for d in dims):
         return None
-    return math.prod(d.dim_value for d in dims)
+    return tuple(max(d.dim_value, 0) for d in dims)
 
 
 def _weight_bytes(onnx, graph) -> int:

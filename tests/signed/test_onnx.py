@@ -834,13 +834,13 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         nodes = [node("Gemm", ["x", "w"], ["h"], "fc", transB=1), node(op, ["h"], ["y"], "last")]
         return _model(nodes, {"w": np.ones((3, 2)) if w is None else w}, [1, 2], shapes=[[1, 3]])
 
-    with pytest.raises(
-        ValueError, match=r"node 'fc' \(Gemm\): weight of shape \(3, 4\) must be \(outputs, 2\)"
+    with pytest.raises(  # found by shape inference, before any node is made
+        ValueError, match=r"^ONNX node 'fc' \(Gemm\): ONNX shape inference: Dimension mismatch .* 4 and 2$"
     ):
         from_onnx(gemm_then("Relu", w=np.ones((3, 4))))
     add = [node("Gemm", ["x", "w"], ["h"], "fc", transB=1), node("Add", ["h", "x"], ["y"], "skip")]
     with pytest.raises(
-        ValueError, match=r"node 'skip' \(Add\): cannot add tensors of shapes \(3,\) and \(2,\)"
+        ValueError, match=r"^ONNX node 'skip' \(Add\): ONNX shape inference: Incompatible dimensions$"
     ):
         from_onnx(_model(add, {"w": np.ones((3, 2))}, [1, 2], shapes=[[1, 3]]))
     bad = tmp_path / "garbage.onnx"
@@ -858,6 +858,43 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert load_graph(path).shapes == ((2,), (3,))
     with pytest.raises(ValueError, match="input_shape applies to ONNX models only"):
         load_graph(tmp_path / "net.npz", input_shape=(1, 2))
+
+
+def _padded_cnn(pads, pooled: bool):
+    """A 24x24 CNN whose second convolution has `pads`, then (`pooled`: global average pooling)
+    flattened into a Gemm with a weight of shape (10, 4 · 24 · 24) (or (10, 4))."""
+    rng = np.random.default_rng(17)
+    pool = [node("GlobalAveragePool", ["r2"], ["g"])] if pooled else [node("Identity", ["r2"], ["g"])]
+    nodes = [
+        node("Conv", ["x", "k1"], ["c1"], "conv1", pads=[1, 1, 1, 1]),
+        node("Relu", ["c1"], ["r1"]),
+        node("Conv", ["r1", "k2"], ["c2"], "conv2", pads=pads),
+        node("Relu", ["c2"], ["r2"]),
+        *pool,
+        node("Flatten", ["g"], ["flat"]),
+        node("Gemm", ["flat", "w"], ["y"], "fc", transB=1),
+    ]
+    consts = {"k1": rng.normal(size=(4, 1, 3, 3)), "k2": rng.normal(size=(4, 4, 1, 1)),
+              "w": rng.normal(size=(10, 4 if pooled else 4 * 24 * 24))}  # fmt: skip
+    return _model(nodes, consts, [1, 1, 24, 24], shapes=[[1, 10]])
+
+
+def test_shapes_are_checked_before_anything_is_allocated(monkeypatch):
+    """A pad of 10^6 makes the flattened tensor 96,002,304 values long: the Gemm's weight does not
+    fit it, which shape inference finds before any node is made; with a global pooling before the
+    Gemm, the import's estimate exceeds a small budget, naming the largest tensor."""
+    with pytest.raises(
+        ValueError, match=r"^ONNX node 'fc' \(Gemm\): ONNX shape inference: .*2304 and 96002304$"
+    ):
+        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=False))
+    monkeypatch.setenv("JAXFLOW_MAX_MEMORY", "1G")
+    with pytest.raises(
+        ValueError,
+        match=r"\(its largest tensor: the output of ONNX node 'conv2' \(Conv\), shape \(1, 4, 24, 1000024\), "
+        r"96,002,304 values\) needs about [0-9.]+ GB of memory \(estimate\), 1.07 GB allowed by "
+        r"JAXFLOW_MAX_MEMORY=1G",
+    ):
+        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=True))
 
 
 def test_onnx_is_optional(monkeypatch):
