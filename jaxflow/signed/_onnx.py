@@ -225,7 +225,8 @@ class _Reader:
     def __init__(self, onnx, proto, builder: GraphBuilder, folder: Path | None, name: str):
         self.onnx, self.b, self.folder, self.name = onnx, builder, folder, name
         self.graph = proto.graph
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.opsets = list(proto.opset_import)
+        self.opset = next((o.version for o in self.opsets if o.domain in ("", "ai.onnx")), 1)
         self.stored = {t.name: t for t in self.graph.initializer}
         self.values: dict[str, object] = {}
         self.alias: dict[str, str] = {}  # Identity/Dropout outputs -> the value they pass on
@@ -374,7 +375,7 @@ class _Reader:
                 f"an ONNX model must have exactly one data input, got {[i.name for i in inputs]}"
             )
         shape = _input_shape(inputs[0], input_shape)
-        shapes = _shapes(self.onnx, self.graph, self.opset, inputs[0], shape)
+        shapes = _shapes(self.onnx, self.graph, self.opsets, inputs[0], shape)
         where, big = max(shapes.values(), key=lambda v: math.prod(v[1]))
         check_fits(  # the memory guard, before the builder allocates
             import_bytes(sum(math.prod(s) for _, s in shapes.values()), _weight_bytes(self.onnx, self.graph)),
@@ -626,7 +627,7 @@ def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
     return np.fromfile(path, dtype, count, offset=offset).reshape(tuple(tensor.dims))
 
 
-def _shapes(onnx, graph, opset: int, value_info, shape) -> dict[str, tuple[str, tuple[int, ...]]]:
+def _shapes(onnx, graph, opsets, value_info, shape) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Every tensor computed at import whose shape is known, by name: what makes it (the input,
     or `"the output of ONNX node 'name' (op)"`) and its shape. By ONNX shape inference with data
     propagation on a copy of the graph that declares its large weights instead of holding them and
@@ -642,8 +643,7 @@ def _shapes(onnx, graph, opset: int, value_info, shape) -> dict[str, tuple[str, 
     elem = value_info.type.tensor_type.elem_type
     inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
     outputs = [h.make_empty_tensor_value_info(o.name) for o in graph.output]
-    model = h.make_model(h.make_graph(graph.node, "shapes", inputs, outputs, small),
-                         opset_imports=[h.make_opsetid("", opset)])  # fmt: skip
+    model = h.make_model(h.make_graph(graph.node, "shapes", inputs, outputs, small), opset_imports=opsets)
     strict = all(n.domain in ("", "ai.onnx") for n in graph.node)  # others are refused by `node`
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True).graph

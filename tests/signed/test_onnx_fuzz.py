@@ -90,6 +90,14 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _values(t) -> np.ndarray | None:
+    """A writable copy of an initializer's values, or None when earlier mutations broke it."""
+    try:
+        return numpy_helper.to_array(t).copy()
+    except Exception:  # noqa: BLE001 - a mutated dtype or dims fails in several ways
+        return None
+
+
 def blow_up(rng, model: onnx.ModelProto) -> str:
     """Make one of `model`'s shapes huge in place: a window attribute, a Reshape target, Resize
     scales or an input dimension (`HUGE`); what it did."""
@@ -106,7 +114,9 @@ def blow_up(rng, model: onnx.ModelProto) -> str:
         return f"huge {n.op_type}.{a.name}"
     if kind == "target" and stored:
         t = _pick(rng, stored)
-        a = numpy_helper.to_array(t).copy()
+        a = _values(t)
+        if a is None or a.size < 2:
+            return "unchanged"
         a.flat[int(rng.integers(1, a.size))] = HUGE
         t.CopyFrom(numpy_helper.from_array(a, t.name))
         return f"huge {t.name}"
@@ -155,7 +165,9 @@ def _mutate(rng, model: onnx.ModelProto) -> str:
         elif kind == "dtype":
             t.data_type = int(_pick(rng, DTYPES))
         else:
-            a = numpy_helper.to_array(t).copy()
+            a = _values(t)
+            if a is None:
+                return "unchanged"
             if a.dtype.kind == "f" and a.size:
                 a.flat[int(rng.integers(a.size))] = _pick(rng, [np.nan, np.inf, -np.inf, 1e38])
             else:
