@@ -1,9 +1,10 @@
-# The two commands of the README: `make quickstart` (main job) and `make test`.
+# The two commands of the README: `make quickstart` (main job) and `make test` (the docs site, built
+# with --strict into site/, then the tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test lint bench
+.PHONY: install quickstart test docs lint bench
 
 $(BIN)/jaxflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +17,11 @@ install: $(BIN)/jaxflow
 quickstart: install
 	$(BIN)/jaxflow sweep configs/quickstart.toml --out results/quickstart
 
-test: install
+test: install docs
 	$(BIN)/python -m pytest -n 2 -q
+
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
 	$(BIN)/ruff check jaxflow tests benchmarks

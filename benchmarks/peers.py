@@ -229,7 +229,8 @@ def ladders(family: str, quick: bool) -> dict[str, list[dict]]:
 def run_jaxflow(method: str, graph, effort: dict, seed: int) -> tuple[np.ndarray, float]:
     import jax
 
-    from jaxflow.signed.frustration import default_anneal_steps, frustration
+    from jaxflow.signed.estimators import default_anneal_steps
+    from jaxflow.signed.frustration import frustration
 
     kw = dict(effort) if method == DEFAULT else {"method": method.split()[1], **effort}
     if "schedule" in kw:  # a share of the default annealing schedule (ignored where it does not anneal)

@@ -107,8 +107,7 @@ def sweep_bytes(config, devices: int) -> int:
     architecture: `P = Σ d_i·d_{i−1}` weights per lane, `b` bytes per number (`flow.dtype`), the
     solver's stages and the state per lane in flight (`min(batch, lanes / devices)` per device), and
     the saved losses and end-to-end maps of the chunk's `lanes` (`chunk` rounded up to a multiple
-    of `devices`) on the device, on the host and reduced. Measured with Tsit5, compilation
-    included: 0.8 to 1.3 times the peak RSS a sweep adds to its process.
+    of `devices`) on the device, on the host and reduced.
     """
     f, r = config.flow, config.sweep
     b = 8 if f.dtype == "float64" else 4
@@ -124,11 +123,12 @@ def sweep_bytes(config, devices: int) -> int:
 
 
 def import_bytes(values: int, weights: int) -> int:
-    """Peak memory of importing a model as a `SignedGraph`: `8 · values + 5 · weights`, for `values`
-    entries of the input and computed tensors (the builder numbers each node with an int64) and
-    `weights` bytes of stored weights (the file's bytes, the array read from them, its float64
-    cast: 4 to 5 times the stored bytes, measured)."""
-    return 8 * values + 5 * weights
+    """Peak memory of importing a model as a `SignedGraph`: `16 · values + 5 · weights`, for `values`
+    entries of the input and computed tensors (the builder numbers each node with an int64 and
+    holds a temporary copy of a tensor's numbers while it rearranges or checks them) and `weights`
+    bytes of stored weights (the file's bytes, the array read from them, its float64 cast: 5 times
+    the stored bytes at most)."""
+    return 16 * values + 5 * weights
 
 
 def frustration_bytes(graph, restarts: int, samples_in_flight: int = 1) -> int:
@@ -137,10 +137,9 @@ def frustration_bytes(graph, restarts: int, samples_in_flight: int = 1) -> int:
 
     `(2 + 8 · samples) · edges · b + 4 · samples · restarts · nodes · b`: the graph's weights and
     the search's copy of them; per sample in flight its shuffled weights and the shuffle's
-    temporaries (random keys, masks, a running count: 8 numbers' worth per edge, measured); per
+    temporaries (random keys, masks, a running count: 8 numbers' worth per edge); per
     restart of each sample the spins, the local field and two work vectors over all nodes; `b`
-    bytes per number (the graph's dtype). Measured on an 8.7e6-edge float32 MLP, 4 samples in
-    chunks of 1, 2 and 4: 0.61, 0.70 and 0.86 of the peak RSS the run adds (`tests/test_memory.py`).
+    bytes per number (the graph's dtype); `tests/test_memory.py` checks it against the peak RSS.
     """
     b = np.dtype(graph.dtype).itemsize
     edges, nodes = graph.num_edges(), graph.num_nodes

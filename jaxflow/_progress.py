@@ -1,11 +1,13 @@
 """Progress bars that suit where they go: redrawn in place on a terminal, one plain line every
 `LOG_INTERVAL` seconds when stderr is a file or a pipe (a log, CI, a batch job; the first after
-`LOG_INTERVAL`, the last when the bar closes), nothing when off. A bar closed by an error leaves
-nothing, and `clear` takes every open bar off the screen: nothing of a bar precedes an error line."""
+`LOG_INTERVAL`, the last when the bar closes; also while nothing updates the bar), nothing when
+off. A bar closed by an error leaves nothing, and `clear` takes every open bar off the screen:
+nothing of a bar precedes an error line."""
 
 from __future__ import annotations
 
 import sys
+import threading
 
 from tqdm.auto import tqdm
 
@@ -30,9 +32,22 @@ class _Lines:
 
 class _Bar(tqdm):
     """A bar that leaves nothing behind when an error (or an abandoned loop) closes it, so that the
-    error line is alone; in a log, silent for its first `delay` seconds but closed by its last line."""
+    error line is alone; in a log, silent for its first `delay` seconds but closed by its last line,
+    and written every `LOG_INTERVAL` seconds while it is open even when nothing updates it (a
+    daemon thread: a stage spent in one long compiled call still shows that it is alive)."""
+
+    def __init__(self, *args, heartbeat: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._closed = threading.Event()
+        if heartbeat:
+            threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._closed.wait(LOG_INTERVAL):
+            self.refresh()
 
     def close(self) -> None:
+        self._closed.set()
         if sys.exc_info()[0] is not None:
             self.leave = False
         elif self.leave:
@@ -52,7 +67,7 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs) -> tqdm:
     if stream.isatty():
         return _Bar(iterable, file=stream, **kwargs)
     lines = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "delay": LOG_INTERVAL, "ascii": True}
-    return _Bar(iterable, file=_Lines(stream), ncols=100, **lines, **kwargs)
+    return _Bar(iterable, file=_Lines(stream), ncols=120, heartbeat=True, **lines, **kwargs)
 
 
 def clear() -> None:

@@ -1,6 +1,6 @@
 """jaxtyping aliases used across jaxflow (checked at runtime in tests only).
 
-Dimension names, one vocabulary (DESIGN.md): layer widths `d_0 … d_h` (`d_i`, `d_im1` for a
+Dimension names, one vocabulary (docs/conventions.md): layer widths `d_0 … d_h` (`d_i`, `d_im1` for a
 generic layer), `n` nodes, `N` samples, `P` parameters, `r` modes.
 """
 

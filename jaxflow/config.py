@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from ._checks import InputError, count_problem
+from ._checks import InputError, check_count, check_positive, check_shape, check_widths
 
 T = TypeVar("T")
 
@@ -28,21 +28,37 @@ def fail(key: str, message: str):
     raise ConfigError(f"config key '{key}': {message}")
 
 
-def require_widths(key: str, widths) -> None:
-    """`widths` under config key `key` are `d_0, …, d_h`: two or more positive integers."""
-    if len(widths) < 2:
-        fail(key, f"must list d_0, ..., d_h with depth h >= 1 (two or more widths), got {list(widths)}")
-    for i, d in enumerate(widths):
-        if problem := count_problem(d):
-            fail(f"{key}[{i}]", f"{problem} in {list(widths)}")
+def require(key: str, check, value, **options):
+    """`check(value, key, **options)`, a check of `jaxflow._checks`: its `InputError` is raised as a
+    `ConfigError` naming the config key (or the entry of it) that is wrong."""
+    try:
+        return check(value, key, **options)
+    except InputError as e:
+        fail(e.argument, e.problem)
 
 
-def require_counts(config, *names: str) -> None:
-    """Each of `config`'s fields `names` that is set is a positive integer (`_checks.count_problem`)."""
+def require_counts(config, *names: str, minimum: int = 1) -> None:
+    """Each of `config`'s fields `names` that is set is an integer `>= minimum` (`check_count`)."""
     for name in names:
-        value = getattr(config, name)
-        if value is not None and (problem := count_problem(value)):
-            fail(name, problem)
+        if getattr(config, name) is not None:
+            require(name, check_count, getattr(config, name), minimum=minimum)
+
+
+def require_positive(config, *names: str) -> None:
+    """Each of `config`'s fields `names` is a finite number `> 0` (`check_positive`)."""
+    for name in names:
+        require(name, check_positive, getattr(config, name))
+
+
+def require_singular_values(singular_values, widths, key: str = "task.singular_values") -> None:
+    """`singular_values` fit the map of networks of `widths`: at most `min(d_0, d_h)` of them."""
+    d_in, d_out = widths[0], widths[-1]
+    if len(singular_values) > min(d_in, d_out):
+        fail(
+            key,
+            f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
+            f"got {list(singular_values)}",
+        )
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -153,11 +169,8 @@ def load_config(path: str | Path, cls: type[T]) -> T:
 def check_input_shape(shape, key: str = "input_shape") -> tuple[int, ...]:
     """A model's full input shape, batch axis first (e.g. `(1, 3, 224, 224)`): two or more
     positive integers."""
-    shape = tuple(shape)
-    if len(shape) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
-        fail(key, f"must be the full input shape, batch axis first (e.g. [1, 3, 224, 224]): two or "
-                  f"more positive integers, got {list(shape)}")  # fmt: skip
-    return shape
+    what = "the full input shape, batch axis first (e.g. [1, 3, 224, 224])"
+    return require(key, check_shape, shape, min_dims=2, what=what)
 
 
 def parse_input_shape(text: str, option: str = "--input-shape") -> tuple[int, ...]:
@@ -187,8 +200,7 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in ("hidden", "channels"):
-            if any(w < 1 for w in getattr(self, name)):
-                fail(name, f"widths must be positive integers, got {list(getattr(self, name))}")
+            require(name, check_shape, getattr(self, name), what="layer widths")
         if self.kind == "cnn" and not 1 <= len(self.channels) <= 3:
             fail("channels", f"an 8x8 image allows 1 to 3 conv+pool blocks, got {list(self.channels)}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -210,20 +222,20 @@ class TrainConfig:
 
     def __post_init__(self):
         require_counts(self, "epochs", "batch_size", "checkpoint_every")
-        if not self.learning_rate > 0:
-            fail("learning_rate", f"must be > 0, got {self.learning_rate}")
+        require_positive(self, "learning_rate")
         if not 0 < self.test_fraction < 1:
             fail("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyFrustrationConfig:
-    """Frustration in a study: `jaxflow.frustration` with `method`/`restarts`/`tol`/`batch_size`
-    (unset: the library's defaults for the graph, `default_restarts` and `default_tol`, all restarts
-    at once), against `null_samples` sign-shuffled null models of kind `null_model`; with
-    `robustness`, the z-score again under a second estimator and at a quarter of the effort."""
+    """Frustration in a study: `jaxflow.frustration` with the estimator `method` (a name, with
+    `restarts`/`tol`/`batch_size` as its effort, unset: the library's defaults for the graph; or a
+    table of an estimator's fields, `{name = "anneal", sweeps = 400}`), against `null_samples`
+    sign-shuffled null models of kind `null_model`; with `robustness`, the z-score at each rung
+    of the ladder and under an independent estimator (`experiments.nulls.zscore_robustness`)."""
 
-    method: Literal["auto", "layerwise", "anneal", "greedy", "exact"] = "auto"
+    method: Literal["auto", "ladder", "layerwise", "anneal", "greedy", "exact"] | dict[str, Any] = "auto"
     restarts: int | None = None
     tol: float | None = None
     batch_size: int | None = None
@@ -235,8 +247,7 @@ class StudyFrustrationConfig:
         require_counts(self, "restarts", "batch_size")
         if self.tol is not None and not 0 <= self.tol < 1:
             fail("tol", f"must be in [0, 1) (a fraction of Σ|a| per sweep), got {self.tol}")
-        if self.null_samples < 2:
-            fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
+        require_counts(self, "null_samples", minimum=2)  # a reference distribution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,8 +266,7 @@ class StudyMonotonicityConfig:
 
     def __post_init__(self):
         require_counts(self, "inputs", "perturbations", "active_inputs", "memory_mb")
-        if self.null_samples < 2:
-            fail("null_samples", f"must be >= 2 (a reference distribution), got {self.null_samples}")
+        require_counts(self, "null_samples", minimum=2)  # a reference distribution
         if not self.sizes or any(not e > 0 for e in self.sizes):
             fail("sizes", f"must be a non-empty list of perturbation norms > 0, got {list(self.sizes)}")
 
@@ -277,18 +287,12 @@ class StudyDLNConfig:
     null_samples: int = 32
 
     def __post_init__(self):
-        if len(self.widths) < 2 or any(w < 1 for w in self.widths):
-            fail("widths", f"must be >= 2 positive layer widths, got {list(self.widths)}")
-        if len(self.singular_values) > min(self.widths[0], self.widths[-1]):
-            fail("singular_values", f"at most min(d_0, d_h) values, got {list(self.singular_values)}")
+        require("widths", check_widths, self.widths)
+        require_singular_values(self.singular_values, self.widths, "singular_values")
         if any(v < 0 for v in self.singular_values):
             fail("singular_values", f"must be >= 0, got {list(self.singular_values)}")
-        for name in ("inits", "times", "null_samples"):
-            if getattr(self, name) < 2:
-                fail(name, f"must be >= 2, got {getattr(self, name)}")
-        for name in ("scale", "t1"):
-            if not getattr(self, name) > 0:
-                fail(name, f"must be > 0, got {getattr(self, name)}")
+        require_counts(self, "inits", "times", "null_samples", minimum=2)
+        require_positive(self, "scale", "t1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,11 +424,10 @@ class SweepNetworkConfig:
             fail("widths", "must list at least one architecture, got []")
         for a, w in enumerate(archs):
             key = "widths" if len(archs) == 1 else f"widths[{a}]"
-            require_widths(key, w)
+            require(key, check_widths, w)
             if (w[0], w[-1]) != (archs[0][0], archs[0][-1]):
                 fail(key, f"all architectures must share d_0 and d_h, got {list(w)} and {list(archs[0])}")
-        if not 0 < self.scale < float("inf"):
-            fail("scale", f"must be finite and > 0, got {self.scale}")
+        require_positive(self, "scale")
         if (self.delta is None) == (self.init == "delta_balanced"):
             fail("delta", 'is required with init = "delta_balanced" and only allowed there')
 
@@ -445,12 +448,9 @@ class SweepFlowConfig:
     dtype: Literal["float64", "float32"] = "float64"
 
     def __post_init__(self):
-        for name in ("t1", "rtol", "atol", "gtol"):
-            if not 0 < getattr(self, name) < float("inf"):
-                fail(name, f"must be finite and > 0, got {getattr(self, name)}")
+        require_positive(self, "t1", "rtol", "atol", "gtol")
         require_counts(self, "max_steps")
-        if self.saves < 2:
-            fail("saves", f"must be >= 2 (times 0 and t1 at least), got {self.saves}")
+        require_counts(self, "saves", minimum=2)  # times 0 and t1 at least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,8 +467,7 @@ class SweepRunConfig:
 
     def __post_init__(self):
         require_counts(self, "inits", "chunk", "batch")
-        if self.seed < 0:
-            fail("seed", f"must be >= 0, got {self.seed}")
+        require_counts(self, "seed", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,13 +480,7 @@ class SweepConfig:
     sweep: SweepRunConfig = dataclasses.field(default_factory=SweepRunConfig)
 
     def __post_init__(self):
-        d_in, d_out = self.network.architectures[0][0], self.network.architectures[0][-1]
-        if len(self.task.singular_values) > min(d_in, d_out):
-            fail(
-                "task.singular_values",
-                f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
-                f"got {list(self.task.singular_values)}",
-            )
+        require_singular_values(self.task.singular_values, self.network.architectures[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,14 +499,8 @@ class LandscapeConfig:
     max_parameters: int = 2000
 
     def __post_init__(self):
-        require_widths("widths", self.widths)
-        d_in, d_out = self.widths[0], self.widths[-1]
-        if len(self.task.singular_values) > min(d_in, d_out):
-            fail(
-                "task.singular_values",
-                f"a ({d_out}, {d_in}) map has at most {min(d_in, d_out)} singular values, "
-                f"got {list(self.task.singular_values)}",
-            )
+        require("widths", check_widths, self.widths)
+        require_singular_values(self.task.singular_values, self.widths)
         require_counts(self, "probes", "max_parameters")
         P = sum(a * b for a, b in zip(self.widths, self.widths[1:]))
         if P > self.max_parameters:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._checks import InputError
+from ._checks import InputError, check_key
 from ._progress import progress_bar
 from ._types import Array, Float, Int, Key
 from .config import ModelConfig, TrainConfig
@@ -37,6 +37,7 @@ def input_shape(config: ModelConfig) -> tuple[int, ...]:
 
 def make_model(config: ModelConfig, key: Key, dtype=None) -> eqx.nn.Sequential:
     """The classifier described by `config`, with Equinox's default initialization."""
+    key = check_key(key)
     dtype = dtype or jnp.result_type(float)
     relu = eqx.nn.Lambda(jax.nn.relu)
     if config.kind == "mlp":

@@ -99,12 +99,12 @@ BAD_SHAPES = [
     ({"models": [{"input_shape": [1, 3]}]}, "models[0].file", "missing"),
     (
         {"models": [{"file": "a.onnx", "input_shape": [1, 0, 8]}]},
-        "models[0].input_shape",
-        "positive integers",
+        "models[0].input_shape[1]",
+        "must be a positive integer",
     ),
     ({"models": [3]}, "models[0]", "expected str or a table {file, input_shape, name}"),
     ({"models": [""]}, "models[0]", "must name a model file"),
-    ({"input_shape": [3]}, "input_shape", "two or more positive integers"),
+    ({"input_shape": [3]}, "input_shape", "2 or more positive integers"),
     ({"input_shape": "1,3,8,8"}, "input_shape", "must be a list"),
     ({"tol": 1.5}, "tol", "must be in [0, 1)"),
     ({"tol": -1e-3}, "tol", "must be in [0, 1)"),
@@ -117,7 +117,8 @@ def test_search_defaults_are_the_librarys(tmp_path):
     """Unset `restarts`/`tol` reach `frustration` as None: its own defaults for the graph."""
     from jaxflow.config import FrustrationConfig
     from jaxflow.signed import Dense, Layer, SignedGraph
-    from jaxflow.signed.frustration import default_restarts, default_tol, frustration
+    from jaxflow.signed.estimators import default_restarts, default_tol
+    from jaxflow.signed.frustration import frustration
 
     config = parse(FrustrationConfig, {})
     assert (config.restarts, config.tol) == (None, None)
@@ -126,7 +127,7 @@ def test_search_defaults_are_the_librarys(tmp_path):
     key = jax.random.key(0)
     res = frustration(g, method=config.method, key=key, restarts=config.restarts, tol=config.tol)
     settings = res.settings
-    assert (settings.restarts, settings.tol) == (default_restarts(g, "layerwise"), default_tol(g))
+    assert (settings.restarts, settings.tol) == (default_restarts(g, config.method), default_tol(g))
     assert parse(FrustrationConfig, {"tol": 1e-5, "restarts": 3}).tol == 1e-5
 
 
@@ -169,6 +170,8 @@ def test_study_input_shape_and_the_option():
     with pytest.raises(ConfigError, match="'input_shape': is only allowed with model_file"):
         parse(StudyConfig, {"dln": {}, "input_shape": [1, 3]})
     with pytest.raises(ConfigError, match="'input_shape': must be the full input shape"):
+        parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1]})
+    with pytest.raises(ConfigError, match=r"'input_shape\[1\]': must be a positive integer, got -3"):
         parse(StudyConfig, {"model_file": "m.onnx", "input_shape": [1, -3]})
     assert parse_input_shape("1,3,224,224") == parse_input_shape(" (1, 3, 224, 224) ") == (1, 3, 224, 224)
     for text in ("1,3,x", "224", "", "1,,3", "1.5,3", "1,3,0"):
@@ -183,13 +186,21 @@ def test_config_choices_are_the_librarys():
     from jaxflow.config import StudyDLNConfig, StudyFrustrationConfig, SweepFlowConfig, SweepNetworkConfig
     from jaxflow.linear.network import SCHEMES
     from jaxflow.linear.sweep import SOLVERS
-    from jaxflow.signed.frustration import METHODS
+    from jaxflow.signed.estimators import METHODS
     from jaxflow.signed.nullmodels import MODELS
 
     def choices(cls, field):
         return set(typing.get_args(typing.get_type_hints(cls)[field]))
 
-    assert choices(StudyFrustrationConfig, "method") == set(METHODS)
+    def names(cls, field):  # a name, or a table of an estimator's fields
+        (literal,) = [
+            a
+            for a in typing.get_args(typing.get_type_hints(cls)[field])
+            if typing.get_origin(a) is typing.Literal
+        ]
+        return set(typing.get_args(literal))
+
+    assert names(StudyFrustrationConfig, "method") == set(METHODS)
     assert choices(StudyFrustrationConfig, "null_model") == set(MODELS)
     assert choices(SweepNetworkConfig, "init") == set(SCHEMES)
     assert choices(StudyDLNConfig, "scheme") <= set(SCHEMES)

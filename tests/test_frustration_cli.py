@@ -63,14 +63,15 @@ def test_cli_exact_frustration_matches_brute_force(npz_model, tmp_path, capsys):
     assert "overall" in shown and "z =" in shown and "layer1 -> layer2" in shown
 
 
-def test_cli_reads_onnx_without_per_layer(tmp_path):
+def test_cli_reads_onnx_without_per_layer_and_names_the_output_head(tmp_path, capsys):
     rng = np.random.default_rng(8)
     w1, w2 = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
     inits = [numpy_helper.from_array(w.astype(np.float32), n) for w, n in ((w1, "w1"), (w2, "w2"))]
     nodes = [
         helper.make_node("Gemm", ["x", "w1"], ["h"], "fc1", transB=1),
         helper.make_node("Relu", ["h"], ["r"], "relu"),
-        helper.make_node("Gemm", ["r", "w2"], ["y"], "fc2", transB=1),
+        helper.make_node("Gemm", ["r", "w2"], ["logits"], "fc2", transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], "probs", axis=1),
     ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [1, 3]), ("y", [1, 2]))]
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits)), tmp_path / "m.onnx")
@@ -82,6 +83,8 @@ def test_cli_reads_onnx_without_per_layer(tmp_path):
     ws = [w1.astype(np.float32).astype(float), w2.astype(np.float32).astype(float)]
     assert result["frustration"]["value"] == pytest.approx(brute_force(ws), rel=1e-6)  # float32 weights
     assert result["layers"] == [] and not (out / "frustration_layers.png").exists()
+    assert result["output_head"] == "Softmax 'probs'"
+    assert "output head set aside: Softmax 'probs' (the graph ends at its input)" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(npz_model, tmp_path, capsys):
@@ -147,12 +150,13 @@ def test_models_table_figure_and_failure(zoo, tmp_path, capsys):
         # the proven interval [lower_bound, normalized] and its relative gap
         assert 0 < r["lower_bound"] == fr["lower_bound"] <= r["normalized"]
         assert r["gap"] == pytest.approx(1 - r["lower_bound"] / r["normalized"], rel=1e-9, abs=1e-12)
-        # the z-score again under both estimators and a quarter of the effort
+        # the z-score of the command's own search (one rung), then under the independent estimator
         runs = fr["robustness"]["runs"]
-        assert [(x["method"], x["restarts"]) for x in runs] == [
-            ("layerwise", 4), ("layerwise", 1), ("anneal", 64), ("anneal", 16)
+        assert [(x["method"], x["rung"], x["restarts"], x["sweeps"], x["samples"]) for x in runs] == [
+            ("layerwise", 0, 4, 0, 3), ("anneal", None, 64, None, 3)
         ]  # fmt: skip
-        assert runs[0]["zscore"] == fr["zscore"]  # the first is the command's own run
+        # the rung holds the search's ½(Σ|a| − sᵀAs), the value δ summed block by block: ulps apart
+        assert runs[0]["zscore"] == pytest.approx(fr["zscore"], rel=1e-9, abs=1e-9)
         assert all(x["significant"] == (abs(x["zscore"]) >= 2) for x in runs)
         agree = len({x["zscore"] > 0 for x in runs}) == 1 and len({x["significant"] for x in runs}) == 1
         assert r["z_agree"] is fr["robustness"]["agree"] is agree
@@ -268,3 +272,45 @@ def test_input_shape_reaches_the_importer(zoo, tmp_path, monkeypatch, capsys):
     assert main(["frustration", path, "--out", str(tmp_path / "c")]) == 2
     assert seen == [(1, 4), None]
     assert "stop here" in capsys.readouterr().err
+
+
+class _TimedLog:
+    """A stderr that is a file, not a terminal: each written line with the time it came."""
+
+    def __init__(self):
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        import time
+
+        self.lines += [(time.monotonic(), line) for line in text.splitlines() if line.strip()]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_every_stage_shows_progress_in_a_log(npz_model, tmp_path, monkeypatch):
+    """With stderr a file, each stage of the default study (the network's ladder rung by rung,
+    the bound, the null models, the robustness run, per layer) writes lines, and the log never
+    goes quiet for longer than its interval, compilation included (a heartbeat rewrites the
+    current stage). The interval is 1 s here instead of 10 s, to see gaps in a small run."""
+    import jaxflow._progress as progress
+
+    path, _ = npz_model
+    log = _TimedLog()
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 1.0)
+    monkeypatch.setattr("sys.stderr", log)
+    config = tmp_path / "c.toml"
+    config.write_text("null_samples = 8\n")
+    assert main(["frustration", str(path), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    text = "\n".join(line for _, line in log.lines)
+    for stage in ("rung 0 (", "rung 1 (", "proving a lower bound", "null models: 8 of 8 done",
+                  "robustness: null models", "per layer"):  # fmt: skip
+        assert stage in text
+    times = [t for t, _ in log.lines]
+    # 1 s between heartbeats, plus what a busy 2-core machine may delay a thread by
+    assert max(np.diff(times)) < 3.0

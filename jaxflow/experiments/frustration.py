@@ -43,9 +43,9 @@ def model_frustration(
     status("reading the model")
     graph = load_graph(path, input_shape=shape)
     edges = graph.num_edges()
-    status(f"network and {config.null_samples} null models")
+    status(f"{edges:,} edges: network and {config.null_samples} null models")
     nulls = None if out is None else Path(out) / "nulls"
-    nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed), out=nulls)
+    nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed), out=nulls, status=status)
     status("per layer")
     layers = layer_frustration(graph, nul) if config.per_layer else []
     return {
@@ -55,8 +55,11 @@ def model_frustration(
         "num_nodes": graph.num_nodes,
         "num_edges": edges,
         "dtype": str(graph.dtype),
+        "output_head": dict(graph.metadata).get("output_head"),
         "config": dataclasses.asdict(config),
+        "estimator": nul.observed.method,
         "restarts": int(nul.observed.settings.restarts),
+        "rungs": [list(r) for r in nul.observed.settings.rungs],
         "frustration": overall,
         "layers": layers,
         "seconds": time.perf_counter() - start,
@@ -85,18 +88,12 @@ def write_model(result: dict, out) -> list[Path]:
 
 
 def _one(config: FrustrationConfig, entry: FrustrationModel, out, progress: bool) -> dict:
-    """`model_frustration` of `entry`, its stages shown on a progress bar."""
-    with progress_bar(total=3, desc="reading the model", enabled=progress) as bar:
-        stages = iter(range(3))
-
-        def status(stage: str) -> None:
-            if next(stages):
-                bar.update()
-            bar.set_description(stage)
-
-        result = model_frustration(entry.file, config, input_shape=entry.input_shape, status=status, out=out)
-        bar.update()
-    return result
+    """`model_frustration` of `entry`, each stage in words on a progress bar (in a log: a line at
+    least every `_progress.LOG_INTERVAL` seconds)."""
+    with progress_bar(desc="frustration", bar_format="{desc} [{elapsed}]", enabled=progress) as bar:
+        return model_frustration(
+            entry.file, config, input_shape=entry.input_shape, status=bar.set_description_str, out=out
+        )
 
 
 def _across(
@@ -171,7 +168,7 @@ def summarize(result: dict) -> dict:
             "failed": result["failed"],
         }
     stats = ("normalized", "null_mean", "null_std", "zscore")
-    sizes = ("model", "num_layers", "num_nodes", "num_edges", "restarts")
+    sizes = ("model", "num_layers", "num_nodes", "num_edges", "output_head", "estimator", "restarts", "rungs")
     c = result["config"]
     overall = ("lower_bound", "gap", "pvalue", "robustness")
     return {
@@ -182,6 +179,15 @@ def summarize(result: dict) -> dict:
             {k: lay[k] for k in ("index", "source", "destination", *stats)} for lay in result["layers"]
         ],
     }
+
+
+def effort_line(summary: dict) -> str:
+    """The estimator and its effort in words: a ladder's rungs (restarts × sweeps), else restarts."""
+    rungs = summary["rungs"]
+    if rungs:
+        climbed = " → ".join(f"{r}×{t}" for r, t in rungs)
+        return f"estimator {summary['estimator']!r} ({len(rungs)} rungs, restarts × sweeps: {climbed})"
+    return f"estimator {summary['estimator']!r}, {summary['restarts']} restarts"
 
 
 def write(result: dict, out) -> list[Path]:
@@ -248,10 +254,9 @@ def main(args) -> int:
             f"{summary['model']}: {summary['num_layers']} layers, {summary['num_nodes']} nodes, "
             f"{summary['num_edges']} edges"
         )
-        print(
-            f"method {summary['method']!r}, {summary['restarts']} restarts, "
-            f"{summary['null_samples']} {summary['null_model']!r} null models"
-        )
+        if summary["output_head"]:
+            print(f"output head set aside: {summary['output_head']} (the graph ends at its input)")
+        print(f"{effort_line(summary)}, {summary['null_samples']} {summary['null_model']!r} null models")
         print(frustration_line(summary["frustration"]))
         print(f"{'':<32} {'frustration':>9}   null mean ± std")
         print(_line("overall (normalized)", summary["frustration"]))

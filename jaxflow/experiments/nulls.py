@@ -3,20 +3,23 @@ whole graph and per trained block, written once for every command."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from .._checks import InputError
 from .._memory import check_fits, frustration_bytes
 from .._store import write_csv_rows
 from .._types import Key
 from ..config import StudyFrustrationConfig
-from ..signed import SignedGraph, default_restarts
+from ..signed import Anneal, Estimator, Layerwise, SignedGraph, as_estimator
 from ..signed.energy import block_frustration
+from ..signed.estimators import from_toml
 from ..signed.nullmodels import NullModelResult, default_chunk_size, null_model_frustration, null_statistics
 
-LOW_EFFORT = 4  # `zscore_robustness`: the low effort is a quarter of the restarts
+ROBUSTNESS_SAMPLES = 16  # `zscore_robustness`: null models searched by the independent estimator
 SIGNIFICANT_Z = 2.0  # `zscore_robustness`: a z-score this far from 0 counts as significant
 LAYER_COLUMNS = ("index", "source", "destination", "normalized", "null_mean", "null_std", "zscore")
 """Columns of `frustration_layers.csv` (`write_layer_csv`)."""
@@ -39,23 +42,33 @@ def null_summary(value, null_values, total) -> dict:
 
 
 def frustration_vs_null(
-    graph: SignedGraph, config: StudyFrustrationConfig, key: Key, samples: int | None = None, out=None
+    graph: SignedGraph,
+    config: StudyFrustrationConfig,
+    key: Key,
+    samples: int | None = None,
+    out=None,
+    status: Callable[[str], None] | None = None,
 ) -> tuple[NullModelResult, dict]:
     """The null-model result of `graph` (its own best gauge in `.observed`) and a JSON summary:
     `δ`, `Σ|a|`, the proven `lower_bound` (normalized, as `normalized`) and the `gap`
     `(δ − bound) / δ`, and `null_summary` against `samples` (default `config.null_samples`) null
     models searched with the same effort, with the one-sided p-value `NullModelResult.pvalue`;
     with `config.robustness`, `zscore_robustness` too. `out`: a folder where the null samples are
-    saved as they finish (a rerun resumes)."""
+    saved as they finish (a rerun resumes). `status` hears each stage in words."""
     samples = samples or config.null_samples
-    restarts = config.restarts or default_restarts(graph, config.method)
-    in_flight = min(restarts, config.batch_size or restarts)
+    estimator = config_estimator(config)
     check_fits(
-        frustration_bytes(graph, in_flight, default_chunk_size(graph, samples) * jax.device_count()),
+        frustration_bytes(
+            graph, estimator.in_flight(graph), default_chunk_size(graph, samples) * jax.device_count()
+        ),
         f"the frustration of this model against {samples} null models",
         "restarts or null_samples (or the model's input shape)",
     )
-    nul = _nulls(graph, config, key, samples, config.method, config.restarts, out, bound=True)
+    say = status or (lambda _: None)
+    stage = lambda what: lambda text: say(f"{what}: {text}")  # noqa: E731
+    nul = _nulls(
+        graph, config, key, samples, estimator, out, bound=True, status=stage("network and null models")
+    )
     value, total = float(nul.observed.value), float(nul.observed.total)
     stats = null_summary(value, nul.values, total)
     normalized = stats.pop("normalized")
@@ -69,48 +82,91 @@ def frustration_vs_null(
         "pvalue": float(nul.pvalue()),
     }
     if config.robustness:
-        summary["robustness"] = zscore_robustness(graph, config, key, samples, nul, out)
+        summary["robustness"] = zscore_robustness(
+            graph, config, key, nul, estimator, out, stage("robustness")
+        )
     return nul, summary
 
 
-def _nulls(graph, config, key, samples, method, restarts, out, *, bound: bool) -> NullModelResult:
+def config_estimator(config: StudyFrustrationConfig) -> Estimator:
+    """The estimator of a frustration config: `method` by name with `restarts`, `tol` and
+    `batch_size` as its effort (`as_estimator`), or a table of an estimator's fields
+    (`estimators.from_toml`), when those three are unset.
+
+    Raises:
+        InputError: an unknown name or field, or effort keys beside a table.
+    """
+    effort = {k: getattr(config, k) for k in ("restarts", "tol", "batch_size")}
+    if isinstance(config.method, str):
+        return as_estimator(config.method, **effort)
+    given = [k for k, v in effort.items() if v is not None]
+    if given:
+        raise InputError(f"{given[0]}: set it inside the method table, or give method as a name")
+    return from_toml(config.method)
+
+
+def _nulls(graph, config, key, samples, estimator, out, *, bound: bool, status) -> NullModelResult:
     return null_model_frustration(
-        graph, key, samples=samples, model=config.null_model, method=method, restarts=restarts,
-        tol=config.tol, batch_size=config.batch_size, out=out, bound=bound,
-    )  # fmt: skip
+        graph, key, estimator, samples=samples, model=config.null_model, out=out, bound=bound, status=status
+    )
+
+
+def _row(value, null_values, total, **labels) -> dict:
+    """One robustness row: `labels`, `null_summary` of `value` against `null_values` (without the
+    samples), the one-sided p-value and whether `|z| >= SIGNIFICANT_Z`."""
+    null = np.asarray(null_values, np.float64)
+    stats = null_summary(value, null, total)
+    del stats["null_normalized"]
+    pvalue = (1 + np.sum(null <= value)) / (null.size + 1)  # as `NullModelResult.pvalue`
+    z = stats["zscore"]
+    return {**labels, "samples": int(null.size), **stats, "pvalue": float(pvalue),
+            "significant": bool(abs(z) >= SIGNIFICANT_Z)}  # fmt: skip
 
 
 def zscore_robustness(
     graph: SignedGraph,
     config: StudyFrustrationConfig,
     key: Key,
-    samples: int,
     first: NullModelResult,
+    estimator: Estimator,
     out=None,
+    status: Callable[[str], None] | None = None,
 ) -> dict:
-    """The network-vs-null z-score under two estimators (the one `first` ran, `config.method`
-    resolved, and `"anneal"`, or `"layerwise"` when that is `"anneal"`) and two efforts (each
-    one's default restarts, and a quarter of them), each against its own `samples` null models
-    (`first` is the run at `config.method` and its restarts): a row per run (`method`,
-    `restarts`, `normalized`, `null_mean`, `null_std`, `zscore`, `pvalue`, `significant` when
-    `|z| ≥ SIGNIFICANT_Z`), and whether the signs of `z` and their significance all `agree`."""
-    ran = first.observed.method  # `"auto"` resolved
-    other = "layerwise" if ran == "anneal" else "anneal"
-    full = {ran: int(first.observed.settings.restarts), other: default_restarts(graph, other)}
-    rows = []
-    for method, restarts in full.items():
-        for r in (restarts, max(1, restarts // LOW_EFFORT)):
-            folder = None if out is None else Path(out).parent / f"{Path(out).name}-{method}-{r}"
-            same = method == ran and r == restarts
-            nul = first if same else _nulls(graph, config, key, samples, method, r, folder, bound=False)
-            total = float(nul.observed.total)
-            stats = null_summary(float(nul.observed.value), nul.values, total)
-            del stats["null_normalized"]
-            z = stats["zscore"]
-            rows.append({"method": method, "restarts": r, **stats, "pvalue": float(nul.pvalue()),
-                         "significant": bool(abs(z) >= SIGNIFICANT_Z)})  # fmt: skip
-    signs = {r["zscore"] > 0 for r in rows}
-    significance = {r["significant"] for r in rows}
+    """Would another estimator change the verdict? The network-vs-null z-score at each rung of the
+    search `first` ran (for `"ladder"`, the best value after each rung, on the network and its
+    null models alike, from the same search: no extra cost; one row for the other methods), and
+    under an independent estimator (`Layerwise`, or `Anneal` when `first` ran `Layerwise`, at its
+    default effort and `estimator`'s `batch_size`) on `ROBUSTNESS_SAMPLES` null models of their
+    own: a row per run (`method`, `rung`, `restarts`, `sweeps`, `samples`, `normalized`,
+    `null_mean`, `null_std`, `zscore`, `pvalue`, `significant` when `|z| ≥ SIGNIFICANT_Z`), and
+    whether the signs of `z` and their significance `agree` over the last two rungs and the
+    independent estimator. `status` hears the independent estimator's progress."""
+    observed, total = first.observed, float(first.observed.total)
+    ran = observed.method  # `"auto"` resolved
+    rungs = observed.settings.rungs or ((int(observed.settings.restarts), 0),)
+    rows = [
+        _row(
+            float(observed.rung_values[k]),
+            first.rung_values[:, k],
+            total,
+            method=ran,
+            rung=k,
+            restarts=int(r),
+            sweeps=int(t),
+        )  # fmt: skip
+        for k, (r, t) in enumerate(rungs)
+    ]
+    other = Anneal if ran == "layerwise" else Layerwise
+    independent = other(batch_size=getattr(estimator, "batch_size", None))
+    samples = min(ROBUSTNESS_SAMPLES, first.values.shape[0])
+    folder = None if out is None else Path(out).parent / f"{Path(out).name}-{other.name}"
+    nul = _nulls(graph, config, key, samples, independent, folder, bound=False, status=status)
+    restarts = int(nul.observed.settings.restarts)
+    rows.append(_row(float(nul.observed.value), nul.values, total, method=other.name, rung=None,
+                     restarts=restarts, sweeps=None))  # fmt: skip
+    verdict = rows[-3:] if len(rows) > 2 else rows
+    signs = {r["zscore"] > 0 for r in verdict}
+    significance = {r["significant"] for r in verdict}
     return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
 
 
@@ -123,7 +179,8 @@ def saved_samples(out: Path) -> str:
 
 def frustration_line(s: dict) -> str:
     """`frustration_vs_null`'s summary `s` in words: the interval, the null models, and, with
-    robustness runs, whether the z-score holds under every estimator and effort."""
+    robustness runs, the z-score at each rung and under the independent estimator, and whether
+    they agree."""
     line = (
         f"F in [{s['lower_bound']:.4f}, {s['normalized']:.4f}] (gap {s['gap']:.1%}) vs null "
         f"{s['null_mean']:.4f} ± {s['null_std']:.4f} (z = {s['zscore']:.2f}, p = {s['pvalue']:.3g})"
@@ -131,9 +188,17 @@ def frustration_line(s: dict) -> str:
     if "robustness" not in s:
         return line
     r = s["robustness"]
-    runs = ", ".join(f"{x['method']}×{x['restarts']} {x['zscore']:.2f}" for x in r["runs"])
+    runs = ", ".join(f"{run_label(x)} {x['zscore']:.2f}" for x in r["runs"])
     verdict = "agree in sign and significance" if r["agree"] else "DISAGREE"
     return f"{line}; z under {runs}: {verdict}"
+
+
+def run_label(run: dict) -> str:
+    """A robustness row's estimator and effort in words: `ladder 8×32` (a rung: restarts ×
+    sweeps), `layerwise 64 (16 nulls)` (the independent estimator: its restarts)."""
+    if run["rung"] is None:
+        return f"{run['method']} {run['restarts']} ({run['samples']} nulls)"
+    return f"{run['method']} {run['restarts']}×{run['sweeps']}"
 
 
 def layer_frustration(graph: SignedGraph, nul: NullModelResult) -> list[dict]:

@@ -152,7 +152,8 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     checkpoints = result.checkpoints
     bar = progress_bar(total=2 + len(checkpoints), desc="study", enabled=progress)
     graph = from_equinox(model, in_shape)
-    nul, fr = frustration_vs_null(graph, config.frustration, k_final, out=_nulls(out))
+    status = bar.set_description_str
+    nul, fr = frustration_vs_null(graph, config.frustration, k_final, out=_nulls(out), status=status)
     layers = layer_frustration(graph, nul)
     bar.update()
     mono = monotonicity_vs_null(
@@ -201,7 +202,9 @@ def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> d
     graph = load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
     with progress_bar(total=2, desc="study", enabled=progress) as bar:
-        nul, fr = frustration_vs_null(graph, config.frustration, k_null, out=_nulls(out))
+        nul, fr = frustration_vs_null(
+            graph, config.frustration, k_null, out=_nulls(out), status=bar.set_description_str
+        )
         layers = layer_frustration(graph, nul)
         result = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
         bar.update()

@@ -22,14 +22,7 @@ from .._checks import InputError, check_array, check_count, check_positive, is_t
 from .._types import Array, ArrayLike, Bool, Float, Int, Scalar
 from ._stepper import FlowStepper, reading_weights, saved_weights
 from .network import DeepLinearNetwork, check_network
-from .objective import (  # re-exported for callers of the old `flow` paths
-    conservation_drift as conservation_drift,
-    end_to_end_loss as end_to_end_loss,
-    gradient_norm as gradient_norm,
-    loss as loss,
-    vector_field as vector_field,
-    weights_field,
-)
+from .objective import conservation_drift, end_to_end_loss, gradient_norm, weights_field
 from .task import Task
 
 
@@ -310,10 +303,8 @@ def _check_net_task(net, task) -> None:
 
 
 def _save_times(saveat, t1) -> Float[Array, " T"]:
-    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
-        if saveat < 2:
-            raise InputError(f"saveat as a count must be >= 2 (times 0 and t1 at least), got {saveat}")
-        return jnp.linspace(0, t1, int(saveat), dtype=t1.dtype)
+    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):  # a count, 0 and t1 included
+        return jnp.linspace(0, t1, check_count(saveat, "saveat", minimum=2), dtype=t1.dtype)
     check_array(saveat, "saveat", ndim=1)
     if not is_traced(saveat):
         ts = np.asarray(saveat, float)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._checks import InputError, check_array, check_count
+from .._checks import InputError, check_array, check_count, check_key
 from .._types import Array, ArrayLike, Float, FloatLike, Int, Key
 from .network import DeepLinearNetwork, check_network
 from .objective import vector_field
@@ -173,4 +173,4 @@ def lanczos(net: DeepLinearNetwork, task: Task, key: Key, iterations: int = 64) 
     check_count(iterations, "iterations")
     if iterations > P:
         raise InputError(f"iterations must be at most the number of weights P = {P}, got {iterations}")
-    return _lanczos(net, task, key, int(iterations))
+    return _lanczos(net, task, check_key(key), int(iterations))

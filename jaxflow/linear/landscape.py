@@ -29,13 +29,7 @@ from .._checks import InputError, check_array, check_task_widths
 from .._types import Array, ArrayLike, Float, Int, Scalar, Widths
 from .network import DeepLinearNetwork
 from .objective import loss
-from .task import (  # `mode_strengths`, `task_modes` re-exported for callers of the old paths
-    Task,
-    check_bounded,
-    mode_spectrum,
-    mode_strengths as mode_strengths,
-    task_modes as task_modes,
-)
+from .task import Task, check_bounded, mode_spectrum, mode_strengths, task_modes
 
 MAX_SUBSETS = 1 << 20  # the most subsets `critical_values` lists (`critical_levels` has no limit)
 
@@ -158,13 +152,9 @@ def nearest_critical_value(net: DeepLinearNetwork, task: Task) -> NearestCritica
     return NearestCritical(c.value, c.subset, float(best), c.is_global_minimum)
 
 
-def subset_map(task: Task, subset: Sequence[int]) -> Float[Array, "d_h d_0"]:
-    """`M_S = Σ_{j∈S} μ_j u_j v_jᵀ` in whitened coordinates (the critical `W̃` for `S`)."""
-    return _subset_map(task, jnp.asarray(tuple(subset), int))
-
-
 @eqx.filter_jit
 def _subset_map(task: Task, S: Int[Array, " k"]) -> Float[Array, "d_h d_0"]:
+    """`M_S = Σ_{j∈S} μ_j u_j v_jᵀ` in whitened coordinates (the critical `W̃` for `S`)."""
     m = task_modes(task)
     return (m.U[:, S] * m.mu[S]) @ m.V[:, S].T
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import InputError, check_array, check_positive, check_task_widths, check_widths
+from .._checks import InputError, check_array, check_key, check_positive, check_task_widths, check_widths
 from .._types import Array, ArrayLike, Float, FloatLike, Key, Widths
 
 SCHEMES = ("gaussian", "orthogonal", "balanced", "aligned", "delta_balanced")
@@ -128,6 +128,7 @@ class DeepLinearNetwork(eqx.Module):
           `d_1 <= … <= d_h`, `δ < 0` needs `d_0 >= … >= d_{h−1}`.
         """
         widths = check_widths(widths)
+        key = check_key(key)
         if scheme not in SCHEMES:
             raise InputError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         scale = check_positive(scale, "scale")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._checks import InputError, check_count, check_positive
+from .._checks import InputError, check_count, check_key, check_positive
 from .._types import Array, ArrayLike, Float, FloatLike, Key, Widths
 from .flow import solve
 from .hessian import flat_gradient, hessian_spectrum, inertia, spectrum_tolerance
@@ -218,7 +218,7 @@ def classify_critical_point(
     step = check_positive(step, "step")
     scale = 1.0 + float(jnp.linalg.norm(task.sigma_yx))
     gtol = GTOL_SCALE * scale if gtol is None else check_positive(gtol, "gtol", allow_zero=True)
-    key = jax.random.key(DEFAULT_KEY_SEED) if key is None else key
+    key = jax.random.key(DEFAULT_KEY_SEED) if key is None else check_key(key)
     theta, unravel = ravel_pytree(list(net.weights))
     L = float(loss(net, task))
     g = float(gradient_norm(net.weights, task))

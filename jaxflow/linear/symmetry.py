@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import InputError, check_array, check_count, check_positive, check_widths
+from .._checks import InputError, check_array, check_count, check_key, check_positive, check_widths
 from .._types import Array, ArrayLike, Float, FloatLike, Key, Keys, Widths
 from .network import DeepLinearNetwork
 
@@ -65,7 +65,7 @@ def random_symmetry(key: Key, widths: Widths, group: str = "orthogonal", scale: 
     `Q, Q'` and standard Gaussian `z` (invertible, condition number `e^{scale·(max z − min z)}`);
     `scale` is unused for the orthogonal group.
     """
-    return _random_element(key, check_widths(widths), *_check_group(group, scale))
+    return _random_element(check_key(key), check_widths(widths), *_check_group(group, scale))
 
 
 def _check_group(group: str, scale: FloatLike) -> tuple[str, float]:
@@ -96,7 +96,7 @@ def fiber(
 ) -> DeepLinearNetwork:
     """`num` points `T·net` of the network's fiber, stacked on a leading axis of the weights."""
     check_count(num, "num")
-    return _fiber(net, jax.random.split(key, num), *_check_group(group, scale))
+    return _fiber(net, jax.random.split(check_key(key), num), *_check_group(group, scale))
 
 
 @eqx.filter_jit

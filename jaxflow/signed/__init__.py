@@ -20,13 +20,20 @@ from .blocks import (
 )
 from .bounds import BoundResult as BoundResult, lower_bound as lower_bound
 from .energy import block_frustration as block_frustration, gauge_frustration as gauge_frustration
-from .frustration import (
-    FrustrationResult as FrustrationResult,
+from .estimators import (
+    Anneal as Anneal,
+    Estimator as Estimator,
+    Exact as Exact,
+    Greedy as Greedy,
+    Ladder as Ladder,
+    Layerwise as Layerwise,
     SearchSettings as SearchSettings,
+    as_estimator as as_estimator,
     default_restarts as default_restarts,
     default_survivors as default_survivors,
     default_tol as default_tol,
 )
+from .frustration import FrustrationResult as FrustrationResult
 from .function import GraphFunction as GraphFunction, with_graph_weights as with_graph_weights
 from .graph import Layer as Layer, SignedGraph as SignedGraph
 from .importers import (

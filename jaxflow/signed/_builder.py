@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import InputError
-from .activations import IDENTITY, Activation, compose, mixture
+from .activations import IDENTITY, Activation, compose
 from .blocks import (
     Block,
     Broadcast,
@@ -279,18 +279,22 @@ class GraphBuilder:
             )
         return inner, tuple(pads)
 
-    def _reading(self, v: View, what: str):
-        """The layer `v` is, or its channels (a concatenation or permutation of whole channels)."""
+    def _relay(self, v: View, name: str) -> View:
+        """A new layer `name` of `v`'s shape whose nodes copy `v`'s (unit edges: `Route`,
+        `ChannelRoute` or `Sparse`, structure, not learned)."""
+        return self._new_layer(name, v.shape, self._embed(v))
+
+    def _reading(self, v: View, name: str):
+        """The layer `v` is, or its channels (a concatenation or permutation of whole channels);
+        else (a rearrangement that moved nodes across positions, such as YOLOv5's Focus) the new
+        layer `name:routed` that copies `v` (`_relay`)."""
         j = self._whole(v)
         if j is not None:
             return j, None
         chans = self._channels(v)
         if chans is None:
-            raise InputError(
-                f"the input of shape {v.shape} is not made of whole channels of earlier layers (a "
-                f"rearrangement moved nodes across positions); a {what} can only read channel "
-                "permutations, selections and concatenations"
-            )
+            self._relay(v, f"{name}:routed")
+            return len(self.layers) - 1, None
         return None, chans
 
     # ------------------------------------------------------------------ operations
@@ -326,7 +330,7 @@ class GraphBuilder:
                 f"{x.shape} (needs (C_out, {x.shape[0]}/groups, kh, kw), C_out divisible by groups)"
             )
         padding = _add_pads(padding, border)
-        j, chans = self._reading(x, "convolution")
+        j, chans = self._reading(x, name)
         if j is not None:
             return Pending.of({j: Conv2d(kernel, x.shape, stride, padding, dilation, groups)}, name)
         make = lambda k, shape: Conv2d(k, shape, stride, padding, dilation)
@@ -345,7 +349,7 @@ class GraphBuilder:
                 f"{x.shape} (needs ({x.shape[0]}, C_out/groups, kh, kw), {x.shape[0]} divisible by groups)"
             )
         geometry = (stride, padding, dilation)
-        j, chans = self._reading(x, "transposed convolution")
+        j, chans = self._reading(x, name)
         if j is not None:
             return Pending.of({j: ConvTranspose2d(kernel, x.shape, *geometry, groups, output_padding)}, name)
         c, c_out_g, kh, kw = kernel.shape  # as a grouped (C_out, C/groups, kh, kw) kernel, ungrouped
@@ -405,7 +409,7 @@ class GraphBuilder:
             padding, count_include_pad = _add_pads(padding, border), True
         make = lambda shape: Pool(window, shape, stride, padding, dilation, mode=mode,
                                   count_include_pad=count_include_pad, dtype=self.float)  # fmt: skip
-        j, chans = self._reading(x, "pooling")
+        j, chans = self._reading(x, name)
         if j is not None:
             return Pending.of({j: make(x.shape)}, name)
         layer, local = chans  # pool each source layer into a layer of its own, then pick the channels
@@ -535,25 +539,31 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ the graph
 
-    def build(self, outputs: Sequence[Tensor]) -> SignedGraph:
-        """The graph, with the layer(s) of `outputs` last: several output heads are stacked into
-        one output layer (their nodes together), so they must not feed other layers. Weights are
-        cast by the dtype rule of the module docstring."""
-        heads = []
-        for k, t in enumerate(outputs):
-            v = self.view(t)
-            j = self._permuted(v)
-            if j is None:
-                raise InputError(f"output {k} (shape {v.shape}) is not the nodes of one layer")
-            heads.append(j)
-        if len(set(heads)) != len(heads):
-            raise InputError("two outputs are the same nodes")
-        for j in heads:
-            users = [d.name for d in self.layers if j in d.inputs]
-            if users:
-                raise InputError(
-                    f"output layer {self.layers[j].name!r} also feeds {users}; the output layer must be last"
-                )
+    def build(self, outputs: Sequence[Tensor], names: Sequence[str] = ()) -> SignedGraph:
+        """The graph, with its output layer last: the layer of the one output, or the layers of
+        several outputs stacked along axis 0, when they are distinct whole layers that feed no
+        other layer and agree on their other axes and their activation; otherwise a new layer
+        `output` that copies the outputs' nodes, flattened and concatenated in order (`_relay`),
+        and the graph's metadata `"outputs"` says which of its nodes each output is (named by
+        `names`). Weights are cast by the dtype rule of the module docstring."""
+        views = [self.view(t) for t in outputs]
+        heads = [self._permuted(v) for v in views]
+        whole = (
+            None not in heads
+            and len(set(heads)) == len(heads)
+            and len({(self.layers[j].shape[1:], self.layers[j].activation) for j in heads}) == 1
+            and not any(j in d.inputs for d in self.layers for j in heads)
+        )
+        metadata = ()
+        if not whole:
+            self._relay(View(np.concatenate([v.nodes.ravel() for v in views])), "output")
+            heads = [len(self.layers) - 1]
+            ends = np.cumsum([v.nodes.size for v in views])
+            parts = [
+                f"{name} {v.shape}: nodes {end - v.nodes.size}..{end - 1}"
+                for name, v, end in zip(names or map(str, range(len(views))), views, ends)
+            ]
+            metadata = (("outputs", f"{self.layers[-1].name!r}: " + "; ".join(parts)),)
         order = [j for j in range(len(self.layers)) if j not in heads]
         drafts = {j: self.layers[j] for j in order}
         if len(heads) == 1:
@@ -569,7 +579,7 @@ class GraphBuilder:
             ]
         )
         dtype = self.dtype or (self.float if graph.num_edges() <= FLOAT64_MAX_EDGES else np.dtype(np.float32))
-        return graph.astype(dtype)
+        return dataclasses.replace(graph.astype(dtype), metadata=metadata)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -756,19 +766,15 @@ def _scale_block(block: Block, factor: np.ndarray, learned: bool = False) -> Blo
 
 
 def _stack(drafts: Sequence[_Draft], name: str, dtype) -> _Draft:
-    """Output layers stacked into one: along axis 0 when their other axes agree, else flattened."""
-    rest = {d.shape[1:] for d in drafts}
-    flat = len(rest) != 1
-    shape = (
-        (sum(math.prod(d.shape) for d in drafts),) if flat else (sum(d.shape[0] for d in drafts), *rest.pop())
-    )
+    """Output layers of one activation that agree after axis 0, stacked into one along it."""
+    shape = (sum(d.shape[0] for d in drafts), *drafts[0].shape[1:])
     inputs = {}
     for src in sorted({s for d in drafts for s in d.inputs}):
         blocks = [d.inputs.get(src) for d in drafts]
         in_shape = next(b.in_shape for b in blocks if b is not None)
         convs = [b for b in blocks if isinstance(b, Conv2d)]
         geometry = {(c.kernel.shape[2:], c.stride, c.padding, c.dilation) for c in convs}
-        if not flat and len(convs) == sum(b is not None for b in blocks) and len(geometry) == 1:
+        if len(convs) == sum(b is not None for b in blocks) and len(geometry) == 1:
             c0 = convs[0]
             kernels = [
                 _ungroup(np.asarray(b.kernel), b.groups)
@@ -786,4 +792,4 @@ def _stack(drafts: Sequence[_Draft], name: str, dtype) -> _Draft:
             for b, d in zip(blocks, drafts)
         ]
         inputs[src] = Dense(np.concatenate(rows), in_shape, shape)
-    return _Draft(name, shape, inputs, mixture({d.activation for d in drafts}))
+    return _Draft(name, shape, inputs, drafts[0].activation)

@@ -18,10 +18,10 @@ import scipy.optimize
 import scipy.sparse
 
 ENUMERATION_MAX_WORK = 2**36
-"""Largest `2^{|S|−1}·(|T| + |S|)` enumerated (tens of seconds on a 2-core CPU); beyond, HiGHS."""
+"""Largest `2^{|S|−1}·(|T| + |S|)` enumerated; beyond, HiGHS."""
 ENUMERATION_WORK_PER_SECOND = 2**30
-"""`enumerate_cover`'s throughput, rounded down (2^36 in about 40 s on 2 cores): with a time limit,
-a cover whose enumeration would outlast it goes to HiGHS, which stops on time."""
+"""`enumerate_cover`'s throughput assumed for a time limit, rounded down: a cover whose enumeration
+would outlast the limit goes to HiGHS, which stops on time."""
 _LOW_BITS = 12  # the last `S` nodes' 2^12 patterns are precomputed and swept together
 _CHUNK_ELEMENTS = 2**22  # elements of the |h| tensor per chunk (32 MB in float64)
 

@@ -7,7 +7,9 @@ lazy until a non-elementwise op reads them, so `Mul(x, Sigmoid(x))` becomes one 
 layer; then a leading affine map scales the incoming edges (a folded BatchNormalization), the
 nonlinear part is recorded as the layer's activation, and a trailing scale becomes per-channel
 edges (a positive scalar stays inside the activation). Any op whose inputs are all constants is
-evaluated by the ONNX reference implementation. README "Signed graphs of real models" has the
+evaluated by the ONNX reference implementation. An output head (a Softmax or LogSoftmax of the
+logits, post-processing such as ArgMax or TopK) is set aside before the run: the graph ends at the
+values that enter it, and its `metadata` names it. README "Signed graphs of real models" has the
 table of what each op means in the signed graph.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,35 @@ _BILINEAR = (
     "a bilinear product has no fixed edge weights (each factor's weights depend on the other "
     "factor's values), so its signed graph is undefined"
 )
+_NORMALIZES = (
+    "it divides each entry by a sum of exponentials over a whole axis, so its outputs have no fixed "
+    "edge weights from its inputs and its signed graph is undefined"
+)
+_SELECTS = (
+    "it selects entries by their computed values (indices, a one-hot or a data-dependent subset), "
+    "which no fixed edges express"
+)
+_RECURRENT = (
+    "a recurrent layer multiplies its gates by its state and candidate values, all computed from "
+    f"the input, at every step of the sequence: {_BILINEAR}"
+)
+_QUANTIZED = (
+    "a quantized model computes in integers with scales (DynamicQuantizeLinear takes them from the "
+    "input's values), so its edges are not its float weights; import the float model it was "
+    "quantized from"
+)
+_QUANTIZED_OPS = ("DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger",
+                  "MatMulInteger", "QLinearConv", "QLinearMatMul")  # fmt: skip
+REFUSED = {  # ops without a signed graph, and why
+    **dict.fromkeys(("LSTM", "GRU", "RNN"), _RECURRENT),
+    **dict.fromkeys(_QUANTIZED_OPS, _QUANTIZED),
+}
+# Ops that end a classifier or detector, with why they are no edges: set aside as the output head
+# when only post-processing follows them (`_heads`), refused inside the network.
+HEAD_OPS = {
+    "Softmax": _NORMALIZES, "LogSoftmax": _NORMALIZES, "Hardmax": _SELECTS, "ArgMax": _SELECTS,
+    "ArgMin": _SELECTS, "TopK": _SELECTS, "NonMaxSuppression": _SELECTS,
+}  # fmt: skip
 
 
 def handles(*ops: str):
@@ -193,18 +225,26 @@ class _Reader:
     def __init__(self, onnx, proto, builder: GraphBuilder, folder: Path | None, name: str):
         self.onnx, self.b, self.folder, self.name = onnx, builder, folder, name
         self.graph = proto.graph
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.opsets = list(proto.opset_import)
+        self.opset = next((o.version for o in self.opsets if o.domain in ("", "ai.onnx")), 1)
         self.stored = {t.name: t for t in self.graph.initializer}
         self.values: dict[str, object] = {}
         self.alias: dict[str, str] = {}  # Identity/Dropout outputs -> the value they pass on
         self.uses: Counter = Counter()
         self.nonnegative_layers: set[int] = set()
-        for node in self.graph.node:
+        self.consumers: dict[str, list[int]] = {}
+        for k, node in enumerate(self.graph.node):
+            for n in node.input:
+                self.consumers.setdefault(n, []).append(k)
+        self.cut, self.outputs, self.entering = _heads(onnx, self.graph, self.consumers)
+        for k, node in enumerate(self.graph.node):
+            if k in self.cut:
+                continue
             if node.op_type in ("Identity", "Dropout"):
                 self.alias[node.output[0]] = self.root(node.input[0])
                 continue
             self.uses.update(self.root(n) for n in node.input if n)
-        self.uses.update(self.root(o.name) for o in self.graph.output)
+        self.uses.update(self.root(o) for o in (*self.outputs, *self.entering))
         self.left = Counter(self.uses)
 
     def root(self, name: str) -> str:
@@ -335,14 +375,18 @@ class _Reader:
                 f"an ONNX model must have exactly one data input, got {[i.name for i in inputs]}"
             )
         shape = _input_shape(inputs[0], input_shape)
-        values = _computed_values(self.onnx, self.graph, self.opset, inputs[0], shape)
+        shapes = _shapes(self.onnx, self.graph, self.opsets, inputs[0], shape)
+        where, big = max(shapes.values(), key=lambda v: math.prod(v[1]))
         check_fits(  # the memory guard, before the builder allocates
-            import_bytes(values, _weight_bytes(self.onnx, self.graph)),
-            f"importing {self.name} with input shape {list(shape)}",
+            import_bytes(sum(math.prod(s) for _, s in shapes.values()), _weight_bytes(self.onnx, self.graph)),
+            f"importing {self.name} with input shape {list(shape)} (its largest tensor: {where}, shape "
+            f"{big}, {math.prod(big):,} values)",
             "the input shape (input_shape; --input-shape on the command line) or use a smaller model",
         )
         self.values[inputs[0].name] = self.batched(self.b.input(inputs[0].name, shape[1:]))
         for k, node in enumerate(self.graph.node):
+            if k in self.cut:
+                continue
             if node.output[0] in self.alias:
                 self.check_unused(node, node.output[1:], f"ONNX node {node.name or k!r} ({node.op_type})")
                 continue
@@ -351,10 +395,15 @@ class _Reader:
                 self.node(node)
             except ValueError as e:
                 raise InputError(f"{where}: {e}") from None
-        heads = [self.fetch(o.name) for o in self.graph.output]
-        if any(h is None or isinstance(h, np.ndarray) for h in heads):
+        ends = {o: self.fetch(o) for o in (*self.outputs, *self.entering)}
+        if any(ends[o] is None or isinstance(ends[o], np.ndarray) for o in self.outputs):
             raise InputError("an ONNX output is a constant, not computed from the input")
-        return self.b.build([self.batchless(self.tensor(h)) for h in heads])
+        ends = {o: v for o, v in ends.items() if not isinstance(v, np.ndarray)}
+        graph = self.b.build([self.batchless(self.tensor(v)) for v in ends.values()], list(ends))
+        cut = [(k, self.graph.node[k]) for k in sorted(self.cut)]
+        head = ", ".join(f"{n.op_type} {n.name or k!r}" for k, n in cut if n.op_type in HEAD_OPS)
+        named = (("output_head", head),) if head else ()
+        return dataclasses.replace(graph, metadata=named + graph.metadata)
 
     def node(self, node):
         args = [self.fetch(name) for name in node.input]
@@ -366,6 +415,8 @@ class _Reader:
             outs = _run(self.onnx, node, args, self.opset)
         elif op in HANDLERS:
             outs = HANDLERS[op](self, node, args, attrs)
+        elif op in REFUSED:
+            raise InputError(f"unsupported op {op!r}: {REFUSED[op]}")
         else:
             raise InputError(f"unsupported op {op!r}; supported ops: {', '.join(sorted(HANDLERS))}")
         outs = outs if isinstance(outs, list) else [outs]
@@ -390,6 +441,86 @@ class _Reader:
         return args[i]
 
 
+def _after_head() -> set[str]:
+    """The ops that may follow an output head: rearrangements, casts, shapes and other heads."""
+    return {*HEAD_OPS, *_MOVES, "Identity", "Dropout", "Cast", "CastLike", "Shape", "Size"}
+
+
+def _downstream(graph, consumers: dict[str, list[int]], outputs) -> list[int]:
+    """The nodes that read the values `outputs`, directly or through other nodes, in graph order."""
+    seen, stack = set(), list(outputs)
+    while stack:
+        for j in consumers.get(stack.pop(), ()):
+            if j not in seen:
+                seen.add(j)
+                stack.extend(graph.node[j].output)
+    return sorted(seen)
+
+
+def _heads(onnx, graph, consumers) -> tuple[set[int], list[str], list[str]]:
+    """The output heads, set aside: the `HEAD_OPS` nodes followed only by post-processing
+    (`_post_processes`), and those nodes (indices). Then the graph's outputs not computed by them,
+    and the values that enter them from the rest of the graph (a Softmax's logits; values known
+    without the input are dropped)."""
+    known, stored, cut = _known(graph), {t.name: t for t in graph.initializer}, set()
+    for k, node in enumerate(graph.node):
+        if node.op_type not in HEAD_OPS:
+            continue
+        later, beyond = _after(onnx, graph, consumers, k, known, stored)
+        if beyond is None:
+            cut.update((k, *later))
+    made = {o for k in cut for o in graph.node[k].output}
+    outputs = [o.name for o in graph.output if o.name not in made]
+    entering = [i for k in sorted(cut) for i in graph.node[k].input if i and i not in made | known]
+    return cut, outputs, [i for i in dict.fromkeys(entering) if i not in outputs]
+
+
+def _after(onnx, graph, consumers, k: int, known: set[str], stored: dict) -> tuple[list[int], int | None]:
+    """The nodes downstream of node `k` (a `HEAD_OPS` node), and the first of them that is not
+    post-processing (`_post_processes`), or None."""
+    later = _downstream(graph, consumers, graph.node[k].output)
+    made = {o for j in (k, *later) for o in graph.node[j].output}
+    beyond = (j for j in later if not _post_processes(onnx, graph.node[j], made, known, stored))
+    return later, next(beyond, None)
+
+
+def _known(graph) -> set[str]:
+    """The values known without the model input: initializers, and the outputs of Shape, Size and
+    of the (non-random) nodes whose inputs are all known."""
+    known = {t.name for t in graph.initializer}
+    for n in graph.node:
+        constant = all(i in known for i in n.input if i) and not _random(n.op_type)
+        if constant or n.op_type in ("Shape", "Size"):
+            known.update(n.output)
+    return known
+
+
+_BIN_AXIS = {"Conv": 1, "MatMul": 0, "Gemm": 0}  # the weight axis a product sums over (Gemm: transB=0)
+
+
+def _post_processes(onnx, node, made: set[str], known: set[str], stored: dict) -> bool:
+    """Whether `node`, downstream of a `HEAD_OPS` node whose downstream values are `made`, is
+    post-processing: an `_after_head()` op; arithmetic (Add, Sub, Mul, Div) of those values and
+    values `known` without the input (anchors, strides); or the expectation of a distribution over
+    its bins, a Conv, MatMul or Gemm of such a value with stored weights 0, 1, …, n−1 along the
+    summed axis and no bias (the box decoding of distribution focal loss: GFL, YOLOv6, YOLOv8)."""
+    op = node.op_type
+    if op in _after_head():
+        return True
+    if op in ("Add", "Sub", "Mul", "Div"):
+        return all(i in made or i in known for i in node.input)
+    if op not in _BIN_AXIS or len(node.input) < 2 or node.input[0] not in made or any(node.input[2:]):
+        return False
+    t = stored.get(node.input[1])
+    if t is None or t.data_location == onnx.TensorProto.EXTERNAL:
+        return False
+    w = onnx.numpy_helper.to_array(t)
+    transposed = op == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+    axis = 1 if transposed else _BIN_AXIS[op]
+    bins = w.shape[axis] if w.ndim > axis else 0
+    return bins > 1 and bins == w.size and np.array_equal(w.ravel(), np.arange(bins))
+
+
 def _random(op: str) -> bool:
     return op.startswith("Random") or op in ("Bernoulli", "Multinomial")
 
@@ -404,8 +535,11 @@ def _run(onnx, node, inputs, opset: int) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
 
     feeds = {name: v for name, v in zip(node.input, inputs) if name}
+    h = onnx.helper  # a bare node would be run at the newest opset: wrap it in a graph of the model's
+    graph = h.make_graph([node], "node", [h.make_empty_tensor_value_info(n) for n in feeds],
+                         [h.make_empty_tensor_value_info(n) for n in node.output if n])  # fmt: skip
     try:
-        outs = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
+        outs = ReferenceEvaluator(graph, opsets={"": opset}).run(None, feeds)
     except Exception as e:  # noqa: BLE001 - the reference raises many kinds of errors on bad inputs
         raise InputError(f"cannot evaluate it: {type(e).__name__}: {e}") from None
     return [np.asarray(o) for o in outs]
@@ -420,10 +554,14 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     The model has one data input `(N, …)`; `input_shape` (the full shape with the batch axis, e.g.
     `(1, 3, 224, 224)`) replaces its dynamic dimensions and must agree with its fixed ones; a
     dynamic batch axis is taken as 1. Ops are read by the handlers in `HANDLERS`; any other op, and
-    ops whose signed graph is undefined (a product of two computed tensors), fail with an error
-    naming the op and the node. Weights are read per tensor as nodes need them (external data
-    too); see `_builder` for the dtype rule. First, the import's peak memory is estimated from the
-    declared shapes (`_memory.import_bytes`): a model that cannot fit the budget is refused.
+    ops whose signed graph is undefined (a product of two computed tensors, `REFUSED`, a `HEAD_OPS`
+    op inside the network), fail with an error naming the op and the node; an output head is set
+    aside (the pair `("output_head", …)` of the graph's `metadata` names it). Weights are read per
+    tensor as nodes need them (external data too); see `_builder` for the dtype rule. Shapes come
+    first: every tensor's shape is inferred (strict ONNX shape inference; an inconsistent model is
+    refused, naming the node) and the import's peak memory estimated from them
+    (`_memory.import_bytes`) before anything is allocated: a model that cannot fit the budget is
+    refused, naming its largest tensor.
     """
     onnx = _import_onnx()
     proto, folder, name = _load(onnx, model)
@@ -489,40 +627,48 @@ def _initializer(onnx, tensor, folder: Path | None) -> np.ndarray:
     return np.fromfile(path, dtype, count, offset=offset).reshape(tuple(tensor.dims))
 
 
-def _computed_values(onnx, graph, opset: int, value_info, shape) -> int:
-    """Values in the input and the computed tensors, by ONNX shape inference on a copy of the
-    graph that declares its large weights instead of holding them (when inference fails: the
-    input's size once per node)."""
-    h, input_size = onnx.helper, math.prod(shape)
+def _shapes(onnx, graph, opsets, value_info, shape) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every tensor computed at import whose shape is known, by name: what makes it (the input,
+    or `"the output of ONNX node 'name' (op)"`) and its shape. By ONNX shape inference with data
+    propagation on a copy of the graph that declares its large weights instead of holding them and
+    leaves its outputs undeclared; strict (a model whose shapes it finds inconsistent is refused,
+    naming the node) unless the graph has ops of other domains than ONNX's (the import refuses
+    them) or the error is about element types (the handlers judge those)."""
+    h = onnx.helper
+    external = onnx.TensorProto.EXTERNAL
+    small = [t for t in graph.initializer if t.data_location != external and t.ByteSize() <= 4096]
+    kept = {t.name for t in small}
+    declared = [h.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer
+                if t.name not in kept]  # fmt: skip
+    elem = value_info.type.tensor_type.elem_type
+    inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
+    outputs = [h.make_empty_tensor_value_info(o.name) for o in graph.output]
+    model = h.make_model(h.make_graph(graph.node, "shapes", inputs, outputs, small), opset_imports=opsets)
+    strict = all(n.domain in ("", "ai.onnx") for n in graph.node)  # others are refused by `node`
     try:
-        small = [
-            t
-            for t in graph.initializer
-            if t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() <= 4096
-        ]
-        kept = {t.name for t in small}
-        declared = [h.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer
-                    if t.name not in kept]  # fmt: skip
-        elem = value_info.type.tensor_type.elem_type
-        inputs = [h.make_tensor_value_info(value_info.name, elem, shape), *declared]
-        model = h.make_model(h.make_graph(graph.node, "estimate", inputs, graph.output, small),
-                             opset_imports=[h.make_opsetid("", opset)])  # fmt: skip
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
-    except Exception:  # noqa: BLE001 - inference raises many kinds of errors on a malformed graph
-        return input_size * (1 + len(graph.node))
-    sizes = [_declared_size(onnx, v) for v in [*inferred.value_info, *inferred.output]]
-    return input_size + sum(s for s in sizes if s is not None)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True).graph
+    except Exception as e:  # noqa: BLE001 - inference raises several kinds of errors on a malformed graph
+        text = " ".join(str(e).split())
+        at = re.search(r"\(op_type:(\S+), node name: (.*?)\): (?:\[\w+\] )?(.*?)(?= \(op_type:|$)", text)
+        if at is None or "type" not in at[3].lower():
+            where = f"ONNX node {at[2]!r} ({at[1]}): " if at else ""
+            raise InputError(f"{where}ONNX shape inference: {at[3] if at else text}") from None
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph  # dtypes: `node` judges
+    known = {v.name: _declared_shape(v) for v in [*inferred.value_info, *inferred.output]}
+    found = {value_info.name: ("the input", tuple(shape))}
+    for k, node in enumerate(graph.node):
+        for o in node.output:
+            if known.get(o) is not None:
+                found[o] = (f"the output of ONNX node {node.name or k!r} ({node.op_type})", known[o])
+    return found
 
 
-def _declared_size(onnx, value_info) -> int | None:
-    """The number of values of a floating tensor (computed from the input) of known shape, else None."""
-    t, T = value_info.type.tensor_type, onnx.TensorProto
-    dims = t.shape.dim
-    if t.elem_type not in (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16) or not all(
-        d.HasField("dim_value") and d.dim_value >= 0 for d in dims
-    ):
+def _declared_shape(value_info) -> tuple[int, ...] | None:
+    """The shape of a tensor whose dimensions are all known, else None."""
+    dims = value_info.type.tensor_type.shape.dim
+    if not value_info.type.HasField("tensor_type") or not all(d.HasField("dim_value") for d in dims):
         return None
-    return math.prod(d.dim_value for d in dims)
+    return tuple(max(d.dim_value, 0) for d in dims)
 
 
 def _weight_bytes(onnx, graph) -> int:
@@ -584,6 +730,19 @@ def _activation(r: _Reader, node, args, attrs):
     lz = r.lazy(args[0], r.key(node, 0, args[0]))
     expr = Expr(node.op_type, (lz.expr,), params, node.output[0])
     return dataclasses.replace(lz, expr=expr)
+
+
+@handles(*HEAD_OPS)
+def _inside(r: _Reader, node, args, attrs):
+    """A `HEAD_OPS` node that a later layer reads (one that ends the model is set aside): refused."""
+    stored = {t.name: t for t in r.graph.initializer}
+    k = next(k for k, n in enumerate(r.graph.node) if n == node)
+    later = r.graph.node[_after(r.onnx, r.graph, r.consumers, k, _known(r.graph), stored)[1]]
+    raise InputError(
+        f"{node.op_type} inside the network (its output reaches node {later.name!r} ({later.op_type})): "
+        f"{HEAD_OPS[node.op_type]}; only an output head (followed by nothing but rearrangements and "
+        "post-processing: ArgMax, TopK, arithmetic with constants, the expectation over bins) is set aside"
+    )
 
 
 @handles("Neg")

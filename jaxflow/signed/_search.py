@@ -6,7 +6,8 @@ One algorithm, two drivers. The algorithm (`sweep`, `descend`, `screen`, `anneal
 - `drv.call(fn, spec, *args, **static)` runs a small per-graph-piece function `fn` (the layer update,
   the screen's pick, the random start, …); `drv.product(block, x, acc, transpose)` is `acc + A_b x`
   (or `acc + A_bᵀ x`) for every restart in `x`;
-- `drv.while_loop`, `drv.scan`, `drv.map` and `drv.take` are the control flow.
+- `drv.while_loop`, `drv.scan`, `drv.fori` (a count that may be traced), `drv.fold` (over host
+  numbers shared by every lane), `drv.map` and `drv.take` are the control flow.
 
 `PROGRAM` traces every call into the caller's program (`lax.while_loop` over sweeps, the layers
 unrolled in each): one XLA program per search, fastest for small and shallow graphs, but its compile
@@ -81,6 +82,12 @@ class _Program:
     def scan(self, step, carry, xs):
         return lax.scan(lambda c, x: (step(c, x), None), carry, xs)[0]
 
+    def fori(self, body, carry, count):
+        return lax.fori_loop(0, count, body, carry)
+
+    def fold(self, step, carry, xs):
+        return self.scan(step, carry, tuple(jnp.asarray(x) for x in xs))
+
     def map(self, fn, keys, count):
         if not self.shards_restarts:
             return lax.map(lambda inputs: fn(*inputs), (keys, jnp.arange(count)))
@@ -136,6 +143,16 @@ class Signatures:
     def scan(self, step, carry, xs):
         for i in range(jax.tree.leaves(xs)[0].shape[1 if self.lanes else 0]):
             carry = step(carry, self.take(xs, i))
+        return carry
+
+    def fori(self, body, carry, count):
+        for i in range(int(count)):
+            carry = body(i, carry)
+        return carry
+
+    def fold(self, step, carry, xs):
+        for x in zip(*xs):  # shared host numbers, the same for every lane
+            carry = step(carry, tuple(int(v) for v in x))
         return carry
 
     def map(self, fn, keys, count):
@@ -268,9 +285,15 @@ def _uniforms(seed, s, start):
     return u.reshape(s.shape)
 
 
-def _sweep_seeds(key, *, steps):
-    """One random 32-bit word per annealing sweep (the seed of its `_uniforms`)."""
-    return jax.random.bits(key, (steps,), jnp.uint32)
+def _sweep_schedule(key, squares, k, steps, *, t0, t1, n, dtype):
+    """Annealing sweep `k` of `steps`: its inverse temperature, `t0 → t1` geometrically in units of
+    the root-mean-square field of a random gauge `sqrt(2Σa²/n)` (node `i`'s field under random
+    signs has variance `Σ_j a_ij²`, so a temperature flips the same share of fields whatever the
+    degree), and one random 32-bit word, the seed of its `_uniforms`."""
+    share = k / jnp.maximum(steps - 1, 1)
+    temperature = t0 * (t1 / t0) ** share.astype(squares.dtype)
+    beta = 1 / (temperature * jnp.sqrt(2 * squares / max(n, 1)))
+    return beta.astype(dtype), jax.random.bits(jax.random.fold_in(key, k), (), jnp.uint32)
 
 
 def _zeros2(s0):
@@ -322,14 +345,6 @@ def _split2(key):
 
 def _cast(g, *, dtype):
     return g.astype(dtype)
-
-
-def _betas(squares, *, t0, t1, steps, n):
-    """Inverse temperatures: `t0 → t1` geometrically, in units of the root-mean-square field of a
-    random gauge, `sqrt(2Σa²/n)` (node `i`'s field under random signs has variance `Σ_j a_ij²`), so
-    that a temperature flips the same share of fields whatever the degree."""
-    temps = t0 * (t1 / t0) ** jnp.linspace(0.0, 1.0, steps, dtype=squares.dtype)
-    return 1 / (temps * jnp.sqrt(2 * squares / max(n, 1)))
 
 
 def random_signs(key: Key, batch: int, n: int, dtype) -> Float[Array, "batch n"]:
@@ -514,28 +529,26 @@ def _single(graph: SignedGraph, s, drv):
     return low, tuple(drv.call(_cast, "l", g, dtype=low.dtype) for g in s)
 
 
-def anneal(graph: SignedGraph, s, key: Key, betas, drv=PROGRAM):
-    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)`, β along `betas`,
-    in `_single` precision. Each node draws its uniform from its number and one seed per sweep
-    (`_uniforms`)."""
+def anneal(graph: SignedGraph, s, key: Key, squares, steps, temperatures, drv=PROGRAM):
+    """Heat-bath annealing with layer-parallel updates: `P(s_i = +1) = σ(2β h_i)` over `steps`
+    sweeps (a count that may be traced), β from `temperatures` (`_sweep_schedule`, `squares` =
+    `Σa²`), in `_single` precision. Each node draws its uniform from its number and one seed per
+    sweep (`_uniforms`)."""
     low, s = _single(graph, s, drv)
-    betas = drv.call(_cast, "l", betas, dtype=low.dtype)
     off = graph.offsets
+    t0, t1 = temperatures
+    schedule = dict(t0=t0, t1=t1, n=graph.num_nodes, dtype=low.dtype)
 
-    def one(s, inputs):
-        beta, seed = inputs
+    def one(k, s):
+        beta, seed = drv.call(_sweep_schedule, "llss", key, squares, k, steps, **schedule)
 
         def step(j, s_j, incoming, outgoing, carry):
             return drv.call(_heat_bath_layer, "llllls", s_j, incoming, outgoing, beta, seed, off[j]), carry
 
         return _sweep(low, s, drv, step, None)[0]
 
-    s = drv.scan(one, s, (betas, drv.call(_sweep_seeds, "l", key, steps=_steps(betas, drv))))
+    s = drv.fori(one, s, steps)
     return tuple(drv.call(_cast, "l", g, dtype=graph.dtype) for g in s)
-
-
-def _steps(betas, drv) -> int:
-    return betas.shape[1 if drv.lanes else 0]
 
 
 def _prepared(block: Block) -> Block:
@@ -607,9 +620,7 @@ def _chunk(graph: SignedGraph, key: Key, chunk, settings, total, drv):
     squares = total_weight(graph, drv, _square_sum) if method == "anneal" else None
     graph = _laid_out(graph, drv)
     if method == "anneal":
-        t0, t1 = settings.anneal_temperatures
-        betas = drv.call(_betas, "l", squares, t0=t0, t1=t1, steps=anneal_steps, n=graph.num_nodes)
-        s = anneal(graph, s, k_anneal, betas, drv)
+        s = anneal(graph, s, k_anneal, squares, anneal_steps, settings.anneal_temperatures, drv)
     if keep < batch:
         s = screen(graph, s, keep, drv)
     s, energy, its, ok = descend(graph, s, settings.max_iterations, settings.tol, total, drv)
@@ -661,6 +672,73 @@ def estimate(graph: SignedGraph, key: Key, settings, drv=PROGRAM):
     del gauges  # every restart's gauge: freed before the block energies
     value = sum(block_energies(graph, gauge, drv), start=jnp.zeros((), graph.dtype))
     return gauge, value, total, values, iterations, converged
+
+
+def job_key(key: Key, sweeps, batch):
+    """The key of the ladder's job `(sweeps, batch)` in a search with `key`."""
+    return jax.random.fold_in(jax.random.fold_in(key, sweeps), batch)
+
+
+def _no_gauge(key, *, shapes, dtype):
+    return tuple(jnp.zeros(shape, dtype) for shape in shapes), jnp.array(jnp.inf, dtype)
+
+
+def _keep_best(values, gauge, its, ok, best, best_value, most, all_ok, found, index):
+    value = jnp.min(values)
+    value, gauge = _lowest(value, gauge, best_value, best)
+    return gauge, value, jnp.maximum(its, most), ok & all_ok, found.at[index].set(jnp.min(values))
+
+
+def _lowest(values, gauge, best_value, best):
+    """The lower of two (value, gauge) pairs."""
+    better = values < best_value
+    return jnp.minimum(values, best_value), tuple(jnp.where(better, g, b) for g, b in zip(gauge, best))
+
+
+def keep_lower(value, gauge, best_value, best, drv=PROGRAM):
+    """`(value, gauge)` or `(best_value, best)`, whichever is lower in value, per search (lane)."""
+    return drv.call(_lowest, "llll", value, gauge, best_value, best)
+
+
+def lowest(values, drv=PROGRAM):
+    """The least of `values`, per search (lane)."""
+    return drv.call(jnp.min, "l", values)
+
+
+def _job_slots(key, *, count, dtype):
+    return jnp.full(count, jnp.inf, dtype), jnp.array(0), jnp.array(True)
+
+
+def search_jobs(graph: SignedGraph, key: Key, settings, jobs, drv=PROGRAM, total=None):
+    """The ladder's annealing jobs: for each row `(sweeps, batch)` of the integer array `jobs`,
+    `search` with `settings` annealed over `sweeps` sweeps from `job_key(key, sweeps, batch)`; one
+    compiled search serves every job (the sweeps are a traced count). Returns the best gauge of
+    all, each job's lowest `δ` in order, the most sweeps of any, and whether every restart of
+    every job converged."""
+    total = total_weight(graph, drv) if total is None else total
+    dtype = graph.dtype
+    gauge, value = drv.call(_no_gauge, "l", key, shapes=tuple(graph.shapes), dtype=dtype)
+    found, most, ok = drv.call(_job_slots, "l", key, count=len(jobs), dtype=dtype)
+
+    def step(carry, job):
+        sweeps, batch, index = job
+        run = settings._replace(anneal_steps=sweeps)
+        k = drv.call(job_key, "lss", key, sweeps, batch)
+        gauges, values, its, conv = search(graph, k, run, drv, total)
+        best = best_gauge(values, gauges, drv)
+        return drv.call(_keep_best, "lllllllll" + "s", values, best, its, conv, *carry, index)
+
+    xs = (jobs[:, 0], jobs[:, 1], np.arange(len(jobs)))
+    gauge, value, most, ok, found = drv.fold(step, (gauge, value, most, ok, found), xs)
+    return gauge, found, most, ok
+
+
+def estimate_jobs(graph: SignedGraph, key: Key, settings, jobs, drv=PROGRAM):
+    """`search_jobs`, then the best gauge's `δ` recomputed block by block, and `Σ|a|`."""
+    total = total_weight(graph, drv)
+    gauge, found, most, ok = search_jobs(graph, key, settings, jobs, drv, total)
+    value = sum(block_energies(graph, gauge, drv), start=jnp.zeros((), graph.dtype))
+    return gauge, value, total, found, most, ok
 
 
 def best_gauge(values, gauges, drv=PROGRAM):

@@ -49,13 +49,6 @@ def compose(outer: Activation, inner: Activation) -> Activation:
     return Activation(f"{outer.name}∘{inner.name}", outer.monotone and inner.monotone)
 
 
-def mixture(activations: set[Activation]) -> Activation:
-    """One layer whose parts carry different activations: `"a+b"`, monotone when all are."""
-    if len(activations) == 1:
-        return next(iter(activations))
-    return Activation("+".join(a.name for a in activations), all(a.monotone for a in activations))
-
-
 def is_relu(activation: Activation) -> bool:
     """Whether `activation` is ReLU (ONNX `"Relu"` or JAX `"relu"`)."""
     return name_key(activation.name) == RELU

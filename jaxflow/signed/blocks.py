@@ -1,7 +1,8 @@
 """Blocks of a signed graph's adjacency matrix: the kinds of edges between two layers, matrix-free.
 
-A *block* is the part of `A` between one source layer and one later destination layer (DESIGN
-convention: `A[p, q]` is the weight of the edge `q → p`, nodes numbered in C order in each layer).
+A *block* is the part of `A` between one source layer and one later destination layer (the block
+convention of docs/conventions.md: `A[p, q]` is the weight of the edge `q → p`, nodes numbered in C
+order in each layer).
 Learned weights: `Dense`, `Conv2d`, `ConvTranspose2d`, `ChannelScale`; fixed structure: `Pool`,
 `Skip`, `Route` (permutations, reshapes, one input of a concatenation), `ChannelRoute`, `Broadcast`
 (a channel gate reaching every position of its channel), `Sparse` (interpolation, gathered sums) and
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import InputError, check_array, check_count
+from .._checks import InputError, check_array, check_count, check_shape
 from .._types import Array, Bool, Float, Int, Scalar
 
 Shape = tuple[int, ...]
@@ -291,8 +292,8 @@ class Pool(Block):
 
     def _sum_pool(self, x):
         """The sum over each window: where the windows tile the input (stride = window, no padding
-        or dilation) a reshape and a sum, whose transpose is a broadcast (on XLA:CPU the digits
-        CNN's search at 8 restarts ~15% faster than with `reduce_window`); else `lax.reduce_window`."""
+        or dilation) a reshape and a sum, whose transpose is a broadcast (cheaper than
+        `lax.reduce_window` on XLA:CPU); else `lax.reduce_window`."""
         if self.stride == self.window and self.padding == ((0, 0), (0, 0)) and self.dilation == (1, 1):
             (c, ho, wo), (kh, kw) = self.out_shape, self.window
             return x[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw).sum(axis=(2, 4))
@@ -709,11 +710,7 @@ def as_shape(shape, default: Shape | None, name: str) -> Shape:
         if default is None:
             raise InputError(f"{name} is required")
         return default
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise InputError(f"{name} must be a tuple of positive integers, got {shape!r}") from None
-    return tuple(check_count(s, f"{name}[{i}]") for i, s in enumerate(shape))
+    return check_shape(shape, name, min_dims=0)
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -730,9 +727,7 @@ def _padding(v) -> tuple[tuple[int, int], tuple[int, int]]:
     v = tuple((p, p) if isinstance(p, (int, np.integer)) else tuple(p) for p in v)
     if len(v) != 2 or any(len(p) != 2 for p in v):
         raise InputError(f"padding must be p, (p_h, p_w) or ((top, bottom), (left, right)), got {v!r}")
-    if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0 for p in v for q in p):
-        raise InputError(f"padding must be non-negative integers, got {v!r}")
-    return tuple((int(p[0]), int(p[1])) for p in v)
+    return tuple(tuple(check_count(q, "padding", minimum=0) for q in p) for p in v)
 
 
 def _window_out_size(size, window, stride, padding, dilation) -> tuple[int, int]:

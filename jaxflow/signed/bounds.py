@@ -65,7 +65,7 @@ import scipy.linalg
 import scipy.linalg.blas
 import scipy.linalg.lapack
 
-from .._checks import InputError
+from .._checks import InputError, check_count, check_graph
 from ._exact import independent_set
 from .blocks import Conv2d, Dense, Sparse, _axis_inside
 from .graph import SignedGraph
@@ -78,7 +78,7 @@ STARS_MAX_NODES = 4096  # `"stars"` and `"cycles"` keep the dense n×n adjacency
 CYCLES_MAX_EDGES = 5000  # `"auto"` runs `"cycles"` on graphs of up to this many edges …
 CYCLES_MAX_DEGREE = 8.0  # … and mean degree (on dense layered graphs `"stars"` is far better)
 CYCLE_ROUNDS = 60  # column-generation rounds of `"cycles"` on graphs of up to CYCLES_FULL_EDGES edges;
-CYCLES_FULL_EDGES = 600  # fewer above (`default_cycle_rounds`): the full LP takes 6 s at 720 edges
+CYCLES_FULL_EDGES = 600  # fewer above (`default_cycle_rounds`), as a round's time grows about as edges²
 DENSIFY_MAX_EDGES = 2**22  # an unknown block with at most this many entries is bounded as dense
 MAX_GROUP = 16  # largest star group enumerated by `"blocks"`
 _EPS = float(np.finfo(np.float64).eps)
@@ -150,18 +150,14 @@ def lower_bound(
     they are valid.
     """
     start = time.perf_counter()
-    if not isinstance(graph, SignedGraph):
-        raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+    check_graph(graph)
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    for name, v, lo in (
-        ("work", work, 1),
-        ("group_size", group_size, 1),
-        ("scaling_steps", scaling_steps, 0),
-        ("cycle_rounds", 0 if cycle_rounds is None else cycle_rounds, 0),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+    check_count(work, "work")
+    check_count(group_size, "group_size")
+    check_count(scaling_steps, "scaling_steps", minimum=0)
+    if cycle_rounds is not None:
+        check_count(cycle_rounds, "cycle_rounds", minimum=0)
     if method in ("stars", "cycles") and graph.num_nodes > stars_max_nodes:
         raise InputError(
             f'method="{method}" keeps the dense n×n adjacency and takes up to stars_max_nodes='
@@ -702,13 +698,13 @@ def _pick_enumerated(order, adjacent, T, work: int, group_size: int) -> int:
 
 
 def default_cycle_rounds(edges: int) -> int:
-    """`"cycles"`' column-generation rounds: `CYCLE_ROUNDS` (60, the LP's optimum on the graphs
-    measured) up to `CYCLES_FULL_EDGES` edges, `⌊60·(600/edges)²⌋` above, as a round's time grows
-    about as edges² (a Dijkstra from every node, a larger LP): on sparse layered graphs of in-degree
-    3 on 2 cores, 720 edges 41 rounds in 6.1 s (the LP's optimum within 0.05%), 1,000 edges 21 in
-    3.5 s, 2,000 edges 5 in 3.0 s (at 1,500 edges 9 rounds reach 90% of the LP's optimum, which
-    takes 75 s), past ~4,600 edges the greedy packing alone (2.4 s at 5,000 edges; 80% of the
-    LP's optimum at 1,500 edges)."""
+    """`"cycles"`' column-generation rounds for a graph of `edges` edges.
+
+    `CYCLE_ROUNDS` up to `CYCLES_FULL_EDGES` edges and `⌊CYCLE_ROUNDS·(CYCLES_FULL_EDGES/edges)²⌋`
+    above, as a round's time grows about as edges² (a Dijkstra from every node, a larger LP); 0 (the
+    greedy packing alone) on the largest graphs. Every round's packing is a valid bound; the
+    benchmarks page shows the time and bound at each size.
+    """
     if edges <= CYCLES_FULL_EDGES:
         return CYCLE_ROUNDS
     return int(CYCLE_ROUNDS * (CYCLES_FULL_EDGES / edges) ** 2)
@@ -727,8 +723,8 @@ def _cycles_bound(A: np.ndarray, rounds: int = CYCLE_ROUNDS) -> tuple[float, flo
     up to `rounds` rounds of column generation on the packing LP (0: the greedy one alone):
     Dijkstra in the double cover with the LP's edge prices (0 at first) finds, through each node,
     the cheapest walk priced below 1 (a column that improves the LP), added to one HiGHS model
-    whose primal simplex restarts from the last basis (3.4× faster than solving each round's LP
-    afresh, 1,200 edges: 34 s against 117 s, the same bound); when none is left the LP value is the
+    whose primal simplex restarts from the last basis (rather than solving each round's LP
+    afresh); when none is left the LP value is the
     odd-cycle relaxation's. Every round's LP solution is a packing, so a valid bound.
     Rounding: weight the packing overdraws from an edge (floats, solver tolerances) is charged back.
     """

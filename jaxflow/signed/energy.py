@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._checks import InputError
+from .._checks import InputError, check_graph
 from .._types import Array, Scalar
 from ._search import PROGRAM, block_energies, driver as make_driver
 from .graph import SignedGraph
@@ -50,6 +50,7 @@ def gauge_frustration(graph: SignedGraph, gauge: Sequence[Array], *, weighted: b
 
 def _check_gauge(graph: SignedGraph, gauge) -> tuple[Array, ...]:
     """Per-layer `±1` arrays of the layers' shapes (a flat vector over all nodes is split)."""
+    check_graph(graph)
     if not isinstance(gauge, (tuple, list)):
         gauge = jnp.asarray(gauge)
         if gauge.shape != (graph.num_nodes,):

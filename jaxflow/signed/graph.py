@@ -1,9 +1,10 @@
 """`SignedGraph`: a layered signed DAG held as matrix-free blocks (see `blocks`).
 
 Nodes live in layers `0..L−1`; each layer has a shape (`(d,)`, or `(C, H, W)` for images) and its
-nodes are numbered in C order, layer after layer, as in the DESIGN block convention: `A[p, q]` is the
-weight of the edge `q → p`. A layer's value is the **sum** of its incoming blocks' outputs (a
-residual sum is a layer fed by a conv block and a `Skip`); a **concatenation** is a layer fed by
+nodes are numbered in C order, layer after layer, as in the block convention
+(docs/conventions.md): `A[p, q]` is the weight of the edge `q → p`. A layer's value is the
+**sum** of its incoming blocks' outputs (a residual sum is a layer fed by a conv block and a
+`Skip`); a **concatenation** is a layer fed by
 `Route` blocks that place each input's nodes in their slice of the output (`Route.concat`, or per
 channel `ChannelRoute`); each layer records its `Activation`.
 """
@@ -49,7 +50,9 @@ class SignedGraph(eqx.Module):
     """A layered signed DAG: layer shapes, and blocks `A_b` from layer `links[b][0]` to `links[b][1]`.
 
     Sources always precede destinations, at most one block joins a pair of layers, and
-    `activations[j]` records layer `j`'s nonlinearity.
+    `activations[j]` records layer `j`'s nonlinearity. `metadata` holds `(key, value)` string
+    pairs about where the graph came from (an importer's `"output_head"`: the ops after the last
+    layer that it set aside).
     """
 
     blocks: tuple[Block, ...]
@@ -57,6 +60,7 @@ class SignedGraph(eqx.Module):
     shapes: tuple[Shape, ...] = eqx.field(static=True)
     names: tuple[str, ...] = eqx.field(static=True)
     activations: tuple[Activation, ...] = eqx.field(static=True)
+    metadata: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
 
     def __check_init__(self):
         if len(self.links) != len(self.blocks):

@@ -104,7 +104,7 @@ def _eqx_layer(b: GraphBuilder, x: Tensor, layer, where: str) -> Tensor:
 def from_npz(path: str | Path, *, dtype=None) -> SignedGraph:
     """The graph of a multilayer network stored as `numpy.savez(path, W_1=..., ..., W_h=...)`.
 
-    Format: arrays `W_1 … W_h`, `W_i` of shape `(d_i, d_{i−1})` (the DESIGN convention, `x ↦
+    Format: arrays `W_1 … W_h`, `W_i` of shape `(d_i, d_{i−1})` (the convention of docs/conventions.md, `x ↦
     W_h ⋯ W_1 x`); optional biases `b_1 … b_h` are ignored; optional `activations`, an array of
     `h` strings, names the activation after each `W_i` (ONNX names such as `"Relu"`, or
     `"identity"`; default identity). Any other key is an error.

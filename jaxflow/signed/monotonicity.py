@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import InputError, check_array, check_count, check_positive
+from .._checks import InputError, check_array, check_count, check_graph, check_key, check_positive
 from .._types import Array, ArrayLike, Bool, Float, Key, Real, Scalar
 from .activations import is_relu
 from .blocks import Masked
@@ -248,22 +248,12 @@ def monotonicity_score(
     flattened in C order).
     """
     inputs, s_in, s_out = _check_problem(fn, s_in, s_out, inputs)
-    memory_budget = _check_budget(memory_budget)
+    memory_budget = check_count(memory_budget, "memory_budget")
     x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
     plan = jacobian_plan(
         fn, x, s_out.size, inputs.shape[0], memory_budget=memory_budget, batch_size=batch_size
     )
     return MonotonicityScore(_jacobian_scores(fn, s_in, s_out, inputs, plan.reverse, plan.chunk, plan.batch))
-
-
-def _check_budget(memory_budget) -> int:
-    if (
-        isinstance(memory_budget, bool)
-        or not isinstance(memory_budget, (int, np.integer))
-        or memory_budget < 1
-    ):
-        raise InputError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-    return int(memory_budget)
 
 
 @eqx.filter_jit
@@ -311,13 +301,14 @@ def orthant_perturbation_test(
     costs `forward_size(fn)` elements), then as many inputs as fit (at most `batch_size`).
     """
     inputs, s_in, s_out = _check_problem(fn, s_in, s_out, inputs)
-    memory_budget = _check_budget(memory_budget)
+    memory_budget = check_count(memory_budget, "memory_budget")
     sizes = np.atleast_1d(np.asarray(sizes, float))
     if sizes.ndim != 1 or sizes.size == 0:
         raise InputError(f"sizes must be a non-empty list of perturbation norms, got {sizes.tolist()}")
     for i, e in enumerate(sizes):
         check_positive(e, f"sizes[{i}]")
     samples = check_count(samples, "samples")
+    key = check_key(key)
     x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
     item, n_in, n_out = np.dtype(inputs.dtype).itemsize, s_in.size, s_out.size
     evaluations = sizes.size * samples
@@ -337,6 +328,7 @@ def orthant_perturbation_test(
 def restrict(graph: SignedGraph, masks: Sequence[Bool[Array, "*_layer"]]) -> SignedGraph:
     """The graph restricted to the nodes where `masks` (one boolean array per layer) are true:
     every edge with an end outside is removed (`A ↦ D A D`, `D = diag(mask)`), matrix-free."""
+    check_graph(graph)
     shapes = [jnp.shape(m) for m in masks]
     if len(masks) != graph.num_layers or any(s != t for s, t in zip(shapes, graph.shapes)):
         raise InputError(f"masks must hold one array per layer of shapes {graph.shapes}, got {shapes}")
@@ -419,6 +411,8 @@ def active_subnetworks(
     Inputs are taken one at a time (the subgraph is `restrict`, matrix-free); per input only its
     node mask and gauge are kept, as bytes, and the agreements are Gram matrices of those
     accumulated over chunks of nodes."""
+    check_graph(graph)
+    check_key(key)
     check_array(inputs, "inputs")
     if full_gauge is None:
         full_gauge = frustration(graph, key=key, bound=False, **search).gauge
@@ -495,8 +489,9 @@ def null_model_monotonicity(
     each null network also takes `orthant_perturbation_test(…, sizes=sizes,
     samples=perturbations)`. The null networks are built and scored one at a time, each within
     `memory_budget` bytes of working memory (see `monotonicity_score`)."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise InputError(f"samples must be an integer >= 2 (a distribution), got {samples!r}")
+    samples = check_count(samples, "samples", minimum=2)  # a distribution
+    check_graph(graph)
+    check_key(key)
     check_array(inputs, "inputs")
     in_shape = tuple(inputs.shape[1:])
     n_out = graph.sizes[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -13,12 +14,13 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
-from .._checks import InputError, check_count, check_key
+from .._checks import InputError, check_count, check_graph, check_key
 from .._store import Store, lanes_mesh, put_lane_keys, to_host, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
 from .energy import block_frustration, energy_graph
+from .estimators import Estimator, Exact, ladder_batch, ladder_jobs, resolve_estimator, rung_settings
 from .frustration import FrustrationResult, frustration
 from .graph import SignedGraph
 
@@ -155,11 +157,14 @@ class NullModelResult(eqx.Module):
     """Frustration of `samples` sign-shuffled graphs and of the graph itself, by the same estimator.
 
     `values[k]` is the best `δ` found on null sample `k`, `block_values[k, b]` its part inside
-    block `b`; `observed` is the graph's own `FrustrationResult`.
+    block `b`; `rung_values[k, r]` the best `δ` after rung `r` of a `"ladder"` (as the search
+    found it, `½(Σ|a| − sᵀAs)`; one column for the other methods), the same rungs as
+    `observed.rung_values`; `observed` is the graph's own `FrustrationResult`.
     """
 
     values: Float[Array, " samples"]
     block_values: Float[Array, "samples blocks"]
+    rung_values: Float[Array, "samples rungs"]
     observed: FrustrationResult
     model: str = eqx.field(static=True)
 
@@ -183,12 +188,49 @@ class NullModelResult(eqx.Module):
         return (1 + jnp.sum(self.values <= value)) / (self.values.shape[0] + 1)
 
 
+def _ladder_search(graph: SignedGraph, key: Key, settings, drv):
+    """`"ladder"` over the fixed rungs `settings.rungs` (`ladder_jobs`): the best gauge of all its
+    jobs, and each job's lowest `δ` in `ladder_jobs` order."""
+    batch = ladder_batch(graph, settings)
+    jobs, _ = ladder_jobs(settings.rungs, batch)
+    annealed = np.array([job for job in jobs if job[0]], dtype=np.int64).reshape(-1, 2)
+    total = engine.total_weight(graph, drv)
+    parts, order = [], []
+    best = value = None
+    if annealed.size:
+        run = rung_settings(settings, (batch, 0))._replace(method="anneal", survivors=None)
+        best, found, _, _ = engine.search_jobs(graph, key, run, annealed, drv, total)
+        value = engine.lowest(found, drv)
+        parts.append(found)
+        order += [jobs.index(tuple(job)) for job in annealed.tolist()]
+    for sweeps, restarts in jobs:
+        if sweeps:
+            continue
+        k = drv.call(engine.job_key, "lss", key, 0, restarts)
+        gauges, values, _, _ = engine.search(graph, k, rung_settings(settings, (restarts, 0)), drv, total)
+        gauge, low = engine.best_gauge(values, gauges, drv), engine.lowest(values, drv)
+        value, best = (low, gauge) if best is None else engine.keep_lower(low, gauge, value, best, drv)
+        parts.append(engine.stack([low], drv))
+        order.append(jobs.index((0, restarts)))
+    found = drv.call(_in_order, "l", tuple(parts), order=tuple(np.argsort(order).tolist()))
+    return best, found
+
+
+def _in_order(parts, *, order):
+    return jnp.concatenate(parts)[jnp.asarray(order)]
+
+
 def _null_sample(graph: SignedGraph, key: Key, model: str, weighted: bool, settings, drv):
-    """`δ_b` of every block under the best gauge the search finds on one shuffled graph."""
+    """`δ_b` of every block under the best gauge the search finds on one shuffled graph, and the
+    lowest `δ` of each job of a `"ladder"` (`ladder_jobs`; of the one search otherwise)."""
     k_shuffle, k_search = engine.split2(key, drv)
     target = energy_graph(_shuffle(graph, k_shuffle, model, drv), weighted)
-    gauges, values, _, _ = engine.search(target, k_search, settings, drv)
-    return engine.stack(engine.block_energies(target, engine.best_gauge(values, gauges, drv), drv), drv)
+    if settings.method == "ladder":
+        gauge, found = _ladder_search(target, k_search, settings, drv)
+    else:
+        gauges, values, _, _ = engine.search(target, k_search, settings, drv)
+        gauge, found = engine.best_gauge(values, gauges, drv), engine.stack([engine.lowest(values, drv)], drv)
+    return engine.stack(engine.block_energies(target, gauge, drv), drv), found
 
 
 @eqx.filter_jit
@@ -214,7 +256,8 @@ def _null_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, set
     drv = engine.driver(driver, graph, lanes=lanes > 1)
     if drv is not engine.PROGRAM and not drv.lanes:  # one sample at a time: the graph's own functions
         for start, k in enumerate(keys):
-            yield start, np.asarray(_null_sample(graph, k, model, weighted, settings, drv))[None]
+            out = _null_sample(graph, k, model, weighted, settings, drv)
+            yield start, tuple(np.asarray(x)[None] for x in out)
         return
     samples = keys.shape[0]
     width = min(lanes, -(-samples // mesh.size) * mesh.size)  # a multiple of the device count
@@ -224,7 +267,7 @@ def _null_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, set
             out = _null_program(graph, sharded, model, weighted, settings, mesh)
         else:  # each piece function runs partitioned along the sharded lanes, on all devices at once
             out = _null_sample(graph, sharded, model, weighted, settings, drv)
-        yield start, np.asarray(to_host(out))[: samples - start]
+        yield start, tuple(np.asarray(x)[: samples - start] for x in to_host(out))
 
 
 def _null_blocks(
@@ -232,15 +275,16 @@ def _null_blocks(
 ) -> Float[np.ndarray, "samples blocks"]:
     """`(samples, blocks)`: `δ_b` of each null sample (`_null_pieces`, kept in memory)."""
     pieces = _null_pieces(graph, keys, model, weighted, settings, chunk_size, driver)
-    return np.concatenate([values for _, values in pieces])
+    return np.concatenate([values for _, (values, _) in pieces])
 
 
-def _exact_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, options: dict):
-    """`(start, δ_b)` of each sample in turn, each solved by `frustration(..., method="exact")`."""
+def _exact_pieces(graph: SignedGraph, keys: Keys, model: str, weighted: bool, estimator: Exact, dtype):
+    """`(start, (δ_b, δ))` of each sample in turn, each solved by `frustration` with `Exact`."""
     for start, k in enumerate(keys):
         null = shuffle_signs(graph, jax.random.split(k)[0], model)
-        gauge = frustration(null, **options).gauge
-        yield start, np.asarray(jnp.stack(block_frustration(null, gauge, weighted=weighted)))[None]
+        res = frustration(null, estimator, weighted=weighted, dtype=dtype, bound=False)
+        blocks = np.asarray(jnp.stack(block_frustration(null, res.gauge, weighted=weighted)))[None]
+        yield start, (blocks, np.asarray(res.rung_values)[None])
 
 
 def default_chunk_size(graph: SignedGraph, samples: int) -> int:
@@ -254,12 +298,18 @@ def default_chunk_size(graph: SignedGraph, samples: int) -> int:
 def null_model_frustration(
     graph: SignedGraph,
     key: Key,
+    estimator: Estimator | None = None,
     *,
     samples: int = 256,
     model: str = "block",
     chunk_size: int | None = None,
     out: str | Path | None = None,
-    **options,
+    status: Callable[[str], None] | None = None,
+    weighted: bool = True,
+    dtype=None,
+    bound: bool = True,
+    method: str | None = None,
+    **effort,
 ) -> NullModelResult:
     """Frustration of `samples` sign-shuffled copies of `graph` (see `shuffle_signs`) and of `graph`.
 
@@ -267,7 +317,8 @@ def null_model_frustration(
     (`jax.random.split` of the null key), so a sample's value depends neither on the chunk it is
     searched in nor on the number of devices. Samples run in pieces of `chunk_size` per device,
     vmapped, spread over all of `jax.devices()` (after `jax.distributed.initialize()`: of every
-    process; each computes its share, process 0 writes); `method="exact"` solves them in turn.
+    process; each computes its share, process 0 writes); `Exact` solves them in turn. A `Ladder`
+    climbs on every sample exactly the rungs it climbed on `graph`.
 
     Memory is bounded by the piece in flight, not by `samples`: about `(2W + c·(8W + 4n·r))·b`
     bytes per device (`jaxflow._memory.frustration_bytes`), for `W` the graph's weights,
@@ -289,10 +340,14 @@ def null_model_frustration(
         chunk_size: null samples searched together on each device; default
             `default_chunk_size(graph, samples)` (as many as hold `CHUNK_WEIGHTS` shuffled weights).
         out: a folder for the finished samples and the manifest (resumable); None keeps them in memory.
-        **options: passed to `frustration` (`method`, `restarts`, `weighted`, `dtype`, …).
+        status: hears the progress in words: the graph's own search (`frustration`'s `status`),
+            then the null samples done.
+        estimator: the `Estimator` of `frustration` (default `Ladder()`; or `method` and
+            `effort`, its shortcut).
+        weighted, dtype, bound, method, **effort: as for `frustration` (`bound`: of the graph's
+            own result only).
     """
-    if not isinstance(graph, SignedGraph):
-        raise InputError(f"graph must be a SignedGraph, got {type(graph).__name__}")
+    check_graph(graph)
     if model not in MODELS:
         raise InputError(f"model must be one of {MODELS}, got {model!r}")
     key = check_key(key)
@@ -303,7 +358,10 @@ def null_model_frustration(
         default_chunk_size(graph, samples) if chunk_size is None else check_count(chunk_size, "chunk_size")
     )
     k_obs, k_null = jax.random.split(key)
-    observed = frustration(graph, key=k_obs, **options)
+    say = status or (lambda _: None)
+    estimator = resolve_estimator(estimator, method, effort)
+    options = dict(weighted=weighted, dtype=dtype)
+    observed = frustration(graph, estimator, key=k_obs, status=status, bound=bound, **options)
     inputs = {
         "graph": tree_digest(graph),
         "model": model,
@@ -313,29 +371,53 @@ def null_model_frustration(
         "dtype": str(observed.value.dtype),
         "settings": {k: repr(v) for k, v in observed.settings._asdict().items()},
         "options": {k: repr(v) for k, v in sorted(options.items())},
+        "estimator": repr(estimator),
         "key": f"{jax.random.key_impl(key)}:{np.asarray(jax.random.key_data(key)).tobytes().hex()}",
     }
     graph = graph.astype(observed.value.dtype)
     keys = jax.random.split(k_null, samples)
     store = None if out is None else Store(out, inputs, kind="null batch", writer=jax.process_index() == 0)
-    block_values = np.full((samples, len(graph.blocks)), np.nan, np.dtype(observed.value.dtype))
+    dtype = np.dtype(observed.value.dtype)
+    block_values = np.full((samples, len(graph.blocks)), np.nan, dtype)
+    job_values = np.full((samples, _job_count(graph, observed.settings)), np.nan, dtype)
     with store or contextlib.nullcontext():
         done = np.zeros(samples, bool)
         for piece in [] if store is None else store.pieces():
             saved = store.read(piece)
             block_values[saved["index"]], done[saved["index"]] = saved["block_values"], True
+            job_values[saved["index"]] = saved["job_values"]
         todo = np.flatnonzero(~done)  # decided once, before any writing: every process runs the same
+        say(f"null models: {samples - todo.size} of {samples} done")
         if todo.size:
             if observed.method == "exact":
-                pieces = _exact_pieces(graph, keys[todo], model, observed.weighted, options)
+                pieces = _exact_pieces(graph, keys[todo], model, observed.weighted, estimator, dtype)
             else:
                 pieces = _null_pieces(
                     graph, keys[todo], model, observed.weighted, observed.settings, chunk_size
                 )
-            for start, values in pieces:
+            for start, (values, jobs) in pieces:
                 index = todo[start : start + values.shape[0]]
-                block_values[index] = values
+                block_values[index], job_values[index] = values, jobs
+                say(f"null models: {samples - todo.size + start + values.shape[0]} of {samples} done")
                 if store is not None:
-                    store.write(f"s{index[0]:07d}-{index[-1]:07d}", {"index": index, "block_values": values})
+                    piece = {"index": index, "block_values": values, "job_values": jobs}
+                    store.write(f"s{index[0]:07d}-{index[-1]:07d}", piece)
     block_values = jnp.asarray(block_values)
-    return NullModelResult(jnp.sum(block_values, axis=1), block_values, observed, model)
+    rungs = jnp.asarray(rung_bests(graph, observed.settings, job_values))
+    return NullModelResult(jnp.sum(block_values, axis=1), block_values, rungs, observed, model)
+
+
+def _job_count(graph: SignedGraph, settings) -> int:
+    """How many lowest values a null sample reports: one per `"ladder"` job, else one."""
+    return len(ladder_jobs(settings.rungs, ladder_batch(graph, settings))[0]) if settings.rungs else 1
+
+
+def rung_bests(graph: SignedGraph, settings, job_values) -> np.ndarray:
+    """`(samples, rungs)`: each sample's best `δ` after each rung of a `"ladder"` (the least of the
+    jobs it has needed so far, `ladder_jobs`), from each job's lowest `δ`; the one column as it is
+    for the other methods."""
+    job_values = np.asarray(job_values)
+    if not settings.rungs:
+        return job_values
+    _, ends = ladder_jobs(settings.rungs, ladder_batch(graph, settings))
+    return np.stack([job_values[:, :end].min(axis=1) for end in ends], axis=1)

@@ -305,7 +305,7 @@ def _bad_flow_calls(task):
         (lambda: gradient_flow(net, task, 1.0, rtol=0.0), "rtol must be finite and > 0"),
         (lambda: gradient_flow(net, task, 1.0, gtol=-1.0), "gtol must be finite and > 0"),
         (lambda: gradient_flow(net, task, 1.0, max_steps=0), "max_steps must be a positive integer"),
-        (lambda: gradient_flow(net, task, 1.0, saveat=1), "saveat as a count must be >= 2"),
+        (lambda: gradient_flow(net, task, 1.0, saveat=1), "saveat must be an integer >= 2"),
         (lambda: gradient_flow(net, task, 1.0, saveat=jnp.array([0.5, 0.2])), "non-decreasing"),
         (lambda: gradient_flow(net, task, 1.0, saveat=jnp.array([0.0, 2.0])), r"lie in \[0, t1 = 1.0\]"),
         (lambda: gradient_flow(net, task, 1.0, saveat=jnp.ones((2, 2))), "saveat must have 1 dimensions"),

@@ -117,8 +117,8 @@ def test_orthogonal_init_is_scaled_semi_orthogonal(widths, key):
 @pytest.mark.parametrize(
     ("widths", "kwargs", "match"),
     [
-        ((3,), {}, "at least two layer widths"),
-        ((), {}, "at least two layer widths"),
+        ((3,), {}, "widths must be the layer widths d_0, ..., d_h \\(depth h >= 1\\): 2 or more positive"),
+        ((), {}, "2 or more positive integers, got \\(\\)"),
         ((3, 0, 2), {}, r"widths\[1\] must be a positive integer"),
         ((3, -2, 2), {}, r"widths\[1\] must be a positive integer"),
         ((3, 2.5, 2), {}, r"widths\[1\] must be a positive integer"),

@@ -294,7 +294,7 @@ def test_perturbation_test_does_not_depend_on_the_batching(key):
     tiny = orthant_perturbation_test(*args, sizes=(0.1, 1.0), samples=5, memory_budget=1, batch_size=2)
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(tiny)):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
-    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes"):
+    with pytest.raises(ValueError, match="memory_budget must be a positive integer"):
         orthant_perturbation_test(*args, memory_budget=0)
 
 

@@ -142,11 +142,17 @@ def test_null_samples_use_the_same_estimator_and_effort(balanced, key):
     nul = null_model_frustration(balanced, key, samples=16, restarts=16, chunk_size=4)
     ref = null_model_frustration(balanced, key, samples=16, restarts=16)
     np.testing.assert_allclose(nul.values, ref.values, rtol=1e-14)
+    np.testing.assert_allclose(nul.rung_values, ref.rung_values, rtol=1e-14)
+    rungs = nul.observed.settings.rungs  # the ladder the graph climbed, repeated on every sample
+    assert nul.rung_values.shape == (16, len(rungs)) and np.all(np.diff(nul.rung_values, axis=1) <= 0)
+    # the rungs hold the search's ½(Σ|a| − sᵀAs), the values δ summed block by block: ulps apart
+    np.testing.assert_allclose(nul.rung_values[:, -1], nul.values, rtol=1e-12)
     _, k_null = jax.random.split(key)
-    for k, value in list(zip(jax.random.split(k_null, 16), nul.values))[:3]:
+    for k, value, rung_values in list(zip(jax.random.split(k_null, 16), nul.values, nul.rung_values))[:3]:
         k_shuffle, k_search = jax.random.split(k)
-        res = frustration(shuffle_signs(balanced, k_shuffle), key=k_search, restarts=16)
+        res = frustration(shuffle_signs(balanced, k_shuffle), key=k_search, restarts=16, rungs=rungs)
         np.testing.assert_allclose(value, res.value, rtol=1e-14)
+        np.testing.assert_allclose(rung_values, res.rung_values, rtol=1e-14)
     exact = null_model_frustration(balanced, key, samples=3, method="exact")
     for k, value, heuristic in zip(jax.random.split(k_null, 3), exact.values, nul.values):
         res = frustration(shuffle_signs(balanced, jax.random.split(k)[0]), method="exact")

@@ -5,6 +5,7 @@ Models are float64 (initializers and input), so the graph evaluated as a network
 reference to ~1e-12; the few float32 models say why.
 """
 
+import dataclasses
 import math
 import sys
 
@@ -20,10 +21,12 @@ from onnx.reference import ReferenceEvaluator
 
 from jaxflow.signed import (
     Broadcast,
+    ChannelRoute,
     ChannelScale,
     Conv2d,
     ConvTranspose2d,
     Pool,
+    Route,
     SignedGraph,
     Skip,
     Sparse,
@@ -241,6 +244,22 @@ def test_rearrangements_constants_and_activations():
     # each of 4 outputs reads 2 (shuffled) channels with 9 taps at 9 positions; then the dense layer
     assert graph.num_edges() == 4 * 2 * 9 * 9 + 36 * 6
     assert graph.activations[1] == ("PRelu", True)
+
+
+def test_constants_are_evaluated_at_the_models_opset():
+    """Unsqueeze takes its axes as an attribute up to opset 12 (as torch 1.9 exported it), as an
+    input from opset 13: shape arithmetic is evaluated at the model's opset."""
+    nodes = [
+        node("Shape", ["x"], ["shp"]),
+        node("Gather", ["shp", "one"], ["n"], axis=0),
+        node("Unsqueeze", ["n"], ["n1"], axes=[0]),
+        node("Concat", ["minus1", "n1"], ["target"], axis=0),
+        node("Reshape", ["x", "target"], ["flat"]),
+        node("MatMul", ["flat", "fc"], ["y"], "matmul"),
+    ]
+    fc = np.random.default_rng(4).normal(size=(6, 3))
+    graph = check_linear(nodes, {"one": np.array(1), "minus1": [-1], "fc": fc}, [1, 6], opset=12)
+    assert graph.shapes == ((6,), (3,))
 
 
 @pytest.mark.parametrize(
@@ -621,8 +640,8 @@ def _two_heads(op_nodes):
             r"class token",
         ),
         (
-            [node("Softmax", ["a"], ["y"], "probs")],
-            r"node 'probs' \(Softmax\): unsupported op 'Softmax'; supported ops: .*ConvTranspose.*Resize",
+            [node("Round", ["a"], ["y"], "round")],
+            r"node 'round' \(Round\): unsupported op 'Round'; supported ops: .*ConvTranspose.*Resize",
         ),
     ],
     ids=["attention", "product", "quotient", "reciprocal", "class token", "unsupported"],
@@ -656,6 +675,158 @@ def test_refusals_of_gates_padding_resizing_and_token_sequences():
     tokens = [node("MatMul", ["x", "w"], ["y"], "qkv")]
     with pytest.raises(ValueError, match=r"node 'qkv' \(MatMul\): .*\(e.g. a sequence of tokens\)"):
         from_onnx(_model(tokens, {"w": rng.normal(size=(4, 6))}, [1, 5, 4]))
+    lstm = [node("LSTM", ["x", "W", "R"], ["y"], "lstm", hidden_size=2)]
+    with pytest.raises(ValueError, match=r"node 'lstm' \(LSTM\): .*recurrent layer multiplies its gates"):
+        from_onnx(_model(lstm, {"W": rng.normal(size=(1, 8, 4)), "R": rng.normal(size=(1, 8, 2))}, [1, 1, 4]))
+    quantized = [node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zero"], "quant")]
+    with pytest.raises(ValueError, match=r"node 'quant' \(DynamicQuantizeLinear\): .*import the float model"):
+        from_onnx(_model(quantized, {}, [1, 4]))
+
+
+# ---------------------------------------------------------------------- output heads
+
+
+def _classifier(head_nodes, rng, *, bias: bool = True):
+    """Conv, Relu, global pooling and a Gemm to the logits (biased unless not `bias`), then
+    `head_nodes`."""
+    consts = {
+        "w": rng.normal(size=(3, 2, 3, 3)), "fc": rng.normal(size=(4, 3)), "shape": [1, -1], "k": [2],
+        "b": rng.normal(size=3) if bias else np.zeros(3), "fb": rng.normal(size=4) if bias else np.zeros(4),
+    }  # fmt: skip
+    nodes = [
+        node("Conv", ["x", "w", "b"], ["c"], "conv", pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["h"], "relu"),
+        node("GlobalAveragePool", ["h"], ["g"], "gap"),
+        node("Reshape", ["g", "shape"], ["flat"], "flatten"),
+        node("Gemm", ["flat", "fc", "fb"], ["logits"], "fc", transB=1),
+        *head_nodes,
+    ]
+    return nodes, consts
+
+
+def check_head(head_nodes, outputs, head: str, **kw):
+    """The graph of a classifier ending in `head_nodes` (outputs `outputs`) is the graph of its
+    logits, with `head` as its output head; evaluated as a network (biases zeroed) it computes the
+    reference evaluator's logits."""
+    rng = np.random.default_rng(11)
+    nodes, consts = _classifier(head_nodes, rng)
+    graph = from_onnx(_model(nodes, consts, [1, 2, 5, 5], outputs=outputs, **kw))
+    assert graph.metadata == (("output_head", head),)
+    cut_by_hand = from_onnx(_model(nodes[:5], consts, [1, 2, 5, 5], outputs=("logits",), **kw))
+    assert eqx.tree_equal(dataclasses.replace(graph, metadata=()), cut_by_hand)
+    zero = _model(*_classifier(head_nodes, np.random.default_rng(11), bias=False), [1, 2, 5, 5],
+                  outputs=outputs, **kw)  # fmt: skip
+    x = rng.normal(size=(1, 2, 5, 5))
+    (logits,) = ReferenceEvaluator(zero).run(["logits"], {"x": x})
+    np.testing.assert_allclose(evaluate(graph, x[0]), logits.ravel(), **TOL)
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs", "opset"),
+    [("Softmax", {}, 18), ("Softmax", {"axis": 1}, 11), ("LogSoftmax", {"axis": -1}, 18)],
+)
+def test_softmax_and_log_softmax_heads_are_set_aside(op, attrs, opset):
+    check_head([node(op, ["logits"], ["y"], "head", **attrs)], ("y",), f"{op} 'head'", opset=opset)
+    # a model that also outputs its logits has the same graph
+    both = [node(op, ["logits"], ["y"], "head", **attrs)]
+    check_head(both, ("logits", "y"), f"{op} 'head'", opset=opset)
+
+
+def test_post_processing_is_cut_with_the_head():
+    nodes = [
+        node("Softmax", ["logits"], ["p"], "probs"),
+        node("Identity", ["p"], ["probs_out"]),
+        node("ArgMax", ["p"], ["label"], "label", keepdims=0),
+        node("TopK", ["logits", "k"], ["values", "indices"], "top"),
+        node("Reshape", ["values", "shape"], ["top_flat"], "top_flat"),
+    ]
+    check_head(
+        nodes, ("probs_out", "label", "top_flat", "indices"), "Softmax 'probs', ArgMax 'label', TopK 'top'"
+    )
+
+
+def test_heads_inside_the_network_are_refused():
+    rng = np.random.default_rng(12)
+    nodes, consts = _classifier(
+        [node("Softmax", ["logits"], ["p"], "attn"), node("Gemm", ["p", "fc2"], ["y"], "fc2", transB=1)], rng
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"node 'attn' \(Softmax\): Softmax inside the network \(its output reaches node 'fc2' "
+        r"\(Gemm\)\): it divides each entry by a sum of exponentials over a whole axis",
+    ):
+        from_onnx(_model(nodes, {**consts, "fc2": np.ones((2, 4))}, [1, 2, 5, 5]))
+    selected = [
+        node("ArgMax", ["logits"], ["i"], "pick"),
+        node("Cast", ["i"], ["f"], to=DOUBLE),
+        node("Add", ["logits", "f"], ["y"], "mix"),
+    ]
+    nodes, consts = _classifier(selected, rng)
+    with pytest.raises(
+        ValueError,
+        match=r"node 'pick' \(ArgMax\): ArgMax inside the network \(its output reaches node 'mix' "
+        r"\(Add\)\): it selects entries by their computed values",
+    ):
+        from_onnx(_model(nodes, consts, [1, 2, 5, 5]))
+
+
+def _dfl_detector(weights):
+    """A detector head as YOLOv8 exports it: box logits over `n = 4` bins per side, a Softmax over
+    the bins, a Conv with `weights` (the bin values 0..n-1: the expected distance), anchors from
+    the feature map's Shape, a stride, and class Sigmoids concatenated with the boxes."""
+    rng = np.random.default_rng(13)
+    consts = {
+        "wb": rng.normal(size=(16, 2, 3, 3)), "wc": rng.normal(size=(3, 2, 3, 3)), "bins": weights,
+        "s4": [1, 4, 4, 16], "s3": [1, 4, 16], "c3": [1, 3, 16], "two": 2, "zero": 0.0, "one": 1.0,
+        "lo": [0], "mid": [2], "hi": [4], "ax": [1], "stride": 8.0, "half": 0.5,
+    }  # fmt: skip
+    nodes = [
+        node("Conv", ["x", "wb"], ["box"], "box", pads=[1, 1, 1, 1]),
+        node("Conv", ["x", "wc"], ["cls"], "cls", pads=[1, 1, 1, 1]),
+        node("Reshape", ["box", "s4"], ["r"]),
+        node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3]),
+        node("Softmax", ["t"], ["p"], "dfl", axis=1),
+        node("Conv", ["p", "bins"], ["e"], "expectation"),
+        node("Reshape", ["e", "s3"], ["d"]),
+        node("Slice", ["d", "lo", "mid", "ax"], ["lt"]),
+        node("Slice", ["d", "mid", "hi", "ax"], ["rb"]),
+        node("Reshape", ["cls", "c3"], ["c"]),
+        node("Shape", ["c"], ["shp"]),
+        node("Gather", ["shp", "two"], ["w"], axis=0),
+        node("Cast", ["w"], ["wf"], to=DOUBLE),
+        node("Range", ["zero", "wf", "one"], ["cols"]),
+        node("Add", ["cols", "half"], ["anchor"]),
+        node("Sub", ["anchor", "lt"], ["x1"]),
+        node("Add", ["anchor", "rb"], ["x2"]),
+        node("Concat", ["x1", "x2"], ["xyxy"], axis=1),
+        node("Mul", ["xyxy", "stride"], ["boxes"]),
+        node("Sigmoid", ["c"], ["scores"], "scores"),
+        node("Concat", ["boxes", "scores"], ["y"], "out", axis=1),
+    ]
+    return _model(nodes, consts, [1, 2, 4, 4])
+
+
+def test_distribution_focal_loss_decoding_is_post_processing():
+    """The Softmax over the bins, their expectation (a Conv with weights 0..n-1), anchor and
+    stride arithmetic and the final Concat are set aside: the graph ends at the box logits (the
+    Softmax's input) and the class scores, and evaluated as a network it computes them."""
+    model = _dfl_detector(np.arange(4.0).reshape(1, 4, 1, 1))
+    graph = from_onnx(model)
+    assert dict(graph.metadata) == {
+        "output_head": "Softmax 'dfl'",
+        "outputs": "'output': t (4, 4, 16): nodes 0..255; scores (3, 16): nodes 256..303",
+    }
+    x = np.random.default_rng(14).normal(size=(1, 2, 4, 4))
+    expected = np.concatenate([v.ravel() for v in ReferenceEvaluator(model).run(["t", "scores"], {"x": x})])
+    np.testing.assert_allclose(evaluate(graph, x[0]), expected, **TOL)
+    # weights that are not the bins 0..n-1 are a learned layer after the Softmax: refused
+    with pytest.raises(
+        ValueError,
+        match=r"node 'dfl' \(Softmax\): Softmax inside the network \(its output reaches node "
+        r"'expectation' \(Conv\)\)",
+    ):
+        from_onnx(_dfl_detector(np.array([0.0, 1.0, 2.0, 4.0]).reshape(1, 4, 1, 1)))
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
@@ -663,13 +834,13 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         nodes = [node("Gemm", ["x", "w"], ["h"], "fc", transB=1), node(op, ["h"], ["y"], "last")]
         return _model(nodes, {"w": np.ones((3, 2)) if w is None else w}, [1, 2], shapes=[[1, 3]])
 
-    with pytest.raises(
-        ValueError, match=r"node 'fc' \(Gemm\): weight of shape \(3, 4\) must be \(outputs, 2\)"
+    with pytest.raises(  # found by shape inference, before any node is made
+        ValueError, match=r"^ONNX node 'fc' \(Gemm\): ONNX shape inference: Dimension mismatch .* 4 and 2$"
     ):
         from_onnx(gemm_then("Relu", w=np.ones((3, 4))))
     add = [node("Gemm", ["x", "w"], ["h"], "fc", transB=1), node("Add", ["h", "x"], ["y"], "skip")]
     with pytest.raises(
-        ValueError, match=r"node 'skip' \(Add\): cannot add tensors of shapes \(3,\) and \(2,\)"
+        ValueError, match=r"^ONNX node 'skip' \(Add\): ONNX shape inference: Incompatible dimensions$"
     ):
         from_onnx(_model(add, {"w": np.ones((3, 2))}, [1, 2], shapes=[[1, 3]]))
     bad = tmp_path / "garbage.onnx"
@@ -687,6 +858,43 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert load_graph(path).shapes == ((2,), (3,))
     with pytest.raises(ValueError, match="input_shape applies to ONNX models only"):
         load_graph(tmp_path / "net.npz", input_shape=(1, 2))
+
+
+def _padded_cnn(pads, pooled: bool):
+    """A 24x24 CNN whose second convolution has `pads`, then (`pooled`: global average pooling)
+    flattened into a Gemm with a weight of shape (10, 4 · 24 · 24) (or (10, 4))."""
+    rng = np.random.default_rng(17)
+    pool = [node("GlobalAveragePool", ["r2"], ["g"])] if pooled else [node("Identity", ["r2"], ["g"])]
+    nodes = [
+        node("Conv", ["x", "k1"], ["c1"], "conv1", pads=[1, 1, 1, 1]),
+        node("Relu", ["c1"], ["r1"]),
+        node("Conv", ["r1", "k2"], ["c2"], "conv2", pads=pads),
+        node("Relu", ["c2"], ["r2"]),
+        *pool,
+        node("Flatten", ["g"], ["flat"]),
+        node("Gemm", ["flat", "w"], ["y"], "fc", transB=1),
+    ]
+    consts = {"k1": rng.normal(size=(4, 1, 3, 3)), "k2": rng.normal(size=(4, 4, 1, 1)),
+              "w": rng.normal(size=(10, 4 if pooled else 4 * 24 * 24))}  # fmt: skip
+    return _model(nodes, consts, [1, 1, 24, 24], shapes=[[1, 10]])
+
+
+def test_shapes_are_checked_before_anything_is_allocated(monkeypatch):
+    """A pad of 10^6 makes the flattened tensor 96,002,304 values long: the Gemm's weight does not
+    fit it, which shape inference finds before any node is made; with a global pooling before the
+    Gemm, the import's estimate exceeds a small budget, naming the largest tensor."""
+    with pytest.raises(
+        ValueError, match=r"^ONNX node 'fc' \(Gemm\): ONNX shape inference: .*2304 and 96002304$"
+    ):
+        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=False))
+    monkeypatch.setenv("JAXFLOW_MAX_MEMORY", "1G")
+    with pytest.raises(
+        ValueError,
+        match=r"\(its largest tensor: the output of ONNX node 'conv2' \(Conv\), shape \(1, 4, 24, 1000024\), "
+        r"96,002,304 values\) needs about [0-9.]+ GB of memory \(estimate\), 1.07 GB allowed by "
+        r"JAXFLOW_MAX_MEMORY=1G",
+    ):
+        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=True))
 
 
 def test_onnx_is_optional(monkeypatch):
@@ -747,6 +955,53 @@ def test_channel_split_concat_and_shuffle_add_no_edges(split):
     np.testing.assert_array_equal([into["a"].src, into["a"].dst, into["cb"].dst], [[0, 1], [0, 2], [1, 3]])
     scale = consts["g"] / np.sqrt(consts["var"] + 1e-5)
     np.testing.assert_allclose(into["a"].scale, scale[[0, 2]], rtol=1e-15)
+
+
+def test_focus_space_to_depth_is_read_through_a_route_layer():
+    """YOLOv5's Focus: four stride-2 Slices concatenated on channels move nodes across positions,
+    so the Conv (and a pool) reading them read a layer of copies, fed by positive unit edges."""
+    rng = np.random.default_rng(15)
+    starts = {"00": [0, 0], "10": [1, 0], "01": [0, 1], "11": [1, 1]}
+    slices = [node("Slice", ["x", f"s{k}", "end", "axes", "steps"], [f"q{k}"]) for k in starts]
+    nodes = [
+        *slices,
+        node("Concat", [f"q{k}" for k in starts], ["focus"], axis=1),
+        node("Conv", ["focus", "w"], ["c"], "conv", pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["r"]),
+        node("MaxPool", ["focus"], ["m"], "pool", kernel_shape=[2, 2]),
+        node("Conv", ["m", "w2"], ["c2"], "conv2"),
+        node("Add", ["r", "c2"], ["y"], "sum"),
+    ]
+    consts = {
+        **{f"s{k}": v for k, v in starts.items()}, "end": [10**9, 10**9], "axes": [2, 3], "steps": [2, 2],
+        "w": rng.normal(size=(3, 8, 3, 3)), "w2": rng.normal(size=(3, 8, 2, 2)),
+    }  # fmt: skip
+    graph = check_network(nodes, consts, {}, [1, 2, 6, 6], opset=18)
+    (route,) = blocks_into(graph, "c:routed").values()
+    assert isinstance(route, Route) and not route.learned and float(route.weight) == 1
+    assert graph.shapes[graph.names.index("c:routed")] == (8, 3, 3)
+    assert set(blocks_into(graph, "c")) == {"c:routed"}
+    assert set(blocks_into(graph, "m")) == {"m:routed"}
+
+
+def test_outputs_that_are_parts_of_layers_end_in_a_layer_of_copies():
+    """A head Conv split into class scores (through a Sigmoid) and box regressions, both outputs
+    as PicoDet exports them: the output layer copies the outputs' nodes, in output order."""
+    rng = np.random.default_rng(16)
+    nodes = [
+        node("Conv", ["x", "w"], ["c"], "head"),
+        node("Split", ["c", "sizes"], ["cls", "reg"], axis=1),
+        node("Sigmoid", ["cls"], ["s"], "scores"),
+        node("Reshape", ["s", "flat2"], ["s2"]),
+        node("Transpose", ["s2"], ["y1"], perm=[0, 2, 1]),
+        node("Reshape", ["reg", "flat3"], ["r2"]),
+        node("Transpose", ["r2"], ["y2"], perm=[0, 2, 1]),
+    ]
+    consts = {"w": rng.normal(size=(5, 2, 1, 1)), "sizes": [2, 3], "flat2": [1, 2, 9], "flat3": [1, 3, 9]}
+    graph = check_network(nodes, consts, {}, [1, 2, 3, 3], outputs=("y1", "y2"))
+    assert dict(graph.metadata) == {"outputs": "'output': y1 (9, 2): nodes 0..17; y2 (9, 3): nodes 18..44"}
+    into = blocks_into(graph, "output")
+    assert all(isinstance(b, ChannelRoute | Route | Sparse) and not b.learned for b in into.values())
 
 
 def test_pad_folds_into_the_next_window():

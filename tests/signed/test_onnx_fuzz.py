@@ -1,10 +1,14 @@
 """Fuzzing the ONNX import: seeded mutations of small models built with `onnx.helper` (attributes,
 declared dims, initializers' shapes, dtypes and values, dropped and rewired nodes, op types, the
-opset). Each mutant imports or raises `InputError` within `LIMIT` seconds: never another exception,
-a hang or a crash (the batch runs in a process of its own)."""
+opset, and shape blow-ups: huge pads, strides, dilations, kernel shapes, Reshape targets, Resize
+scales and input dims). Each mutant imports or raises `InputError` within `LIMIT` seconds: never
+another exception, a hang or a crash (the batch runs in a process of its own, with a memory budget
+of `BUDGET`, which no mutant may exceed by more than its import's own arrays)."""
 
 import collections
 import json
+import os
+import resource
 import signal
 import subprocess
 import sys
@@ -17,6 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 MUTANTS = 240
 LIMIT = 5.0  # seconds per mutant
+BUDGET = "1G"  # JAXFLOW_MAX_MEMORY of the batch
+HUGE = 10**6
 node = helper.make_node
 
 
@@ -60,7 +66,16 @@ def _models(rng) -> list[onnx.ModelProto]:
         [_init(rng, "k1", 2, 2, 3, 3), _init(rng, "k2", 2, 1, 3, 3),
          _init(rng, "w", 3, 4)],
     )  # fmt: skip
-    return [helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]) for g in (cnn, mlp, res)]
+    up = helper.make_graph(
+        [node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1], dilations=[1, 1], strides=[1, 1]),
+         node("Resize", ["c", "", "scales"], ["u"], mode="nearest"), node("Relu", ["u"], ["r"]),
+         node("GlobalAveragePool", ["r"], ["gp"]), node("Flatten", ["gp"], ["fl"]),
+         node("Gemm", ["fl", "w"], ["y"], transB=1)],
+        "up", [x4], [helper.make_tensor_value_info("y", f, [1, 3])],
+        [_init(rng, "k", 4, 2, 3, 3), numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+         _init(rng, "w", 3, 4)],
+    )  # fmt: skip
+    return [helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]) for g in (cnn, mlp, res, up)]
 
 
 OPS = ["Relu", "Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Reshape", "Flatten", "MaxPool",
@@ -75,11 +90,49 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _values(t) -> np.ndarray | None:
+    """A writable copy of an initializer's values, or None when earlier mutations broke it."""
+    try:
+        return numpy_helper.to_array(t).copy()
+    except Exception:  # noqa: BLE001 - a mutated dtype or dims fails in several ways
+        return None
+
+
+def blow_up(rng, model: onnx.ModelProto) -> str:
+    """Make one of `model`'s shapes huge in place: a window attribute, a Reshape target, Resize
+    scales or an input dimension (`HUGE`); what it did."""
+    g = model.graph
+    windows = [(n, a) for n in g.node for a in n.attribute
+               if a.name in ("pads", "strides", "dilations", "kernel_shape")]  # fmt: skip
+    targets = {i for n in g.node if n.op_type in ("Reshape", "Resize") for i in n.input[1:]}
+    stored = [t for t in g.initializer if t.name in targets and len(t.dims) == 1 and t.dims[0] > 1
+              and t.data_type in (T.INT64, T.FLOAT)]  # fmt: skip
+    kind = _pick(rng, ["window", "target", "input dims"])
+    if kind == "window" and windows:
+        n, a = _pick(rng, windows)
+        a.ints[int(rng.integers(len(a.ints)))] = HUGE
+        return f"huge {n.op_type}.{a.name}"
+    if kind == "target" and stored:
+        t = _pick(rng, stored)
+        a = _values(t)
+        if a is None or a.size < 2:
+            return "unchanged"
+        a.flat[int(rng.integers(1, a.size))] = HUGE
+        t.CopyFrom(numpy_helper.from_array(a, t.name))
+        return f"huge {t.name}"
+    dims = g.input[0].type.tensor_type.shape.dim
+    dims[int(rng.integers(1, len(dims)))].dim_value = HUGE
+    return "huge input dims"
+
+
 def _mutate(rng, model: onnx.ModelProto) -> str:
     """Apply one random mutation to `model` in place; what it did."""
     g = model.graph
     kind = _pick(rng, ["attribute", "drop attribute", "input dims", "initializer dims", "dtype", "values",
-                       "drop node", "rewire", "op type", "opset", "input dtype", "output dims"])  # fmt: skip
+                       "drop node", "rewire", "op type", "opset", "input dtype", "output dims",
+                       "blow up"])  # fmt: skip
+    if kind == "blow up":
+        return blow_up(rng, model)
     n = _pick(rng, g.node)
     if kind == "attribute" and n.attribute:
         a = _pick(rng, n.attribute)
@@ -112,7 +165,9 @@ def _mutate(rng, model: onnx.ModelProto) -> str:
         elif kind == "dtype":
             t.data_type = int(_pick(rng, DTYPES))
         else:
-            a = numpy_helper.to_array(t).copy()
+            a = _values(t)
+            if a is None:
+                return "unchanged"
             if a.dtype.kind == "f" and a.size:
                 a.flat[int(rng.integers(a.size))] = _pick(rng, [np.nan, np.inf, -np.inf, 1e38])
             else:
@@ -148,7 +203,8 @@ def _timeout(signum, frame):
 
 
 def run(count: int = MUTANTS, seed: int = 0) -> dict:
-    """Import `count` mutants (one to three mutations each); counts and the unexpected failures."""
+    """Import `count` mutants (one to three mutations each); counts, the unexpected failures and
+    the peak RSS (MB) of the batch."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -159,6 +215,7 @@ def run(count: int = MUTANTS, seed: int = 0) -> dict:
     bases = _models(rng)
     for m in bases:  # the unmutated models import
         SignedGraph.from_onnx(m)
+    bases_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     signal.signal(signal.SIGALRM, _timeout)
     outcome, bad, slowest = collections.Counter(), [], 0.0
     for case in range(count):
@@ -177,7 +234,8 @@ def run(count: int = MUTANTS, seed: int = 0) -> dict:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         slowest = max(slowest, time.perf_counter() - start)
-    return {**outcome, "other": bad, "slowest": slowest}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**outcome, "other": bad, "slowest": slowest, "peak_mb": peak, "bases_mb": bases_mb}
 
 
 def test_onnx_mutants_import_or_give_an_input_error():
@@ -185,10 +243,12 @@ def test_onnx_mutants_import_or_give_an_input_error():
         f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_onnx_fuzz as f; "
     )
     code += "print(json.dumps(f.run()))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "JAXFLOW_MAX_MEMORY": BUDGET}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]  # no crash
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["other"] == [], "\n".join(result["other"])
     assert result["imported"] + result["refused"] == MUTANTS and result["imported"] > 0
     assert result["slowest"] < LIMIT
+    assert result["peak_mb"] - result["bases_mb"] < 1024  # no mutant allocated past the budget
     print(f"{MUTANTS} mutants: {result['imported']} imported, {result['refused']} refused")
