@@ -344,8 +344,11 @@ def null_model_frustration(
             then the null samples done.
         estimator: the `Estimator` of `frustration` (default `Ladder()`; or `method` and
             `effort`, its shortcut).
-        weighted, dtype, bound, method, **effort: as for `frustration` (`bound`: of the graph's
-            own result only).
+        weighted: as for `frustration`.
+        dtype: as for `frustration`.
+        bound: as for `frustration`, for the graph's own result only.
+        method: the shortcut, as for `frustration`.
+        **effort: the shortcut's effort keywords, as for `frustration`.
     """
     check_graph(graph)
     if model not in MODELS:
