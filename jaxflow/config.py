@@ -254,19 +254,23 @@ class StudyFrustrationConfig:
 class StudyMonotonicityConfig:
     """Near-monotonicity in a study: scores on `inputs` test inputs, `perturbations` orthant
     perturbations per input and norm in `sizes`, `null_samples` sign-shuffled networks, and the
-    active subnetworks of `active_inputs` inputs. Jacobian rows and perturbed evaluations are
-    batched to about `memory_mb` MiB of working memory (`monotonicity_score`'s `memory_budget`)."""
+    active subnetworks of `active_inputs` inputs. Each Jacobian score takes `lines` random rows
+    of the Jacobian per input (every row when it has no more: exact; `monotonicity_score`'s
+    `lines`). Jacobian rows and perturbed evaluations are batched to about `memory_mb` MiB of
+    working memory (`monotonicity_score`'s `memory_budget`)."""
 
     inputs: int = 256
     sizes: tuple[float, ...] = (0.01, 0.1, 1.0)
     perturbations: int = 8
     null_samples: int = 16
     active_inputs: int = 16
+    lines: int = 64
     memory_mb: int = 512
 
     def __post_init__(self):
         require_counts(self, "inputs", "perturbations", "active_inputs", "memory_mb")
         require_counts(self, "null_samples", minimum=2)  # a reference distribution
+        require_counts(self, "lines", minimum=2)  # a sample variance
         if not self.sizes or any(not e > 0 for e in self.sizes):
             fail("sizes", f"must be a non-empty list of perturbation norms > 0, got {list(self.sizes)}")
 

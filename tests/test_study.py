@@ -33,6 +33,11 @@ def test_study_writes_every_promised_file(config, source, tmp_path, capsys):
         assert isinstance(fr["robustness"]["agree"], bool)
         assert [c["epoch"] for c in result["training"]] == [0, 1, 2]
         assert 0 <= mono["score"] <= 1 and len(mono["null_scores"]) == 3
+        # 10 outputs, at most `lines` (64) rows: every row is taken, the scores are exact
+        assert (
+            mono["score_error"] == 0
+            and mono["null_score_errors"] == mono["random_orthant_errors"] == [0.0] * 3
+        )
         assert len(mono["active"]["normalized"]) == 4
         assert np.shape(mono["perturbation"]["null_coordinate"]) == (3, 2)  # null samples × sizes
         agreement = np.asarray(mono["active"]["agreement"])

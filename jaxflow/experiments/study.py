@@ -72,14 +72,14 @@ def monotonicity_vs_null(
     """The Jacobian score of `model` under `gauge` (the best one found for `graph`) against
     null-model networks and random orthants; with `perturbations`, also the orthant-perturbation
     test and the active subnetworks."""
-    k_null, k_pert, k_active = jax.random.split(key, 3)
+    k_null, k_pert, k_active, k_lines = jax.random.split(key, 4)
     search = {
         "method": frustration_config.method,
         "restarts": frustration_config.restarts,
         "tol": frustration_config.tol,
     }
     budget = {"memory_budget": config.memory_mb * 2**20}
-    score = monotonicity_score(model, gauge[0], gauge[-1], inputs, **budget)
+    score = monotonicity_score(model, gauge[0], gauge[-1], inputs, lines=config.lines, key=k_lines, **budget)
     null = null_model_monotonicity(
         model,
         graph,
@@ -89,17 +89,22 @@ def monotonicity_vs_null(
         null_model=frustration_config.null_model,
         sizes=config.sizes if perturbations else None,
         perturbations=config.perturbations,
+        lines=config.lines,
         **budget,
         **search,
     )
     out = {
         "score": float(score.mean),
+        "score_error": float(score.mean_error),
         "per_input": _floats(score.per_input),
+        "per_input_error": _floats(score.error),
         "null_scores": _floats(null.scores),
+        "null_score_errors": _floats(null.scores_error),
         "null_mean": float(null.mean),
         "null_std": float(null.std),
         "zscore": float(null.zscore(score.mean)),
         "random_orthant_scores": _floats(null.random_orthants),
+        "random_orthant_errors": _floats(null.random_orthants_error),
         "random_orthant_mean": float(np.mean(null.random_orthants)),
     }
     if not perturbations:

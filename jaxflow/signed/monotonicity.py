@@ -50,17 +50,25 @@ class Orthant(eqx.Module):
 
 class MonotonicityScore(eqx.Module):
     """Per input `x`, the fraction of Jacobian mass that agrees with the order,
-    `Σ_{ki} max(0, (S_out J(x) S_in)_{ki}) / Σ_{ki} |J(x)_{ki}|` (1: monotone at `x`,
-    about ½: random signs). It is NaN where `J(x) = 0` (no mass to judge), and `mean`
-    averages over the other inputs.
+    `m = Σ_{ki} max(0, (S_out J(x) S_in)_{ki}) / Σ_{ki} |J(x)_{ki}|` (1: monotone at `x`,
+    about ½: random signs), and the stated `error` of each value: `|m̂ − m| <= error` (0 when
+    every Jacobian line was taken: exact to rounding; see `monotonicity_score`). A value is NaN
+    where `J(x) = 0` (no mass to judge), and `mean` averages over the other inputs.
     """
 
-    per_input: Float[Array, " N"]
+    per_input: Float[Array, "*gauges N"]
+    error: Float[Array, "*gauges N"]
 
     @property
     def mean(self) -> Scalar:
         """Average of `per_input` over inputs with a non-zero Jacobian."""
-        return jnp.nanmean(self.per_input)
+        return jnp.nanmean(self.per_input, axis=-1)
+
+    @property
+    def mean_error(self) -> Scalar:
+        """Average of `error` over the same inputs: a bound on the error of `mean` wherever every
+        per-input bound holds."""
+        return jnp.nanmean(self.error, axis=-1)
 
 
 class PerturbationTest(eqx.Module):
@@ -109,6 +117,8 @@ def _check_problem(fn, s_in, s_out, inputs):
     return inputs, s_in.astype(inputs.dtype), s_out.astype(inputs.dtype)
 
 
+CONFIDENCE_Z = 3.0  # standard errors in the stated error of a score from sampled Jacobian lines
+BATCH_SIZE = 64  # inputs vmapped together at most
 MEMORY_BUDGET = 2**29  # bytes of working memory for one batch of Jacobian rows or perturbed evaluations
 PERTURBATION_ARRAYS = 4  # per input and evaluation: deltas, their flips, changes (inputs and outputs)
 
@@ -164,9 +174,9 @@ def forward_size(fn, x: jax.ShapeDtypeStruct) -> int:
 
 
 class JacobianPlan(NamedTuple):
-    """How `monotonicity_score` walks the Jacobians: `reverse` (rows `s_out,k J_k` by `vjp`, when
-    there are no more outputs than inputs) or forward (columns by `jvp`), `chunk` rows/columns
-    at a time, `batch` inputs vmapped together; `forward` is `forward_size(fn)`."""
+    """How `monotonicity_score` walks the Jacobians: `reverse` (rows `J_k` by `vjp`, when there are
+    no more outputs than inputs) or forward (columns by `jvp`), `chunk` lines at a time, `batch`
+    inputs vmapped together; `forward` is `forward_size(fn)`."""
 
     reverse: bool
     chunk: int
@@ -175,20 +185,28 @@ class JacobianPlan(NamedTuple):
 
 
 def jacobian_plan(
-    fn, x: jax.ShapeDtypeStruct, n_out: int, n_inputs: int, *, memory_budget: int, batch_size: int | None
+    fn,
+    x: jax.ShapeDtypeStruct,
+    n_out: int,
+    n_inputs: int,
+    *,
+    memory_budget: int,
+    batch_size: int | None,
+    lines: int | None = None,
 ) -> JacobianPlan:
     """Chunk and batch sizes so that one batch holds about `memory_budget` bytes: a chunk of `c`
     (co)tangents costs `c · (F + n_in + n_out)` elements at one input (`F = forward_size(fn)`:
-    the (co)tangents through the network, the rows or columns, the basis vectors), plus `F` for
-    the linearization; `c` is as large as fits (all of them when they fit), then as many inputs
-    as fit are vmapped (at most `batch_size`, at least one)."""
+    the (co)tangents through the network, the lines, the basis vectors), plus `F` for the
+    linearization; `c` is as large as fits, at most the `lines` taken per input (default: every
+    row, or column), then as many inputs as fit are vmapped (at most `batch_size`, at least one)."""
     n_in = math.prod(x.shape)
     item = np.dtype(x.dtype).itemsize
     size = forward_size(fn, x)
     reverse = n_out <= n_in
     n_dir = n_out if reverse else n_in
+    n_lines = n_dir if lines is None else min(lines, n_dir)
     per_tangent = item * (size + n_in + n_out)
-    chunk = int(min(n_dir, max(1, memory_budget // per_tangent)))
+    chunk = int(min(n_lines, max(1, memory_budget // per_tangent)))
     per_input = item * size + chunk * per_tangent
     cap = n_inputs if batch_size is None else min(batch_size, n_inputs)
     batch = int(min(cap, max(1, memory_budget // per_input)))
@@ -196,36 +214,97 @@ def jacobian_plan(
 
 
 @eqx.filter_jit
-def _jacobian_scores(fn, s_in, s_out, inputs, reverse: bool, chunk: int, batch: int):
+def _jacobian_sums(fn, s_in, s_out, inputs, picks, reverse: bool, chunk: int, batch: int):
+    """Per input `x`, with `M_g = S_out,g J(x) S_in,g` for each gauge `g` (rows of `s_in`,
+    `s_out`): when `picks` is None, the score's sums over every line (row, or column when not
+    `reverse`), `Σ max(0, M_g)` and `Σ |J|`; else `a_g = Σ M_g = s_out,gᵀ J s_in,g` (one product
+    per gauge) and `‖J_l‖_1` of each line `l` in `picks`."""
     shape = inputs.shape[1:]
-    n_in, n_out = s_in.size, s_out.size
-    n_dir = n_out if reverse else n_in
-    chunks = -(-n_dir // chunk)
     flat = lambda x: fn(x.reshape(shape)).reshape(-1)
+    basis_signs, other_signs = (s_out, s_in) if reverse else (s_in, s_out)
+    gauges, n = basis_signs.shape
 
-    def one(x):
+    def one(args):
+        x, pick = args
         x = x.reshape(-1)
-        if reverse:  # rows s_out,k J_k = vjp(s_out,k e_k); then × s_in
+        if reverse:  # rows: vᵀ J by vjp
             _, pull = jax.vjp(flat, x)
-            basis_signs, other_signs, n = s_out, s_in, n_out
             apply = lambda v: pull(v)[0]
-        else:  # columns J_:,i s_in,i = jvp(s_in,i e_i); then × s_out
-            _, push = jax.linearize(flat, x)
-            basis_signs, other_signs, n = s_in, s_out, n_in
-            apply = push
+        else:  # columns: J v by jvp
+            _, apply = jax.linearize(flat, x)
 
-        def body(k, acc):
-            idx = k * chunk + jnp.arange(chunk)  # past the end: a zero basis vector, adds 0
-            basis = jax.nn.one_hot(idx, n, dtype=x.dtype) * basis_signs
-            lines = jax.vmap(apply)(basis)  # (chunk, n_other), each scaled by its basis sign
-            agree = jnp.sum(jnp.maximum(0.0, lines * other_signs))
-            return acc[0] + agree, acc[1] + jnp.sum(jnp.abs(lines))
+        def sweep(total, vector, reduce, init):
+            """`init` plus `reduce(i, lines)` over the lines of vectors `i`, `chunk` at a time."""
+            step = min(chunk, total)
 
-        zero = jnp.zeros((), x.dtype)
-        agree, mass = lax.fori_loop(0, chunks, body, (zero, zero))
-        return jnp.where(mass > 0, agree / jnp.where(mass > 0, mass, 1.0), jnp.nan)
+            def body(k, acc):
+                idx = k * step + jnp.arange(step)
+                i = jnp.minimum(idx, total - 1)  # past the end: a zero vector, adds 0
+                vectors = jax.vmap(vector)(i) * (idx < total)[:, None].astype(x.dtype)
+                return jax.tree.map(jnp.add, acc, reduce(i, jax.vmap(apply)(vectors)))
 
-    return _batched(one, inputs, batch)
+            return lax.fori_loop(0, -(-total // step), body, init)
+
+        basis = lambda i: jax.nn.one_hot(i, n, dtype=x.dtype)
+        zeros = lambda m: jnp.zeros(m, x.dtype)
+        if pick is None:
+
+            def sums(i, lines):
+                agree = lambda g: jnp.sum(
+                    jnp.maximum(0.0, basis_signs[g, i][:, None] * lines * other_signs[g])
+                )
+                return lax.map(agree, jnp.arange(gauges)), jnp.sum(jnp.abs(lines))
+
+            return sweep(n, basis, sums, (zeros(gauges), zeros(())))
+        total = lambda g, lines: zeros(gauges).at[g].add(jnp.sum(lines * other_signs[g], axis=1))
+        agree = sweep(gauges, lambda g: basis_signs[g], total, zeros(gauges))
+        norms = lambda i, lines: zeros(len(pick)).at[i].add(jnp.sum(jnp.abs(lines), axis=1))
+        return agree, sweep(len(pick), lambda i: basis(pick[i]), norms, zeros(len(pick)))
+
+    return _batched(one, (inputs, picks), batch)
+
+
+def _check_lines(lines: int | None) -> int | None:
+    """None (every Jacobian line) or a count of at least 2 lines (a sample variance)."""
+    return None if lines is None else check_count(lines, "lines", minimum=2)
+
+
+def _scores(fn, s_in, s_out, inputs, key, lines, batch_size, memory_budget) -> MonotonicityScore:
+    """`MonotonicityScore` of checked `inputs` under each gauge (rows of `s_in`, `s_out`), from one
+    set of Jacobian lines per input (`lines` sampled with `key`, or every line when None)."""
+    x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
+    n_out = s_out.shape[1]
+    plan = jacobian_plan(
+        fn, x, n_out, inputs.shape[0], memory_budget=memory_budget, batch_size=batch_size, lines=lines
+    )
+    n = n_out if plan.reverse else s_in.shape[1]
+    sums = lambda picks: _jacobian_sums(fn, s_in, s_out, inputs, picks, plan.reverse, plan.chunk, plan.batch)
+    if lines is None or lines >= n:
+        agree, mass = sums(None)
+        judged = mass > 0
+        score = jnp.where(judged, agree.T / jnp.where(judged, mass, 1.0), jnp.nan)
+        return MonotonicityScore(score, jnp.where(jnp.isnan(score), jnp.nan, 0.0))
+    keys = jax.random.split(key, inputs.shape[0])
+    agree, norms = sums(jax.vmap(lambda k: jax.random.choice(k, n, (lines,), replace=False))(keys))
+    return _estimate(agree.T, norms, n)
+
+
+def _estimate(agree: Float[Array, "G N"], norms: Float[Array, "N r"], n: int) -> MonotonicityScore:
+    """Scores `½ (1 + a / D̂)` from the exact `a = s_outᵀ J s_in` and the `‖·‖_1` of `r` of the `n`
+    lines of each Jacobian: `D̂ = (n / r) Σ_sampled`, its standard error
+    `se = n √((1 − r/n) s² / r)` (`s²`: the sample variance), and the error: how far the score
+    moves as `D` spans `[D̂ − z·se, D̂ + z·se]` (`z = CONFIDENCE_Z`), never below the proven
+    `D >= max(|a|, Σ_sampled)`."""
+    r = norms.shape[1]
+    taken = jnp.sum(norms, axis=1)
+    spread = CONFIDENCE_Z * n * jnp.sqrt((1 - r / n) * jnp.var(norms, axis=1, ddof=1) / r)
+    floor = jnp.maximum(jnp.abs(agree), taken)
+    mass, low, high = (jnp.maximum(taken * (n / r) + d, floor) for d in (0.0, -spread, spread))
+    judged = mass > 0
+    inverse = lambda d: 1 / jnp.where(judged, d, 1.0)
+    score = jnp.where(judged, (1 + agree * inverse(mass)) / 2, jnp.nan)
+    error = jnp.where(judged, jnp.abs(agree) * (inverse(low) - inverse(high)) / 2, jnp.nan)
+    return MonotonicityScore(score, error)
 
 
 def monotonicity_score(
@@ -234,26 +313,38 @@ def monotonicity_score(
     s_out: Real[ArrayLike, "*_out_shape"],
     inputs: Float[ArrayLike, "N ..."],
     *,
-    batch_size: int | None = 64,
+    lines: int | None = None,
+    key: Key | None = None,
+    batch_size: int | None = BATCH_SIZE,
     memory_budget: int = MEMORY_BUDGET,
 ) -> MonotonicityScore:
     """Jacobian score of `fn` (one input → one output) w.r.t. the orthants of `s_in`, `s_out`.
 
-    Matrix-free: the Jacobian `J(x)` is never held whole. Its rows `s_out,k J_k(x)` come from
-    reverse-mode products (`jax.vjp`) with a chunk of output basis vectors at a time (or, when
-    `fn` has more outputs than inputs, its columns from forward-mode `jax.jvp`), and both sums of
-    the score are accumulated over chunks; `jacobian_plan` sizes the chunk and the number of
-    inputs vmapped together (at most `batch_size`, None: no cap) to about `memory_budget` bytes.
-    `s_in` and `s_out` hold one sign per input and output coordinate (any shape of that size,
-    flattened in C order).
+    Since `max(0, t) = (t + |t|) / 2`, the score is `½ (1 + a / D)` with `a = s_outᵀ J s_in` (one
+    vector-Jacobian product, exact) and `D = Σ_{ki} |J_ki|`, the sum of the `‖·‖_1` of the rows
+    `J_k` (reverse-mode products with output basis vectors; columns by forward mode when `fn` has
+    more outputs than inputs). With `lines=None` every line is taken: the score is exact to
+    rounding (`error` 0). With `lines = r`, `r` lines per input are drawn at random without
+    replacement (with `key`) and `D` is estimated by `D̂ = (n/r) Σ_sampled`; `error` bounds
+    `|m̂ − m|` whenever `|D̂ − D| <= z·se` (`z = CONFIDENCE_Z` standard errors of the
+    without-replacement mean, normal approximation: about 99.7% of draws).
+
+    The Jacobian is never held whole: `jacobian_plan` sizes the chunk of products and the number
+    of inputs vmapped together (at most `batch_size`, None: no cap) to about `memory_budget`
+    bytes. `s_in` and `s_out` hold one sign per input and output coordinate (any shape of that
+    size, flattened in C order).
+
+    Raises:
+        InputError: a bad `fn`, sign vector, batch of inputs, `lines`, `key` or `memory_budget`.
     """
     inputs, s_in, s_out = _check_problem(fn, s_in, s_out, inputs)
     memory_budget = check_count(memory_budget, "memory_budget")
-    x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
-    plan = jacobian_plan(
-        fn, x, s_out.size, inputs.shape[0], memory_budget=memory_budget, batch_size=batch_size
+    lines = _check_lines(lines)
+    if lines is not None:
+        key = check_key(key)
+    return jax.tree.map(
+        lambda a: a[0], _scores(fn, s_in[None], s_out[None], inputs, key, lines, batch_size, memory_budget)
     )
-    return MonotonicityScore(_jacobian_scores(fn, s_in, s_out, inputs, plan.reverse, plan.chunk, plan.batch))
 
 
 @eqx.filter_jit
@@ -290,7 +381,7 @@ def orthant_perturbation_test(
     *,
     sizes: Sequence[float] = (1e-2, 1e-1, 1.0),
     samples: int = 16,
-    batch_size: int | None = 64,
+    batch_size: int | None = BATCH_SIZE,
     memory_budget: int = MEMORY_BUDGET,
 ) -> PerturbationTest:
     """For each size `ε` and input `x`, `samples` perturbations `δ ∈ K_in` with `‖δ‖ = ε`
@@ -446,12 +537,14 @@ def active_subnetworks(
 
 class NullMonotonicity(eqx.Module):
     """Jacobian scores of null-model networks, each under its own best gauge (`scores`), and
-    of the network with random input/output signs (`random_orthants`); `perturbation` (when
-    asked for) is each null network's `PerturbationTest` under its own gauge, fields stacked
-    over samples."""
+    of the network with random input/output signs (`random_orthants`), with their stated errors
+    (`MonotonicityScore.mean_error`); `perturbation` (when asked for) is each null network's
+    `PerturbationTest` under its own gauge, fields stacked over samples."""
 
     scores: Float[Array, " samples"]
     random_orthants: Float[Array, " samples"]
+    scores_error: Float[Array, " samples"]
+    random_orthants_error: Float[Array, " samples"]
     perturbation: PerturbationTest | None = None
 
     @property
@@ -479,38 +572,49 @@ def null_model_monotonicity(
     null_model: str = "block",
     sizes: Sequence[float] | None = None,
     perturbations: int = 8,
+    lines: int | None = None,
     memory_budget: int = MEMORY_BUDGET,
     **search,
 ) -> NullMonotonicity:
     """Reference distributions for `monotonicity_score(model, …)`: `samples` null-model networks
     (`model` with the weights of `shuffle_signs(graph, key, null_model)`, `graph` being `model`'s
     signed graph), each scored under the best gauge of its own graph (`jaxflow.frustration` with
-    `search`); and `model` itself scored with uniformly random `s_in`, `s_out`. With `sizes`,
-    each null network also takes `orthant_perturbation_test(…, sizes=sizes,
-    samples=perturbations)`. The null networks are built and scored one at a time, each within
-    `memory_budget` bytes of working memory (see `monotonicity_score`)."""
+    `search`); and `model` itself scored with `samples` uniformly random `s_in`, `s_out`, all from
+    one set of Jacobian lines per input (`D` does not depend on the signs). With `sizes`, each
+    null network also takes `orthant_perturbation_test(…, sizes=sizes, samples=perturbations)`.
+    Scores take `lines` Jacobian lines per input (None: every line; see `monotonicity_score`).
+    The null networks are built and scored one at a time, each within `memory_budget` bytes of
+    working memory.
+
+    Raises:
+        InputError: a bad `graph`, `key`, `inputs`, `samples` (at least 2) or `lines`.
+    """
     samples = check_count(samples, "samples", minimum=2)  # a distribution
     check_graph(graph)
     check_key(key)
     check_array(inputs, "inputs")
-    in_shape = tuple(inputs.shape[1:])
-    n_out = graph.sizes[-1]
-    scores, random, tests = [], [], []
-    for k in jax.random.split(key, samples):
-        k_null, k_gauge, k_in, k_out, k_pert = jax.random.split(k, 5)
+    lines = _check_lines(lines)
+    score = {"lines": lines, "memory_budget": memory_budget}
+    k_nulls, k_in, k_out, k_lines = jax.random.split(key, 4)
+    scores, tests = [], []
+    for k in jax.random.split(k_nulls, samples):
+        k_null, k_gauge, k_score, k_pert = jax.random.split(k, 4)
         null_graph = shuffle_signs(graph, k_null, null_model)
         gauge = frustration(null_graph, key=k_gauge, bound=False, **search).gauge
         null = with_graph_weights(model, null_graph)
-        budget = {"memory_budget": memory_budget}
-        scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs, **budget).mean)
+        scores.append(monotonicity_score(null, gauge[0], gauge[-1], inputs, key=k_score, **score))
         if sizes is not None:
-            test = orthant_perturbation_test(
-                null, gauge[0], gauge[-1], inputs, k_pert, sizes=sizes, samples=perturbations, **budget
+            budget = {"memory_budget": memory_budget}
+            tests.append(
+                orthant_perturbation_test(
+                    null, gauge[0], gauge[-1], inputs, k_pert, sizes=sizes, samples=perturbations, **budget
+                )
             )
-            tests.append(test)
-        s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, in_shape), 1.0, -1.0)
-        s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (n_out,)), 1.0, -1.0)
-        random.append(monotonicity_score(model, s_in, s_out, inputs, **budget).mean)
         del null_graph, null  # one null network alive at a time
+    inputs, s_in, s_out = _check_problem(model, np.ones(graph.sizes[0]), np.ones(graph.sizes[-1]), inputs)
+    signs = lambda k, n: jnp.where(jax.random.bernoulli(k, 0.5, (samples, n)), 1.0, -1.0).astype(inputs.dtype)
+    gauges = signs(k_in, s_in.size), signs(k_out, s_out.size)
+    random = _scores(model, *gauges, inputs, k_lines, lines, BATCH_SIZE, memory_budget)
     perturbation = jax.tree.map(lambda *a: jnp.stack(a), *tests) if tests else None
-    return NullMonotonicity(jnp.stack(scores), jnp.stack(random), perturbation)
+    stack = lambda attr: jnp.stack([getattr(m, attr) for m in scores])
+    return NullMonotonicity(stack("mean"), random.mean, stack("mean_error"), random.mean_error, perturbation)

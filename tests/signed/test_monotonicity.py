@@ -11,8 +11,10 @@ from jaxflow.signed.function import GraphFunction
 from jaxflow.signed.importers import from_equinox
 from jaxflow.signed.monotonicity import (
     AGREEMENT_CHUNK,
+    CONFIDENCE_Z,
     Orthant,
     _agreements,
+    _scores,
     active_subnetworks,
     forward_size,
     jacobian_plan,
@@ -150,6 +152,14 @@ def test_bad_input_gives_clear_error(s_in, s_out, inputs, match):
     net = _mlp(jax.random.key(0), jnp.tanh)
     with pytest.raises(ValueError, match=match):
         monotonicity_score(net, s_in, s_out, inputs)
+
+
+def test_bad_lines_give_clear_errors():
+    net, args = _mlp(jax.random.key(0), jnp.tanh), (np.ones(5), np.ones(3), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="lines must be an integer >= 2, got 1"):
+        monotonicity_score(net, *args, lines=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="key must be one JAX PRNG key"):
+        monotonicity_score(net, *args, lines=2)
 
 
 def test_fn_that_does_not_take_one_input_is_reported():
@@ -316,3 +326,77 @@ def test_gauge_agreements_from_gram_matrices():
     np.testing.assert_allclose(agreement, expected, rtol=1e-15, atol=0)
     np.testing.assert_allclose(agreement_full, [naive(g, full, m) for g, m in zip(gauges, masks)], rtol=1e-15)
     np.testing.assert_array_equal(np.diag(agreement)[:4], 1.0)
+
+
+def _row_heavy_mlp(key, n_in=48, n_out=40):
+    """A ReLU MLP with more inputs than outputs (rows by vjp), 35% negative weights (scores about
+    0.6: the error bound is not trivially 0) and output rows scaled by `exp(0.3 N(0, 1))`."""
+    k_net, k_neg, k_scale = jax.random.split(key, 3)
+    mlp = eqx.nn.MLP(n_in, n_out, 16, 2, activation=jax.nn.relu, key=k_net, dtype=jnp.float64)
+    keys = jax.random.split(k_neg, len(mlp.layers))
+    flip = lambda i, w: jnp.abs(w) * jnp.where(jax.random.bernoulli(keys[i - 1], 0.35, w.shape), -1.0, 1.0)
+    mlp = _map_weights(mlp, flip)
+    scale = jnp.exp(0.3 * jax.random.normal(k_scale, (n_out, 1)))
+    return eqx.tree_at(lambda m: m.layers[-1].weight, mlp, mlp.layers[-1].weight * scale)
+
+
+def test_sampled_score_error_bound_holds_over_many_models():
+    # 100 random networks × 8 inputs, 16 of the 40 Jacobian rows each: the stated error holds
+    # wherever |D̂ − D| <= 3 standard errors (normal approximation: 0.27% of draws fail); allow 1%
+    dense = eqx.filter_jit(lambda m, x: jax.vmap(jax.jacrev(m))(x))
+    xs = jax.random.normal(jax.random.key(1), (100, 8, 48), jnp.float64)
+    deviations, errors = [], []
+    for k, x in zip(jax.random.split(jax.random.key(0), len(xs)), xs):
+        net = _row_heavy_mlp(k)
+        J = np.asarray(dense(net, x))
+        exact = np.maximum(J, 0).sum((1, 2)) / np.abs(J).sum((1, 2))  # the definition (all-plus gauge)
+        est = monotonicity_score(net, np.ones(48), np.ones(40), x, lines=16, key=jax.random.fold_in(k, 1))
+        deviations.append(np.abs(np.asarray(est.per_input) - exact))
+        errors.append(np.asarray(est.error))
+    deviations, errors = np.concatenate(deviations), np.concatenate(errors)
+    judged = ~np.isnan(deviations)  # J(x) = 0 (a dead ReLU layer): NaN in both
+    assert judged.sum() > 700 and np.array_equal(judged, ~np.isnan(errors))
+    violations = np.sum(deviations[judged] > errors[judged] + 1e-12)
+    assert violations <= 0.01 * judged.sum()
+    # the bound is informative: far below 1, and above the typical deviation
+    assert np.mean(deviations[judged]) < np.mean(errors[judged]) < 0.15
+
+
+def test_gauges_share_one_set_of_lines(key):
+    net = _row_heavy_mlp(key)
+    x = jax.random.normal(key, (6, 48), jnp.float64)
+    k_in, k_out, k_lines = jax.random.split(key, 3)
+    s_in = jnp.where(jax.random.bernoulli(k_in, 0.5, (3, 48)), 1.0, -1.0)
+    s_out = jnp.where(jax.random.bernoulli(k_out, 0.5, (3, 40)), 1.0, -1.0)
+    for lines in (None, 8):
+        together = _scores(net, s_in, s_out, x, k_lines, lines, 64, 2**29)
+        for g in range(3):
+            alone = monotonicity_score(net, s_in[g], s_out[g], x, lines=lines, key=k_lines)
+            np.testing.assert_allclose(together.per_input[g], alone.per_input, rtol=1e-13, atol=0)
+            np.testing.assert_allclose(together.error[g], alone.error, rtol=1e-13, atol=1e-16)
+    exact = _scores(net, s_in, s_out, x, k_lines, None, 64, 2**29)
+    for g in range(3):
+        np.testing.assert_allclose(exact.per_input[g], _dense_scores(net, s_in[g], s_out[g], x), rtol=1e-13)
+    np.testing.assert_array_equal(exact.error, 0.0)
+    # as many lines as rows: every row is taken, the same exact score
+    every = monotonicity_score(net, s_in[0], s_out[0], x, lines=40, key=k_lines)
+    np.testing.assert_allclose(every.per_input, exact.per_input[0], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(every.error, 0.0)
+
+
+def test_sampled_score_is_the_identity_on_the_sampled_rows(key):
+    # m̂ = ½ (1 + a / D̂): a = s_outᵀ J s_in exact, D̂ = (n/r) Σ of the sampled rows' ‖J_k‖_1;
+    # rebuilt from the dense Jacobian and the rows jax.random.choice draws for each input
+    net = _row_heavy_mlp(key)
+    x = jax.random.normal(key, (4, 48), jnp.float64)
+    s_in = np.where(np.arange(48) % 3 == 0, -1.0, 1.0)
+    s_out = np.where(np.arange(40) % 4 == 0, -1.0, 1.0)
+    est = monotonicity_score(net, s_in, s_out, x, lines=10, key=key)
+    for xi, k, m, err in zip(x, jax.random.split(key, 4), est.per_input, est.error):
+        J = np.asarray(jax.jacrev(net)(xi))
+        norms = np.abs(J[np.asarray(jax.random.choice(k, 40, (10,), replace=False))]).sum(1)
+        a, d_hat = s_out @ J @ s_in, 4 * norms.sum()
+        assert m == pytest.approx((1 + a / d_hat) / 2, rel=1e-13)
+        se = 40 * np.sqrt((1 - 10 / 40) * norms.var(ddof=1) / 10)
+        low, high = max(d_hat - CONFIDENCE_Z * se, abs(a), norms.sum()), d_hat + CONFIDENCE_Z * se
+        assert err == pytest.approx(abs(a) * (1 / low - 1 / high) / 2, rel=1e-12)
