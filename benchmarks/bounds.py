@@ -14,6 +14,10 @@ one, else the best estimate found (an upper bound, so the gap to the optimum is 
 4. The ResNet-18-shaped graph at 224² (`benchmarks/frustration.py`, 1.68e9 edges, float32), in a
    fresh process: the bound's time and value against the `"layerwise"` estimate's (8 restarts,
    tol 1e-5, as in the frustration benchmark), run one after the other in that process.
+6. (its own record, `bounds-eigen-*.json`) The `"eigen"` bound (the max-cut SDP's
+   dual, certified by a Cholesky factorization) against `"blocks"` on the digits CNN of
+   `benchmarks/peers.py` and the ResNet-18-shaped graph at 16² (1.7e4 nodes, 5.1e6 edges): gap to
+   the best value known (`EIGEN_REFERENCES`) and time, each in a fresh process.
 5. The odd-cycle packing alone (`method="cycles"`) on sparse layered graphs of 360-4,800 edges
    (in-degree 3, 5 layers): its time and bound as the graph grows, at `CYCLE_ROUNDS` rounds (the
    LP optimum; up to 1,500 edges) and at `default_cycle_rounds` (what `"auto"` runs).
@@ -21,6 +25,7 @@ one, else the best estimate found (an upper bound, so the gap to the optimum is 
     python benchmarks/bounds.py            # full run
     python benchmarks/bounds.py --quick    # a tiny check that the script works
     python benchmarks/bounds.py --parts proven,resnet18   # some parts only
+    python benchmarks/bounds.py --parts eigen             # part 6
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, write_record  # noqa: E402
 
-CANDIDATES = ("blocks", "stars", "cycles", "best")
-PARTS = ("proven", "sparse", "digits", "resnet18", "cycles")
+CANDIDATES = ("blocks", "stars", "cycles", "eigen", "best")
+PARTS = ("proven", "sparse", "digits", "resnet18", "cycles", "eigen")
+EIGEN_REFERENCES = {"digits-cnn": 0.28662025492729165, "resnet18-16": 0.44520192745631476}
+"""Part 6: the best normalized frustration known (`benchmarks/results/peers-20261206.json`)."""
 CYCLES_WIDTHS = (30, 60, 75, 100, 125, 200, 400)  # part 5: 5 layers of in-degree 3, 360-4,800 edges
 CYCLES_FULL_LP_EDGES = 1500  # part 5: the full column generation only up to here (75 s; ~edges³)
 SPARSE_EXACT_EDGES = 600  # "exact" enumerates without a time limit: minutes on larger sparse graphs
@@ -258,6 +265,31 @@ def part_resnet18(side: int) -> dict:
     }
 
 
+def part_eigen(name: str, quick: bool) -> dict:
+    """`"blocks"` and `"eigen"` on one graph of part 6: bound, gap to the reference, seconds."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from frustration import resnet18_graph
+    from peers import digits_family
+
+    from jaxflow.signed.bounds import lower_bound
+
+    if name == "digits-cnn":
+        ((_, graph),) = digits_family(2 if quick else 20, ("cnn",))
+    else:
+        graph = resnet18_graph(16)
+    reference = EIGEN_REFERENCES[name]
+    row = {"nodes": graph.num_nodes, "edges": graph.num_edges(), "reference_normalized": reference}
+    for method in ("blocks", "eigen"):
+        t = time.perf_counter()
+        res = lower_bound(graph, method=method)
+        seconds = time.perf_counter() - t
+        gap = (reference - res.normalized) / reference
+        row[method] = {"bound_normalized": res.normalized, "gap": gap, "seconds": seconds}
+    return row
+
+
 def _in_child(*argv: str) -> dict:
     out = subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -282,13 +314,16 @@ def _table(title: str, r: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
-    p.add_argument("--part", choices=("resnet18",), help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=("resnet18", *EIGEN_REFERENCES), help=argparse.SUPPRESS)
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts (default all: {PARTS})")
     p.add_argument("--sparse-instances", type=int, default=20, help="graphs of the sparse part (~4 min each)")
     args = p.parse_args()
     parts = args.parts.split(",")
     if args.part == "resnet18":
         print(json.dumps(part_resnet18(16 if args.quick else 224)))
+        return
+    if args.part in EIGEN_REFERENCES:
+        print(json.dumps(part_eigen(args.part, args.quick)))
         return
 
     n_proven, n_sparse, lo, hi = (3, 2, 300, 600) if args.quick else (100, args.sparse_instances, 300, 2000)
@@ -321,8 +356,20 @@ def main() -> None:
     if "cycles" in parts:
         print("odd-cycle packing alone, sparse layered graphs of in-degree 3:")
         record["cycles"] = cycles_time(CYCLES_WIDTHS[:2] if args.quick else CYCLES_WIDTHS)
-    record["machine"] = machine_info()
-    print(f"wrote {write_record('bounds', record, args.quick)}")
+    if "eigen" in parts:
+        names = list(EIGEN_REFERENCES)[: 1 if args.quick else None]
+        eigen = {name: _in_child("--part", name, *(["--quick"] if args.quick else [])) for name in names}
+        for name, r in eigen.items():
+            print(
+                f"{name}: {r['edges']} edges, blocks gap {100 * r['blocks']['gap']:.1f}% in "
+                f"{r['blocks']['seconds']:.1f} s, eigen gap {100 * r['eigen']['gap']:.1f}% in "
+                f"{r['eigen']['seconds']:.1f} s (reference {r['reference_normalized']:.4f})"
+            )
+        eigen.update(quick=args.quick, machine=machine_info())
+        print(f"wrote {write_record('bounds-eigen', eigen, args.quick)}")
+    if set(parts) - {"eigen"}:
+        record["machine"] = machine_info()
+        print(f"wrote {write_record('bounds', record, args.quick)}")
 
 
 if __name__ == "__main__":

@@ -104,11 +104,12 @@ def dwave_sa(graph) -> float | None:
         from dwave.samplers import SimulatedAnnealingSampler
     except ImportError:
         return None
-    from peers import coo, to_bqm
+    from peers import to_bqm
 
     from jaxflow.signed import gauge_frustration
 
-    ss = SimulatedAnnealingSampler().sample(to_bqm(graph, coo(graph)), num_reads=8, num_sweeps=10_000, seed=0)
+    bqm = to_bqm(graph, graph.to_coo())
+    ss = SimulatedAnnealingSampler().sample(bqm, num_reads=8, num_sweeps=10_000, seed=0)
     s = np.empty(graph.num_nodes)
     s[np.asarray(ss.variables, int)] = ss.record.sample[np.argmin(ss.record.energy)]
     return float(gauge_frustration(graph, graph.unflatten(s))) / float(graph.abs_sum())

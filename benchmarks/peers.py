@@ -139,19 +139,6 @@ def resnet_family(side: int) -> list[tuple[str, object]]:
 # ---------------------------------------------------------------------- conversions
 
 
-def coo(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The adjacency `A` (`a_pq` for the edge q→p) as COO over the flat node numbering, block by block."""
-    off = graph.offsets
-    rows, cols, vals = [], [], []
-    for (src, dst), block in zip(graph.links, graph.blocks):
-        B = np.asarray(block.to_dense(), np.float64)
-        r, c = np.nonzero(B)
-        rows.append(r + off[dst])
-        cols.append(c + off[src])
-        vals.append(B[r, c])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-
-
 def to_bqm(graph, a):
     """dimod's Ising model with `J_pq = −a_pq`: its energy is `−sᵀAs`."""
     import dimod
@@ -330,7 +317,7 @@ def run_family(family: str, instances, quick: bool, exact_seconds: float) -> dic
                 ref["optimum"] = ref["exact"]
             elif family == "a":
                 raise RuntimeError(f"exact did not prove the optimum of {name}")
-        a = coo(graph)
+        a = graph.to_coo()
         inputs = {"bqm": to_bqm(graph, a)}
         if MQLIB:
             inputs["maxcut"] = to_maxcut(graph, a, Path(scratch) / "instance.txt")  # (each overwrites)

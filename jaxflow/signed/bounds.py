@@ -35,6 +35,17 @@ Every candidate is a sum over a partition of the edges (weights may be split amo
   number of negative edges, each frustrated at least once by every gauge: a packing of such walks
   into the edge weights, the greedy one, then column generation towards the LP optimum (the
   odd-cycle relaxation's bound), as many rounds as the graph's size affords.
+- `"eigen"` (by `"auto"` on graphs of up to `EIGEN_AUTO_NODES` nodes; asked for, while its
+  Cholesky factor fits `EIGEN_MAX_FILL` entries): the whole graph as one piece, by the max-cut
+  SDP's dual (Delorme–Poljak, Poljak–Rendl). With `M = A + Aᵀ`, any `d` with `Diag(d) − M ⪰ 0`
+  gives `sᵀMs ≤ sᵀDiag(d)s = Σd` for every gauge, so `max sᵀAs ≤ ½Σd`. The dual point comes from
+  the primal `max Σ_ij M_ij v_i·v_j` over unit vectors (rank `EIGEN_RANK`), by block-coordinate
+  ascent (each layer's `v_i ← (Mv)_i/‖(Mv)_i‖` at once; `eigen_sweeps` sweeps): `d_i = v_i·(Mv)_i`,
+  shifted by `μ ≈ λ_max(M − Diag(d))` from Lanczos so that `Diag(d + μ) − M` is positive
+  semidefinite up to Lanczos' error. That `μ` is a proposal only: the bound is `Σ(d + μ)` once
+  `Diag(d + μ) − M` has a Cholesky factorization, computed chunk by chunk in layer order (a layer
+  has no edges inside it; fill only where the layer structure puts it), `μ` raised until one runs
+  to completion.
 
 Why the bounds are rigorous, not only approximate: every candidate is a true bound in real
 arithmetic (a relaxation), and floating-point error is bounded explicitly, with constants carrying
@@ -45,8 +56,12 @@ a Cholesky factorization of `μI − G` that runs to completion (Higham, *Accura
 Numerical Algorithms*, Thm 10.3: `R̂ᴴR̂ = H + ΔH` with `|ΔH| ≤ γ_{n+1}|R̂ᴴ||R̂|`, so `λ_min(H) ≥
 −γ_{n+1}‖R̂‖_F²`), plus the error of forming `G` from the kernel (`≤ c·terms·ε·‖|a| |B| |b|‖_F²`),
 with Gershgorin's bound as the fallback when no `μ` certifies; a packing's overdraw of any edge
-(floats, LP tolerances) is charged back. All of it runs in float64 on the host from the weights
-(exactly converted from float32 when the graph is float32).
+(floats, LP tolerances) is charged back. `"eigen"`'s matrix `Diag(d + μ) − M` is formed exactly
+(its diagonal is the floats factored; `A` is a DAG's, so `M`'s entries are single weights), and a
+completed factorization `R̂` proves `λ_min ≥ −c_chol·‖R̂‖_F²` by the same theorem (the blocked
+factorization does LAPACK's `potrf` operations, less those on exact zeros), so `Σ(d + μ) +
+n·c_chol·‖R̂‖_F²`, summed with its rounding charged, bounds `max sᵀMs`. All of it runs in float64
+on the host from the weights (exactly converted from float32 when the graph is float32).
 """
 
 from __future__ import annotations
@@ -70,7 +85,7 @@ from ._exact import independent_set
 from .blocks import Conv2d, Dense, Sparse, _axis_inside
 from .graph import SignedGraph
 
-METHODS = ("auto", "blocks", "stars", "cycles")
+METHODS = ("auto", "blocks", "stars", "cycles", "eigen")
 DEFAULT_WORK = 2**28
 """Default enumeration budget, in pattern × node evaluations: all of `"stars"` (about a second of
 numpy on a 2-core CPU), and an eighth of it for each block of `"blocks"`."""
@@ -79,6 +94,10 @@ CYCLES_MAX_EDGES = 5000  # `"auto"` runs `"cycles"` on graphs of up to this many
 CYCLES_MAX_DEGREE = 8.0  # … and mean degree (on dense layered graphs `"stars"` is far better)
 CYCLE_ROUNDS = 60  # column-generation rounds of `"cycles"` on graphs of up to CYCLES_FULL_EDGES edges;
 CYCLES_FULL_EDGES = 600  # fewer above (`default_cycle_rounds`), as a round's time grows about as edges²
+EIGEN_AUTO_NODES = 4096  # `"auto"` runs `"eigen"` on graphs of up to this many nodes
+EIGEN_MAX_FILL = 2**28  # `"eigen"`'s Cholesky factor may hold this many entries (2 GB in float64)
+EIGEN_SWEEPS = 200  # default sweeps of `"eigen"`'s coordinate ascent on the SDP
+EIGEN_RANK = 16  # columns of `"eigen"`'s vectors
 DENSIFY_MAX_EDGES = 2**22  # an unknown block with at most this many entries is bounded as dense
 MAX_GROUP = 16  # largest star group enumerated by `"blocks"`
 _EPS = float(np.finfo(np.float64).eps)
@@ -86,6 +105,8 @@ _CLOSED = 1e-9  # `upper`: a candidate this close below it closes the interval
 _CHUNK = 2**22  # elements of a working array (32 MB in float64)
 _CACHE_ELEMENTS = 2**25  # Gram matrices up to this many entries (512 MB complex) are built once
 _STEP_ELEMENTS = 2**20  # spectral bounds of up to this many Gram entries take the scaling steps
+_EIGEN_DENSE = 512  # `"eigen"` proposes `μ` by a dense eigensolver up to this many nodes, else Lanczos
+_FACTOR_CHUNK = 1024  # `"eigen"`'s block Cholesky: chunks of at most this many nodes
 _ZERO_BLOCKS = ("Pool", "Skip", "Route", "ChannelRoute", "ChannelScale", "Broadcast")
 """Block types whose minimum frustration is 0: every destination node has one in-edge (a forest:
 `Skip`, `Route`, `ChannelRoute`, `ChannelScale`, `Broadcast`) or every edge into a destination has
@@ -97,7 +118,7 @@ class BoundResult(NamedTuple):
 
     `value ≤ min_s δ(s)` (weighted, or the number of frustrated edges when not `weighted`);
     `total` is `Σ|a|` (or the number of edges), `normalized = value / total`. `candidates` maps
-    each candidate computed (`"blocks"`, `"stars"`, `"cycles"`) to its bound; `value` is their
+    each candidate computed (`"blocks"`, `"stars"`, `"cycles"`, `"eigen"`) to its bound; `value` is their
     max and `method` names it. `blocks` holds the `"blocks"` candidate's bound per block of the graph (in
     `graph.blocks` order; they sum to it up to rounding margins), `seconds` the wall time.
     """
@@ -131,6 +152,7 @@ def lower_bound(
     scaling_steps: int = 2,
     stars_max_nodes: int = STARS_MAX_NODES,
     cycle_rounds: int | None = None,
+    eigen_sweeps: int = EIGEN_SWEEPS,
     upper: float | None = None,
 ) -> BoundResult:
     """A proven lower bound on `min_s δ(s)`, the (weighted) frustration of `graph`.
@@ -138,13 +160,16 @@ def lower_bound(
     `method`: `"blocks"` (every block bounded on its own, from its weights only: matrix-free, for
     graphs of any size), `"stars"` (a vertex cover split into enumerated nodes and star groups of
     `group_size`, on the dense adjacency: graphs of up to `stars_max_nodes` nodes), `"cycles"`
-    (a packing of frustrated closed walks, same graphs), or `"auto"` (`"blocks"`; with `"stars"`
-    where it applies and `"cycles"` on sparse graphs, mean degree <= `CYCLES_MAX_DEGREE` and up to
-    `CYCLES_MAX_EDGES` edges; the largest reported). `work` caps the enumerations (pattern ×
+    (a packing of frustrated closed walks, same graphs), `"eigen"` (the max-cut SDP's dual,
+    certified by a Cholesky factorization; sparse, while the factor fits `EIGEN_MAX_FILL`), or
+    `"auto"` (`"blocks"`; with `"stars"` where it applies, `"cycles"` on sparse graphs, mean degree
+    <= `CYCLES_MAX_DEGREE` and up to `CYCLES_MAX_EDGES` edges, and `"eigen"` up to
+    `EIGEN_AUTO_NODES` nodes; the largest reported). `work` caps the enumerations (pattern ×
     node evaluations: all of `"stars"`, an eighth of it per block of `"blocks"`);
     `scaling_steps` is the number of per-channel scaling steps of the spectral bounds;
     `cycle_rounds` the column-generation rounds of `"cycles"` (default `default_cycle_rounds`;
-    every round's packing is a valid bound, more rounds a larger one). `upper`, a
+    every round's packing is a valid bound, more rounds a larger one), `eigen_sweeps` the sweeps
+    of `"eigen"`'s ascent (fewer stop it early; the bound stays valid). `upper`, a
     known upper bound on the minimum (a heuristic's value), ends `"auto"` at the first candidate
     that reaches it (the interval is then closed). See the module docstring for the bounds and why
     they are valid.
@@ -158,6 +183,7 @@ def lower_bound(
     check_count(scaling_steps, "scaling_steps", minimum=0)
     if cycle_rounds is not None:
         check_count(cycle_rounds, "cycle_rounds", minimum=0)
+    check_count(eigen_sweeps, "eigen_sweeps", minimum=0)
     if method in ("stars", "cycles") and graph.num_nodes > stars_max_nodes:
         raise InputError(
             f'method="{method}" keeps the dense n×n adjacency and takes up to stars_max_nodes='
@@ -180,6 +206,8 @@ def lower_bound(
     if method == "cycles" or (method == "auto" and small and _sparse(A) and not closed()):
         rounds = default_cycle_rounds(np.count_nonzero(A)) if cycle_rounds is None else int(cycle_rounds)
         candidates["cycles"], total = _cycles_bound(A, rounds)
+    if method == "eigen" or (method == "auto" and graph.num_nodes <= EIGEN_AUTO_NODES and not closed()):
+        candidates["eigen"], total = _eigen_bound(target, int(eigen_sweeps), EIGEN_MAX_FILL)
     best = max(candidates, key=candidates.get)
     return BoundResult(
         value=max(candidates[best], 0.0),
@@ -613,6 +641,151 @@ def _blas_threads(n):
     if n is None or controller is None:
         return contextlib.nullcontext()
     return controller.limit(limits=n, user_api="blas")
+
+
+# ------------------------------------------------------------------------ eigen
+
+
+def _eigen_bound(graph: SignedGraph, sweeps: int, max_fill: int) -> tuple[float, float]:
+    """The `"eigen"` bound (see the module docstring) and `Σ|a|`."""
+    M, mass = _symmetric_adjacency(graph)
+    total, lo = _mass(mass)
+    if total == 0:
+        return 0.0, total
+    upper, _, _ = _eigen_upper(M, graph.offsets, sweeps, max_fill)
+    return max(0.5 * (lo - 0.5 * upper), 0.0), total
+
+
+def _symmetric_adjacency(graph: SignedGraph):
+    """`M = A + Aᵀ` as a float64 CSR matrix (exact: `A` is a DAG's, so `A_pq` and `A_qp` are never
+    both non-zero) and the absolute weights of the edges."""
+    import scipy.sparse
+
+    r, c, v = graph.to_coo()
+    n = graph.num_nodes
+    both = (np.concatenate([r, c]), np.concatenate([c, r]))
+    return scipy.sparse.csr_array((np.concatenate([v, v]), both), (n, n)), np.abs(v)
+
+
+def _eigen_upper(M, offsets, sweeps: int, max_fill: int) -> tuple[float, float, float]:
+    """A certified upper bound on `max_s sᵀMs`, with the uncertified estimate it certifies and the
+    value `Σ_ij M_ij v_i·v_j` of the unit vectors `v_i` found (a feasible point of the max-cut SDP).
+
+    The vectors: `sweeps` sweeps of block-coordinate ascent on the SDP (each layer's `v_i ← (Mv)_i /
+    ‖(Mv)_i‖` at once: a layer has no edges inside it), from random ones of `EIGEN_RANK` columns,
+    stopping when a sweep gains less than `1e−9` of the value. The dual point `d_i = v_i·(Mv)_i`,
+    `μ ≈ λ_max(M − Diag(d))` by Lanczos (a dense solver up to `_EIGEN_DENSE` nodes), then
+    `Diag(d + μ) − M ⪰ 0` certified by `_block_cholesky`, `μ` raised until it factors (the trivial
+    `Σ|M|` when it never does). Raises `InputError` when the factor would exceed `max_fill` entries.
+    """
+    import scipy.sparse.linalg
+
+    n = M.shape[0]
+    cuts = _chunk_cuts(offsets)
+    below, fill = _chunk_pattern(M, cuts)
+    if fill > max_fill:
+        raise InputError(
+            f'method="eigen" factors Diag(d) − M in blocks of {fill:.3g} entries in all, more than '
+            f'EIGEN_MAX_FILL={max_fill:.3g}; use method="blocks"'
+        )
+    rng = np.random.default_rng(0)
+    V = rng.standard_normal((n, min(EIGEN_RANK, n)))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    layers = [(a, b, M[a:b]) for a, b in zip(offsets[:-1], offsets[1:]) if b > a]
+    value = -np.inf
+    for _ in range(sweeps):
+        for a, b, rows in layers:
+            field = rows @ V
+            norm = np.linalg.norm(field, axis=1, keepdims=True)
+            V[a:b] = np.where(norm > 0, field / np.where(norm > 0, norm, 1.0), V[a:b])
+        last, value = value, float(np.sum((M @ V) * V))
+        if value - last <= 1e-9 * abs(value):
+            break
+    d = np.sum((M @ V) * V, axis=1)
+    primal = float(np.sum(d))
+    shifted = M - scipy.sparse.diags_array(d)
+    if n <= _EIGEN_DENSE:
+        mu = float(np.linalg.eigvalsh(shifted.toarray())[-1])
+    else:
+        try:
+            start = rng.standard_normal(n)
+            mu = float(scipy.sparse.linalg.eigsh(shifted, 1, which="LA", v0=start, tol=1e-10)[0][0])
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            mu = float(np.max(abs(M).sum(1) - d))  # Gershgorin's bound
+    estimate = primal + n * mu
+    scale = float(np.max(np.abs(d))) + float(np.max(abs(M).sum(1)))
+    for attempt in range(8):
+        diag = d + (mu + scale * 1e-9 * 16**attempt)
+        r2 = _block_cholesky(M, diag, cuts, below)
+        if r2 is not None:
+            tau = 4 * (n + 2) * _EPS * r2 * (1 + 4 * (n * n + 2) * _EPS)  # Higham Thm 10.3
+            upper = float(np.sum(diag)) + n * tau + (n + 2) * _EPS * float(np.sum(np.abs(diag)))
+            return upper * (1 + 4 * _EPS), estimate, primal
+    return float(np.sum(abs(M))) * (1 + 4 * (n + 2) * _EPS), estimate, primal
+
+
+def _chunk_cuts(offsets) -> np.ndarray:
+    """Boundaries of the factorization's chunks: each layer split into near-equal runs of at most
+    `_FACTOR_CHUNK` nodes."""
+    cuts = [0]
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        cuts += [int(x) for x in np.linspace(a, b, -(-(b - a) // _FACTOR_CHUNK) + 1).round()[1:]]
+    return np.asarray(cuts)
+
+
+def _chunk_pattern(M, cuts) -> tuple[list[list[int]], int]:
+    """The chunks below each chunk `j` whose block of the Cholesky factor of `Diag(d) − M` may be
+    non-zero (`M`'s blocks and their fill, by symbolic elimination in order), and the number of
+    entries of the factor's blocks (lower triangles of the diagonal ones)."""
+    K = len(cuts) - 1
+    below = [set() for _ in range(K)]
+    for i in range(K):
+        cols = M[cuts[i] : cuts[i + 1]].indices
+        for j in np.unique(np.searchsorted(cuts, cols, side="right") - 1):
+            if j < i:
+                below[int(j)].add(i)
+    sizes = np.diff(cuts)
+    entries = 0
+    for j in range(K):
+        col = sorted(below[j])
+        for t, k in enumerate(col):
+            below[k].update(col[t + 1 :])
+        entries += int(sizes[j] * (sizes[j] + 1) // 2 + sizes[j] * sizes[col].sum())
+    return [sorted(b) for b in below], entries
+
+
+def _block_cholesky(M, diag: np.ndarray, cuts, below) -> float | None:
+    """`‖R̂‖_F²` of the computed Cholesky factor of `Diag(diag) − M`, or `None` when a pivot fails.
+
+    Right-looking, chunk by chunk (`potrf` of a diagonal block, `trsm` for the blocks below it, then
+    their products subtracted from the trailing blocks), blocks of `below`'s pattern only: the
+    operations of LAPACK's blocked `potrf` on the whole matrix, less those on exact zeros. The
+    factor's blocks are dropped once counted; only the trailing matrix is kept."""
+    K = len(cuts) - 1
+    span = [slice(cuts[i], cuts[i + 1]) for i in range(K)]
+    pivots = [np.diag(diag[s]) for s in span]
+    trailing = {}
+    for i in range(K):
+        rows = M[span[i]]
+        for j in range(i):
+            if i in below[j]:
+                trailing[i, j] = -rows[:, span[j]].toarray()
+    r2 = 0.0
+    with _blas_threads(None):
+        for j in range(K):
+            L, info = scipy.linalg.lapack.dpotrf(pivots[j], lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                return None
+            r2 += float(np.sum(L**2))
+            col = {i: scipy.linalg.blas.dtrsm(1.0, L, trailing.pop((i, j)), side=1, lower=1, trans_a=1)
+                   for i in below[j]}  # fmt: skip
+            for i, Li in col.items():
+                r2 += float(np.sum(Li**2))
+                pivots[i] -= Li @ Li.T
+                for k, Lk in col.items():
+                    if k < i:
+                        trailing[i, k] = trailing.get((i, k), 0.0) - Li @ Lk.T
+    return r2
 
 
 # ------------------------------------------------------------------------ stars

@@ -232,6 +232,19 @@ class SignedGraph(eqx.Module):
             out[src] = out[src] + block.apply_transpose(ys[dst])
         return tuple(out)
 
+    def to_coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The non-zero entries of `A` as host arrays `(rows, cols, values)`, `values` in float64
+        (exact from float32), block by block (each block densified: graphs of small blocks)."""
+        off = self.offsets
+        rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        for (src, dst), block in zip(self.links, self.blocks):
+            B = np.asarray(block.to_dense(), np.float64)
+            r, c = np.nonzero(B)
+            rows.append(r + off[dst])
+            cols.append(c + off[src])
+            vals.append(B[r, c])
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
     def to_dense(self) -> Float[Array, "n n"]:
         """Dense `A` (n×n) with `A[p, q]` the weight of edge `q → p` (small graphs only)."""
         off, n = self.offsets, self.num_nodes

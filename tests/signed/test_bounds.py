@@ -74,7 +74,7 @@ def conv_graph(rng, integer=False) -> SignedGraph:
 def check_valid(graph, optimum, total, **kw):
     """Every candidate is at most the optimum; the reported bound is >= 0."""
     res = lower_bound(graph, method="auto", **kw)
-    assert {"blocks", "stars"} <= res.candidates.keys()
+    assert {"blocks", "stars", "eigen"} <= res.candidates.keys()
     cycles = lower_bound(graph, method="cycles", **kw)
     for name, value in (*res.candidates.items(), ("cycles", cycles.value)):
         assert value <= optimum + TOL * max(total, 1), (name, res.candidates, optimum)
@@ -139,7 +139,7 @@ def test_balanced_graph_gives_zero():
         for i in range(2)
     ]
     g = SignedGraph.from_weights(ws)  # gauge-equivalent to all-positive: frustration 0
-    for method in ("blocks", "stars", "cycles", "auto"):
+    for method in ("blocks", "stars", "cycles", "eigen", "auto"):
         assert lower_bound(g, method=method).value == 0.0
     positive = conv_graph(rng).map_weights(jnp.abs)
     assert lower_bound(positive, method="blocks").value == 0.0
@@ -355,6 +355,80 @@ def test_cycle_rounds_shrink_with_size_and_every_round_is_a_valid_bound(monkeypa
     assert lower_bound(g, cycle_rounds=1).candidates["cycles"] == values[1]
 
 
+def test_eigen_is_exact_when_a_gauge_meets_the_sdp():
+    """A positive graph with one light negative edge whose signed Laplacian `Diag(|M|1) − M` is
+    positive semidefinite: `d = |M|1` is dual feasible with `Σd = 1ᵀM1 + 4|a_neg|`, the all-(+1)
+    gauge attains it, so the SDP bound is the optimum, `|a_neg|`, up to the margin `"eigen"` adds
+    to its Lanczos value (`1e−9` of the matrix's scale per node)."""
+    rng = np.random.default_rng(4)
+    W1, W2 = rng.uniform(1, 2, (4, 3)), rng.uniform(1, 2, (2, 4))
+    W1[1, 2] = -0.1
+    g = SignedGraph.from_weights([W1, W2])
+    A = np.asarray(g.to_dense())
+    M = A + A.T
+    assert np.linalg.eigvalsh(np.diag(np.abs(M).sum(1)) - M)[0] >= 0  # the premise
+    opt = brute_force(A)
+    assert opt == pytest.approx(0.1, rel=1e-12)
+    res = lower_bound(g, method="eigen")
+    assert opt - 1e-7 <= res.value <= opt + TOL * res.total
+
+
+@pytest.mark.parametrize("build", [lambda rng: layered(rng, (5, 7, 6)), with_skips, conv_graph])
+def test_eigen_certificate_is_above_its_estimate_and_the_sdp_point(build):
+    """The certified `max sᵀMs` bound is at least the Lanczos value it certifies, which is at least
+    the SDP value of the vectors found and every gauge's `sᵀMs` (weak duality); the ascent narrows
+    the duality gap, to vectors whose SDP value is above every gauge's."""
+    g = build(np.random.default_rng(2))
+    A = np.asarray(g.to_dense())
+    M = A + A.T
+    S = np.random.default_rng(0).choice([-1.0, 1.0], (4000, len(A)))
+    best_gauge = np.max(np.einsum("mi,ij,mj->m", S, M, S))
+    gaps = []
+    for sweeps in (0, 3, bounds.EIGEN_SWEEPS):
+        sparse, _ = bounds._symmetric_adjacency(g)
+        upper, estimate, primal = bounds._eigen_upper(sparse, g.offsets, sweeps, bounds.EIGEN_MAX_FILL)
+        assert max(primal, best_gauge) <= estimate * (1 + 1e-12) and estimate <= upper
+        gaps.append(estimate - primal)
+    assert gaps[-1] <= gaps[0] and gaps[-1] <= 1e-3 * primal and best_gauge <= primal
+
+
+def test_block_cholesky_matches_dense(monkeypatch):
+    """In chunks of 2 nodes (fill between chunks of different layers), the factor's `‖R̂‖_F²` is the
+    dense Cholesky factor's; a diagonal below `λ_max(M)` fails to factor."""
+    monkeypatch.setattr(bounds, "_FACTOR_CHUNK", 2)
+    g = with_skips(np.random.default_rng(1))
+    sparse, _ = bounds._symmetric_adjacency(g)
+    M = sparse.toarray()
+    np.testing.assert_array_equal(M, np.asarray(g.to_dense()) + np.asarray(g.to_dense()).T)
+    cuts = bounds._chunk_cuts(g.offsets)
+    assert np.diff(cuts).max() == 2 and set(g.offsets) <= set(cuts)
+    below, entries = bounds._chunk_pattern(sparse, cuts)
+    n, lam = len(M), np.linalg.eigvalsh(M)[-1]
+    assert entries <= n * (n + 1) // 2
+    diag = np.full(n, 1.01 * lam)
+    L = np.linalg.cholesky(np.diag(diag) - M)
+    assert bounds._block_cholesky(sparse, diag, cuts, below) == pytest.approx(np.sum(L**2), rel=1e-12)
+    assert bounds._block_cholesky(sparse, np.full(n, 0.99 * lam), cuts, below) is None
+
+
+def test_eigen_limits(monkeypatch):
+    """`"auto"` runs `"eigen"` up to `EIGEN_AUTO_NODES` nodes; asked for, it runs while its factor
+    fits `EIGEN_MAX_FILL`; Lanczos and the dense eigensolver propose the same `μ`."""
+    g = layered(np.random.default_rng(3), (4, 6, 5))
+    monkeypatch.setattr(bounds, "EIGEN_AUTO_NODES", g.num_nodes - 1)
+    assert "eigen" not in lower_bound(g).candidates
+    assert lower_bound(g, method="eigen").candidates.keys() == {"eigen"}
+    # Lanczos (on larger graphs) proposes the dense solver's `μ`: the same certified bound
+    sparse, _ = bounds._symmetric_adjacency(g)
+    dense = bounds._eigen_upper(sparse, g.offsets, 50, bounds.EIGEN_MAX_FILL)
+    monkeypatch.setattr(bounds, "_EIGEN_DENSE", 0)
+    lanczos = bounds._eigen_upper(sparse, g.offsets, 50, bounds.EIGEN_MAX_FILL)
+    np.testing.assert_allclose(lanczos, dense, rtol=1e-9)
+    monkeypatch.setattr(bounds, "EIGEN_MAX_FILL", 10)
+    with pytest.raises(InputError, match="EIGEN_MAX_FILL"):
+        lower_bound(g, method="eigen")
+
+
 def test_result_fields():
     g = layered(np.random.default_rng(1), (4, 6, 3))
     res = lower_bound(g)
@@ -376,5 +450,7 @@ def test_errors():
         lower_bound(g, method="stars", stars_max_nodes=5)
     with pytest.raises(InputError, match="stars_max_nodes"):
         lower_bound(g, method="cycles", stars_max_nodes=5)
+    with pytest.raises(InputError, match="eigen_sweeps"):
+        lower_bound(g, eigen_sweeps=-1)
     with pytest.raises(InputError, match="SignedGraph"):
         lower_bound(np.eye(3))

@@ -258,6 +258,9 @@ def test_graph_operations_match_dense(resnet_like):
     np.testing.assert_allclose(g.flatten(g.rmatvec(g.unflatten(jnp.asarray(v)))), A.T @ v, atol=1e-12)
     np.testing.assert_allclose(g.abs_sum(), np.abs(A).sum(), rtol=1e-13)
     assert g.num_edges() == np.count_nonzero(A)
+    rows, cols, values = g.to_coo()
+    assert values.dtype == np.float64 and rows.size == np.count_nonzero(A)
+    np.testing.assert_array_equal(values, A[rows, cols])
     np.testing.assert_array_equal(g.map_weights(jnp.sign).to_dense(), np.sign(A))
     assert g.activations[1] == Activation("relu", True) and g.activations[0] == Activation()
     assert g.astype(jnp.float32).dtype == np.float32
