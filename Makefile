@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test docs lint bench
+.PHONY: install quickstart test test-interrupts docs lint bench
 
 $(BIN)/jaxflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ quickstart: install
 	$(BIN)/jaxflow sweep configs/quickstart.toml --out results/quickstart
 
 test: install docs
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -m "not interrupts"
+
+# the scheduled interrupts of every command (tests/test_interrupts.py): several minutes
+test-interrupts: install
+	$(BIN)/python -m pytest -q -m interrupts
 
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir site

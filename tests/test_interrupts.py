@@ -15,7 +15,7 @@ from interrupts import COMMANDS, commands, schedule  # noqa: E402
 MOMENTS = 10
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 @pytest.mark.parametrize("name", COMMANDS)
 def test_an_interrupt_at_any_moment_is_status_130_within_2_s_and_resumes(tmp_path, name):
     argv, numbers = commands(tmp_path, robustness=False)[name]
