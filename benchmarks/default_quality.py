@@ -2,6 +2,7 @@
 
     python benchmarks/default_quality.py --set tuning                   # peers families (a)-(d)
     python benchmarks/default_quality.py --set validation --wheels DIR  # pretrained CNNs from wheels
+    python benchmarks/default_quality.py --set validation --wheels DIR --side 64  # smaller inputs
 
 Tuning set: the instances of `benchmarks/peers.py` (20 of its 100 dense graphs with proven optima,
 the six sparse graphs, the digits MLP and CNN, the ResNet-18-shaped graph at 16²). Validation set:
@@ -58,8 +59,11 @@ def tuning_graphs(dense: int) -> list[tuple[str, str, object, float | None]]:
     return out
 
 
-def validation_graphs(wheels: Path | None, into: Path) -> list[tuple[str, str, object, None]]:
-    """`(package, model, graph, None)` of each census model that imports at its native shape."""
+def validation_graphs(
+    wheels: Path | None, into: Path, side: int | None
+) -> list[tuple[str, str, object, None]]:
+    """`(package, model, graph, None)` of each census model that imports at its native shape, or,
+    with `side`, of each with dynamic height and width at `side`² (the others are left out)."""
     from census import NATIVE, find_models
 
     from jaxflow._checks import InputError
@@ -67,12 +71,17 @@ def validation_graphs(wheels: Path | None, into: Path) -> list[tuple[str, str, o
 
     out = []
     for package, member, path in find_models(wheels, into):
+        shape = NATIVE.get(member)
+        if side is not None:
+            if shape is None:
+                continue
+            shape = (*shape[:2], side, side)
         try:
-            graph = load_graph(path, input_shape=NATIVE.get(member))
+            graph = load_graph(path, input_shape=shape)
         except InputError as e:
             print(f"{member}: not imported ({str(e)[:80]}…)", flush=True)
             continue
-        out.append((package, member, graph, None))
+        out.append((package, member if side is None else f"{member} at {side}²", graph, None))
     return out
 
 
@@ -198,15 +207,19 @@ def main() -> None:
     p.add_argument("--set", choices=("tuning", "validation"), default="tuning")
     p.add_argument("--dense", type=int, default=20, help="dense graphs of family (a) in the tuning set")
     p.add_argument("--wheels", type=Path, default=None, help="a folder of the census packages' wheels")
+    p.add_argument(
+        "--side", type=int, default=None, help="validation: models of dynamic size at side² instead"
+    )
     args = p.parse_args()
     import jax
 
     jax.config.update("jax_enable_x64", True)
     record = {"set": args.set, "machine": machine_info(), "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
-        graphs = (
-            tuning_graphs(args.dense) if args.set == "tuning" else validation_graphs(args.wheels, Path(tmp))
-        )
+        if args.set == "tuning":
+            graphs = tuning_graphs(args.dense)
+        else:
+            graphs = validation_graphs(args.wheels, Path(tmp), args.side)
         for g in graphs:  # the record is written after each graph: a long run keeps what it did
             record["rows"].append(measure(*g))
             path = write_record(f"default-quality-{args.set}", record, quick=False)
