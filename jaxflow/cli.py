@@ -34,6 +34,7 @@ MEMORY_HELP = (
     f"memory budget, e.g. 8G or 512M: a run estimated to need more is refused before it starts "
     f"(default: ${_memory.ENV} if set, else the memory available)"
 )
+DRY_RUN_HELP = "print the graph's size, the estimator, memory per stage and a time range; run nothing"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,12 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (every model)")
     s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
+    s.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
     s = sub.add_parser("study", help="frustration and near-monotonicity study of a network")
     s.add_argument("config", help="TOML config")
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (the model_file)")
     s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
+    s.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     return p
 
 

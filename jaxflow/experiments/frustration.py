@@ -1,4 +1,4 @@
-"""`jaxflow frustration MODEL_FILE... [--config C] [--out DIR] [--input-shape 1,3,H,W]`: the
+"""`jaxflow frustration MODEL_FILE... [--config C] [--out DIR] [--input-shape 1,3,H,W] [--dry-run]`: the
 frustration of a model's signed graph against sign-shuffled null models, overall and per trained
 layer, as JSON, CSV and plots; with several models (or a config's `models` list), a study across
 models: one table and one figure comparing them, each model's own results in `out/<name>/`."""
@@ -23,6 +23,7 @@ from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shap
 from ..signed.importers import load_graph
 from . import models as table
 from .nulls import frustration_line, frustration_vs_null, layer_frustration, saved_samples, write_layer_csv
+from .preview import preview, preview_lines
 
 
 def model_frustration(
@@ -36,12 +37,15 @@ def model_frustration(
     """The frustration of the model file `path` against `config.null_samples` null models
     (key `jax.random.key(config.seed)`, the same for every model), overall and per trained layer
     with `config.per_layer`: the content of `frustration.json`. `status` hears each stage; with
-    `out`, null samples are saved in `out/nulls*/` as they finish, and a rerun resumes."""
+    `out`, null samples are saved in `out/nulls*/` as they finish, and a rerun resumes. The
+    `preview` of the run (`preview.preview`) comes first."""
     status = status or (lambda _: None)
     start = time.perf_counter()
     shape = None if input_shape is None else tuple(input_shape)
     status("reading the model")
     graph = load_graph(path, input_shape=shape)
+    status("calibrating the cost preview")
+    cost = preview(graph, config)
     edges = graph.num_edges()
     status(f"{edges:,} edges: network and {config.null_samples} null models")
     nulls = None if out is None else Path(out) / "nulls"
@@ -49,6 +53,7 @@ def model_frustration(
     status("per layer")
     layers = layer_frustration(graph, nul) if config.per_layer else []
     return {
+        "preview": cost,
         "model": str(path),
         "input_shape": list(shape) if shape is not None else None,
         "num_layers": graph.num_layers,
@@ -237,11 +242,17 @@ def saved(args) -> str:
 
 
 def main(args) -> int:
-    """`jaxflow frustration`: run, write and print; exit status 2 when a model of a study across
-    models failed."""
+    """`jaxflow frustration`: run, write and print (with `--dry-run`: print each model's
+    `preview` and run nothing); exit status 2 when a model of a study across models failed."""
     config = load_config(args.config, FrustrationConfig) if args.config else FrustrationConfig()
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     entries, across = _entries(args, config, input_shape)
+    if args.dry_run:
+        for entry in entries:
+            print(f"{entry.file}: what the run will do (nothing is run)")
+            graph = load_graph(entry.file, input_shape=entry.input_shape)
+            print("\n".join(f"  {line}" for line in preview_lines(preview(graph, config))))
+        return 0
     out = output_folder(_out(args, entries, across))
     result = run(config, entries, across=across, out=out, progress=not args.quiet, log=print)
     files = write(result, out)

@@ -156,18 +156,25 @@ def zscore_robustness(
         )  # fmt: skip
         for k, (r, t) in enumerate(rungs)
     ]
-    other = Anneal if ran == "layerwise" else Layerwise
-    independent = other(batch_size=getattr(estimator, "batch_size", None))
+    independent = independent_estimator(ran, estimator)
     samples = min(ROBUSTNESS_SAMPLES, first.values.shape[0])
-    folder = None if out is None else Path(out).parent / f"{Path(out).name}-{other.name}"
+    folder = None if out is None else Path(out).parent / f"{Path(out).name}-{independent.name}"
     nul = _nulls(graph, config, key, samples, independent, folder, bound=False, status=status)
     restarts = int(nul.observed.settings.restarts)
-    rows.append(_row(float(nul.observed.value), nul.values, total, method=other.name, rung=None,
+    rows.append(_row(float(nul.observed.value), nul.values, total, method=independent.name, rung=None,
                      restarts=restarts, sweeps=None))  # fmt: skip
     verdict = rows[-3:] if len(rows) > 2 else rows
     signs = {r["zscore"] > 0 for r in verdict}
     significance = {r["significant"] for r in verdict}
     return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
+
+
+def independent_estimator(ran: str, estimator: Estimator) -> Estimator:
+    """The independent estimator of `zscore_robustness` after a search by the method `ran`:
+    `Anneal` after `"layerwise"`, else `Layerwise`, at its default effort and `estimator`'s
+    `batch_size`."""
+    other = Anneal if ran == "layerwise" else Layerwise
+    return other(batch_size=getattr(estimator, "batch_size", None))
 
 
 def saved_samples(out: Path) -> str:

@@ -1,4 +1,4 @@
-"""`jaxflow study CONFIG [--out DIR] [--input-shape 1,3,H,W]`: frustration and near-monotonicity
+"""`jaxflow study CONFIG [--out DIR] [--input-shape 1,3,H,W] [--dry-run]`: frustration and near-monotonicity
 of a network against null models, followed along training (a digits classifier trained here), of
 a model file, or of deep linear networks along the gradient flow (`dln`); `study.json` and the
 figures in a folder."""
@@ -34,9 +34,10 @@ from ..signed.monotonicity import (
     null_model_monotonicity,
     orthant_perturbation_test,
 )
-from ..train import train_digits
+from ..train import input_shape, make_model, train_digits
 from .dln import dln_study
 from .nulls import frustration_line, frustration_vs_null, layer_frustration, saved_samples, write_layer_csv
+from .preview import preview, preview_lines
 
 MONOTONICITY_FILES = ("monotonicity.png", "active_subnetworks.png")
 NETWORK_FILES = (
@@ -158,6 +159,7 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     bar = progress_bar(total=2 + len(checkpoints), desc="study", enabled=progress)
     graph = from_equinox(model, in_shape)
     status = bar.set_description_str
+    cost = preview(graph, config.frustration)
     nul, fr = frustration_vs_null(graph, config.frustration, k_final, out=_nulls(out), status=status)
     layers = layer_frustration(graph, nul)
     bar.update()
@@ -192,6 +194,7 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
         bar.update()
     bar.close()
     return {
+        "preview": cost,
         "graph": {"layers": list(graph.names), "shapes": [list(s) for s in graph.shapes]},
         "num_edges": graph.num_edges(),
         "test_accuracy": checkpoints[-1].test_accuracy,
@@ -202,16 +205,33 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     }
 
 
-def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> dict:
+def _file_graph(config: StudyConfig, config_dir: Path) -> SignedGraph:
+    """The graph of the study's `model_file` (relative to `config_dir` unless absolute)."""
     path = Path(config.model_file)
-    graph = load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
+    return load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
+
+
+def _network(config: StudyConfig, config_dir: Path) -> SignedGraph | None:
+    """The graph whose frustration the study searches, before it runs: its `model_file`, or the
+    untrained classifier of its `model` (training keeps the graph's shape); None for `dln`."""
+    if config.model_file is not None:
+        return _file_graph(config, config_dir)
+    if config.model is not None:
+        model = make_model(config.model, jax.random.key(config.train.seed))
+        return from_equinox(model, input_shape(config.model))
+    return None
+
+
+def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> dict:
+    graph = _file_graph(config, config_dir)
+    cost = preview(graph, config.frustration)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
     with progress_bar(total=2, desc="study", enabled=progress) as bar:
         nul, fr = frustration_vs_null(
             graph, config.frustration, k_null, out=_nulls(out), status=bar.set_description_str
         )
         layers = layer_frustration(graph, nul)
-        result = {"num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
+        result = {"preview": cost, "num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
         bar.update()
         try:
             fn = GraphFunction(graph)
@@ -228,7 +248,8 @@ def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> d
 
 
 def run(config: StudyConfig, *, config_dir=".", out=None, progress: bool = False) -> dict:
-    """Run the study of `config` and return the content of `study.json`: its `name`, `source`
+    """Run the study of `config` and return the content of `study.json`: the `preview` of the
+    network's frustration run (`preview.preview`; not for `dln`), its `name`, `source`
     (`"model"`, `"model_file"` or `"dln"`), `seconds`, results and the `files` that `write` makes.
     `config_dir` anchors a relative `model_file`; with `out`, the network's null samples are
     saved in `out/nulls*/` as they finish, and a rerun resumes."""
@@ -243,7 +264,9 @@ def run(config: StudyConfig, *, config_dir=".", out=None, progress: bool = False
     else:
         result = _model_file(config, Path(config_dir), out, progress)
         source = "model_file"
-    result = {"name": config.name, "source": source, "seconds": time.perf_counter() - start, **result}
+    first = {"preview": result.pop("preview")} if "preview" in result else {}
+    seconds = time.perf_counter() - start
+    result = {**first, "name": config.name, "source": source, "seconds": seconds, **result}
     skipped = "skipped" in result.get("monotonicity", {})
     result["files"] = [f for f in FILES[source] if not (skipped and f in MONOTONICITY_FILES)]
     return result
@@ -309,13 +332,24 @@ def saved(args) -> str:
 
 def main(args) -> None:
     """`jaxflow study`: run, write and print (`--input-shape` overrides the config's
-    `input_shape` of its `model_file`)."""
+    `input_shape` of its `model_file`; `--dry-run` prints the network's `preview` and runs
+    nothing)."""
     config = load_config(args.config, StudyConfig)
     if getattr(args, "input_shape", None) is not None:
         shape = parse_input_shape(args.input_shape)
         if config.model_file is None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
+    if args.dry_run:
+        graph = _network(config, Path(args.config).parent)
+        print(f"study {config.name!r}: what the network's frustration run will do (nothing is run)")
+        if graph is None:
+            print("  not estimated for a dln study")
+            return
+        print("\n".join(f"  {line}" for line in preview_lines(preview(graph, config.frustration))))
+        if config.model is not None:
+            print("  (the untrained network; training and near-monotonicity are not estimated)")
+        return
     out = output_folder(_out(args))
     result = run(config, config_dir=Path(args.config).parent, out=out, progress=not args.quiet)
     files = write(result, out)
