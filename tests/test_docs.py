@@ -14,7 +14,7 @@ PUBLIC = ("jaxflow", "jaxflow.signed", "jaxflow.linear")
 def _exports(package: str) -> list[tuple[str, object]]:
     """The public names a package binds from its own modules (`from .x import y as y`)."""
     module = importlib.import_module(package)
-    names = [n for n in vars(module) if not n.startswith("_")]
+    names = [n for n in dir(module) if not n.startswith("_")]  # `dir`: jaxflow binds its names lazily
     return [
         (n, v)
         for n, v in ((n, getattr(module, n)) for n in names)

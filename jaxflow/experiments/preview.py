@@ -20,12 +20,11 @@ from ..config import StudyFrustrationConfig
 from ..signed import Anneal, Estimator, Ladder, Layerwise, SignedGraph
 from ..signed._search import SCREEN_SWEEPS
 from ..signed.estimators import (
-    LADDER_PATIENCE,
     default_survivors,
     ladder_batch,
     ladder_jobs,
     ladder_start,
-    ladder_step,
+    next_rung,
 )
 from ..signed.frustration import frustration
 from ..signed.nullmodels import default_chunk_size
@@ -48,18 +47,12 @@ def climb(graph: SignedGraph, estimator: Ladder, gains: bool) -> list[tuple[int,
     caps = settings.restarts, settings.anneal_steps
     rungs = list(ladder_start(graph, ladder_batch(graph, settings), settings.anneal_steps))
     grow, idle_rungs = "sweeps", 0
-    while idle_rungs < LADDER_PATIENCE:
-        step = ladder_step(rungs[-1], grow, *caps)
-        if step is None:  # this one is at its cap: the other
-            grow = "restarts" if grow == "sweeps" else "sweeps"
-            step = ladder_step(rungs[-1], grow, *caps)
+    while True:
+        step, grow = next_rung(rungs[-1], grow, idle_rungs, *caps)
         if step is None:
-            break
+            return rungs
         rungs.append(step)
-        if not gains:
-            idle_rungs += 1
-            grow = "restarts" if grow == "sweeps" else "sweeps"
-    return rungs
+        idle_rungs += not gains
 
 
 def calibrate(graph: SignedGraph, estimator: Estimator) -> dict:

@@ -7,7 +7,7 @@ from a method name and its effort keywords.
 The default, `Ladder`, decides its effort from its own evidence; `Layerwise`, `Anneal`, `Greedy`
 and `Exact` are the methods by name. The defaults of each (`default_restarts`,
 `default_anneal_steps`, `default_tol`, `default_survivors`, `structure`) and the ladder's rules
-(`ladder_start`, `ladder_step`, `idle`, `ladder_batch`, `rung_jobs`, `ladder_jobs`,
+(`ladder_start`, `ladder_step`, `next_rung`, `idle`, `ladder_batch`, `rung_jobs`, `ladder_jobs`,
 `rung_settings`) are written here once.
 """
 
@@ -126,6 +126,25 @@ def ladder_step(rung: tuple[int, int], grow: str, max_restarts: int, max_sweeps:
     if grow == "sweeps":
         return (restarts, min(2 * sweeps, max_sweeps)) if sweeps < max_sweeps else None
     return (min(2 * restarts, max_restarts), sweeps) if restarts < max_restarts else None
+
+
+def next_rung(rung: tuple[int, int], grow: str, idle_rungs: int, max_restarts: int, max_sweeps: int):
+    """The rung after the annealing rung `rung` and the effort it doubles: `grow`
+    (`ladder_step`), the other one after an idle rung or where `grow` is at its cap; `None` once
+    `idle_rungs`, the idle rungs in a row, reach `LADDER_PATIENCE`, or both are at their caps."""
+    if idle_rungs >= LADDER_PATIENCE:
+        return None, grow
+    if idle_rungs:
+        grow = _other(grow)
+    step = ladder_step(rung, grow, max_restarts, max_sweeps)
+    if step is None:  # this one is at its cap: the other
+        grow = _other(grow)
+        step = ladder_step(rung, grow, max_restarts, max_sweeps)
+    return step, grow
+
+
+def _other(grow: str) -> str:
+    return "restarts" if grow == "sweeps" else "sweeps"
 
 
 def idle(before: float, after: float) -> bool:

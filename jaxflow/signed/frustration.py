@@ -39,7 +39,6 @@ from .bounds import lower_bound
 from .energy import energy_graph, gauge_frustration
 from .estimators import (
     EXACT_TOLERANCE,
-    LADDER_PATIENCE,
     Estimator,
     Exact,
     Ladder,
@@ -47,7 +46,7 @@ from .estimators import (
     idle,
     ladder_batch,
     ladder_start,
-    ladder_step,
+    next_rung,
     resolve_estimator,
     rung_jobs,
     rung_settings,
@@ -150,7 +149,7 @@ def _job(graph: SignedGraph, key: Key, settings: SearchSettings, job: tuple[int,
 
 def _ladder(graph: SignedGraph, key: Key, settings: SearchSettings, status=None):
     """`"ladder"`: the rungs of `settings.rungs` in turn or, when it is empty, `ladder_start`'s,
-    then one `ladder_step` after another: sweeps doubled while that lowers the best value, else
+    then one `next_rung` after another: sweeps doubled while that lowers the best value, else
     restarts (and back), until `LADDER_PATIENCE` rungs in a row are idle (`idle`) or both are at
     their caps. Returns the `_estimate` of the best job, the best value after each rung, and the
     rungs run. `status` hears each rung as it ends."""
@@ -173,19 +172,14 @@ def _ladder(graph: SignedGraph, key: Key, settings: SearchSettings, status=None)
                 best = out
         if len(rungs) > 1:  # an annealing rung after the first: did its doubling pay?
             idle_rungs = idle_rungs + 1 if idle(bests[-1], min(values)) else 0
-            if idle_rungs:
-                grow = "restarts" if grow == "sweeps" else "sweeps"
         bests.append(min(values))
         rungs.append(tuple(rung))
         if status is not None:
             share = bests[-1] / max(float(best[2]), np.finfo(np.float64).tiny)
             status(f"rung {len(rungs) - 1} ({rung[0]}×{rung[1]}): best δ/Σ|a| = {share:.5f}")
-        if fixed or todo or idle_rungs >= LADDER_PATIENCE or not rung[1]:
+        if fixed or todo or not rung[1]:
             continue
-        step = ladder_step(rung, grow, *caps)
-        if step is None:  # this one is at its cap: the other
-            grow = "restarts" if grow == "sweeps" else "sweeps"
-            step = ladder_step(rung, grow, *caps)
+        step, grow = next_rung(rung, grow, idle_rungs, *caps)
         if step is not None:
             todo.append(step)
     gauge, value, total = best[:3]
