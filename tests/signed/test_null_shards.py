@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxflow._checks import InputError
-from jaxflow.signed import SignedGraph, frustration as fr
+from jaxflow.signed import Anneal, Layerwise, SignedGraph, frustration as fr
 from jaxflow.signed.frustration import frustration
 from jaxflow.signed.nullmodels import _null_blocks, null_model_frustration
 
@@ -102,9 +102,12 @@ def chunked_estimates(g: SignedGraph, cases) -> dict:
     `(driver, method)` of `cases` (`CHUNKED`), searched in restart chunks; run here and in the child."""
     out = {}
     for driver, method in cases:
-        s = fr._settings(
-            g, method, 12, None, 0.0, 12, fr.ANNEAL_TEMPERATURES, 5, 2 if method == "layerwise" else None
+        estimator = (
+            Layerwise(restarts=12, survivors=2, tol=0.0, batch_size=5)
+            if method == "layerwise"
+            else Anneal(restarts=12, sweeps=12, tol=0.0, batch_size=5)
         )
+        s = estimator.settings(g)
         gauge, value, _, values, its, ok = fr._estimate(g, jax.random.key(3), s, driver)
         out[f"{driver}-{method}"] = np.concatenate([np.ravel(x) for x in (*gauge, value, values, its, ok)])
     return out
@@ -215,7 +218,7 @@ def test_another_graph_or_setting_in_the_folder_is_refused(tmp_path):
     cases = [
         (dict(graph=_graph(1)), "graph"),
         (dict(samples=3), "samples"),
-        (dict(restarts=16), "options, settings"),
+        (dict(restarts=16), "estimator, settings"),
         (dict(model="flip"), "model"),
         (dict(key=jax.random.key(1)), "key"),
     ]
