@@ -123,12 +123,12 @@ def sweep_bytes(config, devices: int) -> int:
 
 
 def import_bytes(values: int, weights: int) -> int:
-    """Peak memory of importing a model as a `SignedGraph`: `16 · values + 5 · weights`, for `values`
+    """Peak memory of importing a model as a `SignedGraph`: `12 · values + 5 · weights`, for `values`
     entries of the input and computed tensors (the builder numbers each node with an int64 and
-    holds a temporary copy of a tensor's numbers while it rearranges or checks them) and `weights`
+    holds a temporary copy of part of a tensor's numbers while it rearranges or checks them) and `weights`
     bytes of stored weights (the file's bytes, the array read from them, its float64 cast: 5 times
     the stored bytes at most)."""
-    return 16 * values + 5 * weights
+    return 12 * values + 5 * weights
 
 
 def frustration_bytes(graph, restarts: int, samples_in_flight: int = 1) -> int:

@@ -108,7 +108,8 @@ def _cases(tmp):
             ("frustration", _external(tmp / "link", "link.bin"), *out), "link.bin, but it is a symbolic link",
         ),
         "huge declared input": (
-            ("frustration", "huge.onnx", *out), "huge.onnx with input shape [1, 2, 10000000, 10000000] needs",
+            ("frustration", "huge.onnx", *out),
+            "huge.onnx with input shape [1, 2, 10000000, 10000000] (its largest",
         ),
         "out is a file": (("sweep", "ok.toml", "--out", tmp / "a_file"), "a_file is a file, not a folder"),
         "max-memory too small": (("sweep", "wide.toml", "--max-memory", "1M", *out), "raise --max-memory"),

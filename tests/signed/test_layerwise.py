@@ -64,19 +64,19 @@ def test_screen_keeps_the_restarts_lowest_after_its_sweeps():
 def test_survivors_option():
     g = SignedGraph.from_weights(random_weights(5, (5, 7, 7, 5)))
     key = jax.random.key(3)
-    screened = frustration(g, restarts=64, survivors=8, key=key)
+    screened = frustration(g, method="layerwise", restarts=64, survivors=8, key=key)
     assert screened.restart_values.shape == (8,) and screened.iterations >= SCREEN_SWEEPS + 1
     # the sweep's running energy and the value recomputed per block differ only by rounding
     np.testing.assert_allclose(screened.value, jnp.min(screened.restart_values), rtol=1e-13)
     # survivors >= restarts: no screen, the same search as without one
-    full = frustration(g, restarts=16, survivors=16, key=key)
+    full = frustration(g, method="layerwise", restarts=16, survivors=16, key=key)
     assert full.restart_values.shape == (16,)
-    same = frustration(g, restarts=16, survivors=100, key=key)
+    same = frustration(g, method="layerwise", restarts=16, survivors=100, key=key)
     np.testing.assert_array_equal(same.restart_values, full.restart_values)
     with pytest.raises(ValueError, match='survivors applies to method="layerwise" only'):
         frustration(g, method="anneal", survivors=4)
     with pytest.raises(ValueError, match="survivors must be a positive integer"):
-        frustration(g, survivors=0)
+        frustration(g, method="layerwise", survivors=0)
 
 
 def test_random_signs_are_fair_coins():

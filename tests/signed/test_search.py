@@ -15,10 +15,13 @@ from jaxflow.signed import (
     Conv2d,
     Dense,
     Layer,
+    Layerwise,
     SignedGraph,
     Skip,
     _search as engine,
+    as_estimator,
     block_frustration,
+    estimators,
     frustration as fr,
     null_model_frustration,
 )
@@ -29,9 +32,12 @@ from jaxflow.signed.nullmodels import _null_blocks
 def settings(
     graph, method="layerwise", restarts=None, tol=None, anneal_steps=200, batch_size=None, survivors=None
 ):
-    return fr._settings(
-        graph, method, restarts, None, tol, anneal_steps, fr.ANNEAL_TEMPERATURES, batch_size, survivors
-    )
+    effort = dict(restarts=restarts, tol=tol, batch_size=batch_size)
+    if method == "layerwise":
+        return Layerwise(survivors=survivors, **effort).settings(graph)
+    if method == "anneal":
+        effort["anneal_steps"] = anneal_steps
+    return as_estimator(method, survivors=survivors, **effort).settings(graph)
 
 
 def assert_same_estimate(a, b):
@@ -141,7 +147,7 @@ def test_compiled_functions_are_reused_across_equal_signatures(monkeypatch):
     assert len(traces["product"]) == 8 and len(traces["layer"]) == 3
     deeper = deep_chain(64, 1)
     assert len(deeper.blocks) == 96 and engine.block_signatures(deeper) == engine.block_signatures(g)
-    res = frustration(deeper, restarts=8, key=jax.random.key(1))
+    res = frustration(deeper, method="layerwise", restarts=8, key=jax.random.key(1))
     assert counting_product.calls == 8 and counting_layer.calls == 3, "nothing new to compile"
     assert res.value == sum(block_frustration(deeper, res.gauge))  # block by block, the same functions
 
@@ -159,7 +165,7 @@ def test_null_samples_reuse_the_estimates_functions(monkeypatch):
         return product(block, x, acc, transpose=transpose)
 
     monkeypatch.setattr(engine, "_product", counting_product)
-    nul = null_model_frustration(g, jax.random.key(0), samples=3, restarts=8, chunk_size=1)
+    nul = null_model_frustration(g, jax.random.key(0), Layerwise(restarts=8), samples=3, chunk_size=1)
     assert len(calls) == 2 * len(engine.block_signatures(g))
     assert nul.values.shape == (3,) and np.all(nul.values > 0)
 
@@ -177,16 +183,16 @@ def test_default_tol_follows_the_size_rule():
     """`tol = 0` (sweep to a fixed point) up to `LARGE_GRAPH_EDGES` edges, `LARGE_GRAPH_TOL` above;
     an explicit `tol` wins."""
     small = channel_gauge_cnn(1)
-    assert fr.default_tol(small) == 0.0
-    res = frustration(small, key=jax.random.key(0), restarts=8)
+    assert estimators.default_tol(small) == 0.0
+    res = frustration(small, key=jax.random.key(0), restarts=8, method="layerwise")
     assert res.settings.tol == 0.0 and res.converged
     assert settings(small, tol=1e-3).tol == 1e-3
     k = np.ones((64, 64, 3, 3))  # a 64×64×64 conv layer: 64·64·9·62² + borders ≈ 1.5e8 edges
     big = SignedGraph.from_layers(
         [Layer("x", shape=(64, 64, 64)), Layer("y", {"x": Conv2d(k, (64, 64, 64), padding=1)})]
     )
-    assert big.num_edges() > fr.LARGE_GRAPH_EDGES >= small.num_edges()
-    assert fr.default_tol(big) == fr.LARGE_GRAPH_TOL == 1e-5
+    assert big.num_edges() > estimators.LARGE_GRAPH_EDGES >= small.num_edges()
+    assert estimators.default_tol(big) == estimators.LARGE_GRAPH_TOL == 1e-5
     assert settings(big).tol == 1e-5 and settings(big, tol=0.0).tol == 0.0
 
 
