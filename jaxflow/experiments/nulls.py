@@ -139,8 +139,9 @@ def zscore_robustness(
     default effort and `estimator`'s `batch_size`) on `ROBUSTNESS_SAMPLES` null models of their
     own: a row per run (`method`, `rung`, `restarts`, `sweeps`, `samples`, `normalized`,
     `null_mean`, `null_std`, `zscore`, `pvalue`, `significant` when `|z| ≥ SIGNIFICANT_Z`), and
-    whether the signs of `z` and their significance `agree` over the last two rungs and the
-    independent estimator. `status` hears the independent estimator's progress."""
+    whether their verdicts `agree` over the last two rungs and the independent estimator
+    (significantly below, significantly above, or not significant: the sign of an insignificant
+    `z` is noise). `status` hears the independent estimator's progress."""
     observed, total = first.observed, float(first.observed.total)
     ran = observed.method  # `"auto"` resolved
     rungs = observed.settings.rungs or ((int(observed.settings.restarts), 0),)
@@ -164,9 +165,12 @@ def zscore_robustness(
     rows.append(_row(float(nul.observed.value), nul.values, total, method=independent.name, rung=None,
                      restarts=restarts, sweeps=None))  # fmt: skip
     verdict = rows[-3:] if len(rows) > 2 else rows
-    signs = {r["zscore"] > 0 for r in verdict}
-    significance = {r["significant"] for r in verdict}
-    return {"runs": rows, "agree": len(signs) == 1 and len(significance) == 1}
+    return {"runs": rows, "agree": len({_verdict(r) for r in verdict}) == 1}
+
+
+def _verdict(row: dict) -> str:
+    """A row's verdict: below or above its nulls when `significant`, else none (its sign is noise)."""
+    return ("below" if row["zscore"] < 0 else "above") if row["significant"] else "none"
 
 
 def independent_estimator(ran: str, estimator: Estimator) -> Estimator:
@@ -196,7 +200,7 @@ def frustration_line(s: dict) -> str:
         return line
     r = s["robustness"]
     runs = ", ".join(f"{run_label(x)} {x['zscore']:.2f}" for x in r["runs"])
-    verdict = "agree in sign and significance" if r["agree"] else "DISAGREE"
+    verdict = "the same verdict" if r["agree"] else "DISAGREE"
     return f"{line}; z under {runs}: {verdict}"
 
 
