@@ -38,6 +38,7 @@ from ._search import (
 from .bounds import lower_bound
 from .energy import energy_graph, gauge_frustration
 from .estimators import (
+    ANNEAL_STEPS,
     EXACT_TOLERANCE,
     Estimator,
     Exact,
@@ -136,7 +137,7 @@ def _job(graph: SignedGraph, key: Key, settings: SearchSettings, job: tuple[int,
     if not sweeps:
         out = _estimate(graph, job_key(key, 0, count), rung_settings(settings, (count, 0)))
         return out, float(jnp.min(out[3]))
-    run = rung_settings(settings, (batch, 0))._replace(method="anneal", survivors=None)
+    run = rung_settings(settings, (batch, ANNEAL_STEPS))  # the sweeps: each job's own, traced
     drv = make_driver(None, graph)
     jobs = np.array([job])
     out = (

@@ -20,7 +20,15 @@ from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
 from .energy import block_frustration, energy_graph
-from .estimators import Estimator, Exact, ladder_batch, ladder_jobs, resolve_estimator, rung_settings
+from .estimators import (
+    ANNEAL_STEPS,
+    Estimator,
+    Exact,
+    ladder_batch,
+    ladder_jobs,
+    resolve_estimator,
+    rung_settings,
+)
 from .frustration import FrustrationResult, frustration
 from .graph import SignedGraph
 
@@ -198,7 +206,7 @@ def _ladder_search(graph: SignedGraph, key: Key, settings, drv):
     parts, order = [], []
     best = value = None
     if annealed.size:
-        run = rung_settings(settings, (batch, 0))._replace(method="anneal", survivors=None)
+        run = rung_settings(settings, (batch, ANNEAL_STEPS))  # the sweeps: each job's own, traced
         best, found, _, _ = engine.search_jobs(graph, key, run, annealed, drv, total)
         value = engine.lowest(found, drv)
         parts.append(found)
