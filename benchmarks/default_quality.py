@@ -3,6 +3,7 @@
     python benchmarks/default_quality.py --set tuning                   # peers families (a)-(d)
     python benchmarks/default_quality.py --set validation --wheels DIR  # pretrained CNNs from wheels
     python benchmarks/default_quality.py --set validation --wheels DIR --side 64  # smaller inputs
+    python benchmarks/default_quality.py --set validation --wheels DIR --only nudenet  # some models
 
 Tuning set: the instances of `benchmarks/peers.py` (20 of its 100 dense graphs with proven optima,
 the six sparse graphs, the digits MLP and CNN, the ResNet-18-shaped graph at 16²). Validation set:
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, write_record  # noqa: E402
+from _machine import machine_info, record_path, write_record  # noqa: E402
 
 SA_MAX_EDGES = 2 * 10**5  # dwave SA at 10,000 sweeps × 8 reads: minutes past this on 2 cores
 PEERS_RECORD = Path(__file__).resolve().parent / "results" / "peers-20261206.json"
@@ -210,6 +211,7 @@ def main() -> None:
     p.add_argument(
         "--side", type=int, default=None, help="validation: models of dynamic size at side² instead"
     )
+    p.add_argument("--only", nargs="*", default=None, help="validation: model names (or parts) to run")
     args = p.parse_args()
     import jax
 
@@ -220,6 +222,12 @@ def main() -> None:
             graphs = tuning_graphs(args.dense)
         else:
             graphs = validation_graphs(args.wheels, Path(tmp), args.side)
+            graphs = [g for g in graphs if not args.only or any(o in g[1] for o in args.only)]
+            earlier = record_path(f"default-quality-{args.set}")
+            if args.only and earlier.exists():  # today's rows of the other models stay
+                names = {g[1] for g in graphs}
+                rows = json.loads(earlier.read_text())["rows"]
+                record["rows"] = [r for r in rows if r["graph"] not in names]
         for g in graphs:  # the record is written after each graph: a long run keeps what it did
             record["rows"].append(measure(*g))
             path = write_record(f"default-quality-{args.set}", record, quick=False)

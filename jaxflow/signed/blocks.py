@@ -29,6 +29,7 @@ from .._types import Array, Bool, Float, Int, Scalar
 Shape = tuple[int, ...]
 _HIGHEST = lax.Precision.HIGHEST
 DENSE_LAYOUT_ENTRIES = 2**16  # `Conv2d.prepared`: convolutions with at most this many matrix entries
+WIDE_KERNEL_ENTRIES = 2**24  # ... and those whose kernel is wider than their output map, up to this many
 
 
 class Block(eqx.Module):
@@ -176,12 +177,21 @@ class Conv2d(Block):
 
     def prepared(self, dense_entries: int = DENSE_LAYOUT_ENTRIES):
         """The block laid out for a loop of products (`Block.prepared`): as its matrix (`Dense`)
-        when that has at most `dense_entries` entries (XLA:CPU runs a convolution of few channels
-        on a small map at ~1 GFLOP/s: the digits CNN's two take 5× the time of their 512×64 and
-        256×128 matrices), else `_laid_out`."""
-        if math.prod(self.in_shape) * math.prod(self.out_shape) <= dense_entries:
+        when that has at most `dense_entries` entries, or at most `WIDE_KERNEL_ENTRIES` where the
+        kernel (cropped to the taps that reach the input) spans more than the output map in both
+        directions, else `_laid_out`. XLA:CPU runs both kinds at 1–4 GMAC/s against its 40–90
+        on larger maps: a convolution of few channels on a small map, and a 3×3 kernel on a 2×2
+        output (a 512-channel one 190× slower than its 2048×2048 matrix)."""
+        entries = math.prod(self.in_shape) * math.prod(self.out_shape)
+        wide = entries <= WIDE_KERNEL_ENTRIES and self._cropped()._wider_than_output
+        if entries <= dense_entries or wide:
             return Dense(self.to_dense(), self.in_shape, self.out_shape)
         return self._laid_out()
+
+    @property
+    def _wider_than_output(self) -> bool:
+        spans = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel.shape[2:])]
+        return all(span > size for span, size in zip(spans, self.out_shape[1:]))
 
     def _laid_out(self) -> Conv2d:
         """The block with `apply`'s and `apply_transpose`'s kernels laid out once and cropped to

@@ -1,6 +1,7 @@
 """SignedGraph blocks: matrix-free A x, Aᵀ y, Σ|a| and edge counts against dense matrices built here."""
 
 import itertools
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,7 @@ from jaxflow.signed import (
     Skip,
     Sparse,
 )
-from jaxflow.signed.blocks import Masked
+from jaxflow.signed.blocks import DENSE_LAYOUT_ENTRIES, Masked
 
 
 def window_pairs(in_hw, out_hw, k, stride, pad, dil):
@@ -114,7 +115,21 @@ def test_conv_matches_toeplitz(in_shape, c_out, k, stride, padding, dilation, gr
     last = (max(u for u, _ in taps), max(v for _, v in taps))
     pads = [block.padding[a][0] - first[a] * block.dilation[a] for a in range(2)]
     kept = tuple(hi - lo + 1 for lo, hi in zip(first, last)) if min(pads) >= 0 else k
-    assert block.prepared(dense_entries=0).kernel.shape[2:] == kept
+    assert block._cropped().kernel.shape[2:] == kept
+
+
+@pytest.mark.parametrize("side, stride, wide", [(2, 1, True), (4, 2, True), (3, 1, False), (5, 2, False)])
+def test_a_kernel_wider_than_its_output_map_is_prepared_as_its_matrix(side, stride, wide):
+    # 3×3 kernels: on a 2×2 output (from 2×2, or 4×4 at stride 2) the products run as the matrix;
+    # on a 3×3 output (from 3×3, or 5×5 at stride 2) as a convolution
+    rng = np.random.default_rng(5)
+    block = Conv2d(rng.normal(size=(96, 96, 3, 3)), (96, side, side), stride, 1)
+    assert math.prod(block.in_shape) * math.prod(block.out_shape) > DENSE_LAYOUT_ENTRIES
+    prepared = block.prepared()
+    assert isinstance(prepared, Dense) == wide
+    K = np.asarray(block.kernel)
+    check_operations(prepared, conv_toeplitz(K, block.in_shape, block.out_shape, block.stride, block.padding,
+                                              block.dilation, 1), rng)  # fmt: skip
 
 
 @pytest.mark.parametrize(
