@@ -11,7 +11,8 @@ Gaussian weights), timed per stage from a cold start, with each progress line it
 
 Part `roofline`: the annealing sweep's edge updates per second (each sweep reads every edge
 twice, `A s` and `Aᵀ s`: two multiply-adds, 4 flops, per edge and restart) on graphs of about
-1e5, 1e7 and 1e9 edges at the ladder's batch of restarts, against this machine's float32 roofline
+1e5, 1e7 and 1e9 edges at the ladder's batch of restarts, timed on the annealing sweeps alone
+(two sweep counts, their difference: no layout, descent or transfer), against this machine's float32 roofline
 (the peak of a large matrix product measured here, in flops per second, over 2 flops per
 multiply-add): `ratio` = roofline / achieved.
 
@@ -114,22 +115,37 @@ def _graphs():
 
 
 def roofline() -> dict:
+    import equinox as eqx
     import jax
+    import jax.numpy as jnp
 
-    from jaxflow.signed.estimators import LADDER_MAX_RESTARTS, SearchSettings, ladder_batch
-    from jaxflow.signed.frustration import frustration
+    from jaxflow.signed import _search as engine
+    from jaxflow.signed.estimators import (
+        ANNEAL_TEMPERATURES,
+        LADDER_MAX_RESTARTS,
+        SearchSettings,
+        ladder_batch,
+    )
+
+    @eqx.filter_jit
+    def annealing(graph, s, key, squares, steps):  # `steps` traced: one compilation for both counts
+        laid_out = engine._laid_out(graph, engine.PROGRAM)
+        return engine.anneal(laid_out, s, key, squares, steps, ANNEAL_TEMPERATURES)
 
     peak = _peak_flops()
     rows = []
     for label, graph in _graphs():
         edges = graph.num_edges()
         batch = ladder_batch(graph, SearchSettings(restarts=LADDER_MAX_RESTARTS))
+        key = jax.random.key(0)
+        s = tuple(jnp.ones((batch, *shape), graph.dtype) for shape in graph.shapes)
+        squares = engine.total_weight(graph, engine.PROGRAM, engine._square_sum)
         short, long = SWEEPS[label]
         runs = {}
         for sweeps in (short, short, long):  # the first compiles (the sweeps are traced: once)
-            run = partial(frustration, graph, rungs=((1, 0), (batch, sweeps)), bound=False)
+            run = partial(annealing, graph, s, key, squares, jnp.asarray(sweeps))
             runs[sweeps] = _time(lambda run=run: jax.block_until_ready(run()))
-        # the difference of the two schedules cancels the descent and the fixed costs
+        # the difference of the two counts cancels the layout and the fixed costs
         per_sweep = max(runs[long] - runs[short], 1e-9) / (long - short)
         updates = 2 * edges * batch / per_sweep  # edge reads per second (A s and Aᵀ s)
         roof = peak / 2  # multiply-adds per second
