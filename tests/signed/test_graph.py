@@ -87,6 +87,8 @@ CONV_CASES = [
     ((2, 6, 5), 3, (3, 3), 1, 0, 1, 1),
     ((2, 6, 5), 4, (3, 2), 2, 1, 1, 2),
     ((4, 7, 6), 4, (3, 3), (2, 1), ((1, 2), (0, 1)), (1, 2), 4),  # depthwise, asymmetric padding
+    ((3, 6, 5), 6, (3, 2), 2, 1, (2, 1), 3),  # depthwise, two output channels per input channel
+    ((2, 5, 6), 2, (5, 3), 1, ((4, 3), (1, 1)), 1, 2),  # depthwise, padding wider than the kernel
     ((3, 7, 7), 2, (2, 3), (1, 3), (2, 1), 2, 1),
     ((2, 5, 5), 2, (1, 1), 2, 0, 1, 1),
     ((2, 5, 6), 2, (1, 2), 2, 1, 1, 1),  # padding wider than the kernel: edges skip the padded rim
