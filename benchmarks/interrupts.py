@@ -8,6 +8,11 @@ that ends before its moment (it had less left to do) must give the numbers of th
 exactly, and the moment is tried again from an empty folder; so must the run after the last moment.
 `tests/test_interrupts.py` runs `schedule` with 10 moments per command.
 
+The interrupt's thread needs the GIL to write its line and end the process, so one more run of
+each command (`holds`) measures the longest a thread beside it could not run, and the longest full
+garbage collection (which holds the GIL). The record has the machine and its load average before
+and after each command.
+
     python benchmarks/interrupts.py                # 30 moments per command; record in results/
     python benchmarks/interrupts.py --moments 12   # fewer
     python benchmarks/interrupts.py --quick        # 4 moments per command: a check that it runs
@@ -141,6 +146,48 @@ def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, number
     return None
 
 
+HOLDS = """
+import gc, json, sys, threading, time
+from jaxflow import __main__ as command, _interrupt
+
+longest = {"wait": 0.0, "collection": 0.0}
+
+def watch():  # a thread like the interrupt's: the longest it could not run
+    while True:
+        start = time.perf_counter()
+        time.sleep(0.002)
+        longest["wait"] = max(longest["wait"], time.perf_counter() - start - 0.002)
+
+def collection(phase, info, began=[0.0]):  # CPU seconds of each full collection
+    if phase == "start":
+        began[0] = time.thread_time()
+    elif info["generation"] == 2:
+        longest["collection"] = max(longest["collection"], time.thread_time() - began[0])
+
+def finish(status, finish=_interrupt.finish):
+    print(json.dumps(longest), file=sys.stderr)
+    finish(status)
+
+gc.callbacks.append(collection)
+threading.Thread(target=watch, daemon=True).start()
+_interrupt.finish = finish
+sys.argv = ["jaxflow", *sys.argv[1:]]
+command.main()
+"""
+
+
+def holds(argv: list[str], cwd: Path) -> dict:
+    """Run `jaxflow --quiet ARGV --out holds` once, as the command runs it, with a thread beside it
+    that, like the interrupt's, needs the GIL to run: the longest it could not (`wait`, wall-clock
+    seconds: a native call holding the GIL, or the machine's load) and the longest full garbage
+    collection (`collection`, CPU seconds: it holds the GIL throughout)."""
+    run = subprocess.run(
+        [sys.executable, "-c", HOLDS, "--quiet", *argv, "--out", "holds"], cwd=cwd, env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(run.stderr)
+
+
 def schedule(argv: list[str], numbers: Callable[[Path], object], cwd: Path, moments: int) -> dict:
     """Run `jaxflow --quiet ARGV --out whole` once to learn its length and numbers, then stop
     `ARGV --out cut` at `moments` moments spread evenly over `SPAN` of that length (SIGINT and SIGTERM in
@@ -177,10 +224,18 @@ def main() -> None:
             folder = Path(tmp) / name
             folder.mkdir()
             argv, numbers = commands(folder, robustness=True)[name]
+            load = os.getloadavg()
             done = record["commands"][name] = schedule(argv, numbers, folder, moments)
+            done["holds"] = holds(argv, folder)
+            done["load"] = {"before": load, "after": os.getloadavg()}
             took = [r["seconds"] for r in done["moments"] if r["seconds"] is not None]
             done["slowest"] = max(took, default=None)
-            print(f"{name}: run {done['length']:.1f} s, {len(took)} stops, slowest {done['slowest']:.3f} s")
+            wait, collection = done["holds"]["wait"], done["holds"]["collection"]
+            print(
+                f"{name}: run {done['length']:.1f} s, {len(took)} stops, slowest {done['slowest']:.3f} s; "
+                f"a thread beside it waited up to {wait:.3f} s, a full collection took up to "
+                f"{collection:.3f} s of CPU; load {load[0]:.1f} to {os.getloadavg()[0]:.1f}"
+            )
     print(f"wrote {write_record('interrupts', record, args.quick)}")
 
 
