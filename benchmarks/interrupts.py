@@ -2,7 +2,8 @@
 stopped by SIGINT and SIGTERM (in turn) at moments spread evenly over the length of an
 uninterrupted run, from the import of JAX to the writing of the results.
 
-Every stop must exit 130 within `DEADLINE` seconds with the one interrupt line alone on stderr.
+Every stop must exit 130 within `DEADLINE` seconds with the one interrupt line alone on stderr,
+its count of saved pieces the number in the folder.
 The stopped runs of a command share one folder, each resuming what the one before it left; a run
 that ends before its moment (it had less left to do) must give the numbers of the uninterrupted run
 exactly, and the moment is tried again from an empty folder; so must the run after the last moment.
@@ -45,6 +46,8 @@ SPAN = 0.9
 """The share of the uninterrupted run's length the moments spread over: the length of a run varies."""
 LINE = re.compile(r"jaxflow( \w+)?: interrupted; [^\n]*\n")
 """The one line an interrupted run writes on stderr."""
+SAVED = re.compile(r"; (\d+) (?:chunks|pieces of null samples) saved in ")
+"""The count of saved pieces in that line: the sweep's chunks, the null batches' pieces."""
 ENV = {**os.environ, "JAXFLOW_DEBUG": "", "JAXFLOW_MAX_MEMORY": ""}
 SWEEP = """
 [task]
@@ -127,7 +130,8 @@ def _finished(run: subprocess.Popen, timeout: float) -> None:
 
 def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, numbers, reference) -> float | None:
     """Start `ARGV --out cut` and send it `sig` after `moment` seconds; the seconds it took to end,
-    or None when it ended before (then with the whole result, and `cut` is removed)."""
+    or None when it ended before (then with the whole result, and `cut` is removed). The pieces
+    the interrupt line counts must be those in `cut`."""
     run, cut = _start([*argv, "--out", "cut"], cwd), cwd / "cut"
     try:
         run.wait(moment)
@@ -139,6 +143,9 @@ def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, number
         assert run.returncode == 130, f"at {moment:.2f} s: status {run.returncode}\n{stderr}"
         assert LINE.fullmatch(stderr), f"at {moment:.2f} s: stderr {stderr!r}"
         assert took < DEADLINE, f"at {moment:.2f} s: {took:.2f} s to end"
+        if saved := SAVED.search(stderr):
+            pieces = len(list(cut.glob("**/chunks/*.npz")))
+            assert int(saved[1]) == pieces, f"at {moment:.2f} s: {pieces} pieces in {cut}; {stderr}"
         return took
     _finished(run, timeout=60)
     assert numbers(cut) == reference, f"at {moment:.2f} s: the numbers differ"
