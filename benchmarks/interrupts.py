@@ -7,7 +7,8 @@ its count of saved pieces the number in the folder.
 The stopped runs of a command share one folder, each resuming what the one before it left; a run
 that ends before its moment (it had less left to do) must give the numbers of the uninterrupted run
 exactly, and the moment is tried again from an empty folder; so must the run after the last moment.
-`tests/test_interrupts.py` runs `schedule` with 10 moments per command.
+`tests/test_interrupts.py` runs `schedule` at 3 moments per command in the suite (`make test`),
+at 10 with `make test-interrupts`.
 
 The interrupt's thread needs the GIL to write its line and end the process, so one more run of
 each command (`holds`) measures the longest a thread beside it could not run, and the longest full
