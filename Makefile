@@ -20,7 +20,8 @@ quickstart: install
 test: install docs
 	$(BIN)/python -m pytest -n 2 -q -m "not interrupts"
 
-# the scheduled interrupts of every command (tests/test_interrupts.py): several minutes
+# the scheduled interrupts of every command at 10 moments (tests/test_interrupts.py; `make test` runs
+# them at 3): several minutes
 test-interrupts: install
 	$(BIN)/python -m pytest -q -m interrupts
 

@@ -2,11 +2,18 @@
 stopped by SIGINT and SIGTERM (in turn) at moments spread evenly over the length of an
 uninterrupted run, from the import of JAX to the writing of the results.
 
-Every stop must exit 130 within `DEADLINE` seconds with the one interrupt line alone on stderr.
+Every stop must exit 130 within `DEADLINE` seconds with the one interrupt line alone on stderr,
+its count of saved pieces the number in the folder.
 The stopped runs of a command share one folder, each resuming what the one before it left; a run
 that ends before its moment (it had less left to do) must give the numbers of the uninterrupted run
 exactly, and the moment is tried again from an empty folder; so must the run after the last moment.
-`tests/test_interrupts.py` runs `schedule` with 10 moments per command.
+`tests/test_interrupts.py` runs `schedule` at 3 moments per command in the suite (`make test`),
+at 10 with `make test-interrupts`.
+
+The interrupt's thread needs the GIL to write its line and end the process, so one more run of
+each command (`holds`) measures the longest a thread beside it could not run, and the longest full
+garbage collection (which holds the GIL). The record has the machine and its load average before
+and after each command.
 
     python benchmarks/interrupts.py                # 30 moments per command; record in results/
     python benchmarks/interrupts.py --moments 12   # fewer
@@ -40,6 +47,8 @@ SPAN = 0.9
 """The share of the uninterrupted run's length the moments spread over: the length of a run varies."""
 LINE = re.compile(r"jaxflow( \w+)?: interrupted; [^\n]*\n")
 """The one line an interrupted run writes on stderr."""
+SAVED = re.compile(r"; (\d+) (?:chunks|pieces of null samples) saved in ")
+"""The count of saved pieces in that line: the sweep's chunks, the null batches' pieces."""
 ENV = {**os.environ, "JAXFLOW_DEBUG": "", "JAXFLOW_MAX_MEMORY": ""}
 SWEEP = """
 [task]
@@ -122,7 +131,8 @@ def _finished(run: subprocess.Popen, timeout: float) -> None:
 
 def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, numbers, reference) -> float | None:
     """Start `ARGV --out cut` and send it `sig` after `moment` seconds; the seconds it took to end,
-    or None when it ended before (then with the whole result, and `cut` is removed)."""
+    or None when it ended before (then with the whole result, and `cut` is removed). The pieces
+    the interrupt line counts must be those in `cut`."""
     run, cut = _start([*argv, "--out", "cut"], cwd), cwd / "cut"
     try:
         run.wait(moment)
@@ -134,11 +144,56 @@ def _stop(argv: list[str], cwd: Path, moment: float, sig: signal.Signals, number
         assert run.returncode == 130, f"at {moment:.2f} s: status {run.returncode}\n{stderr}"
         assert LINE.fullmatch(stderr), f"at {moment:.2f} s: stderr {stderr!r}"
         assert took < DEADLINE, f"at {moment:.2f} s: {took:.2f} s to end"
+        if saved := SAVED.search(stderr):
+            pieces = len(list(cut.glob("**/chunks/*.npz")))
+            assert int(saved[1]) == pieces, f"at {moment:.2f} s: {pieces} pieces in {cut}; {stderr}"
         return took
     _finished(run, timeout=60)
     assert numbers(cut) == reference, f"at {moment:.2f} s: the numbers differ"
     shutil.rmtree(cut)
     return None
+
+
+HOLDS = """
+import gc, json, sys, threading, time
+from jaxflow import __main__ as command, _interrupt
+
+longest = {"wait": 0.0, "collection": 0.0}
+
+def watch():  # a thread like the interrupt's: the longest it could not run
+    while True:
+        start = time.perf_counter()
+        time.sleep(0.002)
+        longest["wait"] = max(longest["wait"], time.perf_counter() - start - 0.002)
+
+def collection(phase, info, began=[0.0]):  # CPU seconds of each full collection
+    if phase == "start":
+        began[0] = time.thread_time()
+    elif info["generation"] == 2:
+        longest["collection"] = max(longest["collection"], time.thread_time() - began[0])
+
+def finish(status, finish=_interrupt.finish):
+    print(json.dumps(longest), file=sys.stderr)
+    finish(status)
+
+gc.callbacks.append(collection)
+threading.Thread(target=watch, daemon=True).start()
+_interrupt.finish = finish
+sys.argv = ["jaxflow", *sys.argv[1:]]
+command.main()
+"""
+
+
+def holds(argv: list[str], cwd: Path) -> dict:
+    """Run `jaxflow --quiet ARGV --out holds` once, as the command runs it, with a thread beside it
+    that, like the interrupt's, needs the GIL to run: the longest it could not (`wait`, wall-clock
+    seconds: a native call holding the GIL, or the machine's load) and the longest full garbage
+    collection (`collection`, CPU seconds: it holds the GIL throughout)."""
+    run = subprocess.run(
+        [sys.executable, "-c", HOLDS, "--quiet", *argv, "--out", "holds"], cwd=cwd, env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(run.stderr)
 
 
 def schedule(argv: list[str], numbers: Callable[[Path], object], cwd: Path, moments: int) -> dict:
@@ -177,10 +232,18 @@ def main() -> None:
             folder = Path(tmp) / name
             folder.mkdir()
             argv, numbers = commands(folder, robustness=True)[name]
+            load = os.getloadavg()
             done = record["commands"][name] = schedule(argv, numbers, folder, moments)
+            done["holds"] = holds(argv, folder)
+            done["load"] = {"before": load, "after": os.getloadavg()}
             took = [r["seconds"] for r in done["moments"] if r["seconds"] is not None]
             done["slowest"] = max(took, default=None)
-            print(f"{name}: run {done['length']:.1f} s, {len(took)} stops, slowest {done['slowest']:.3f} s")
+            wait, collection = done["holds"]["wait"], done["holds"]["collection"]
+            print(
+                f"{name}: run {done['length']:.1f} s, {len(took)} stops, slowest {done['slowest']:.3f} s; "
+                f"a thread beside it waited up to {wait:.3f} s, a full collection took up to "
+                f"{collection:.3f} s of CPU; load {load[0]:.1f} to {os.getloadavg()[0]:.1f}"
+            )
     print(f"wrote {write_record('interrupts', record, args.quick)}")
 
 
