@@ -3,7 +3,6 @@ Every fault gives exit status 2 (130 when interrupted) and exactly one stderr li
 `jaxflow CMD: error: …`, never a traceback; a second run into a folder in use is refused; an
 interrupted sweep resumes to the same bytes."""
 
-import json
 import os
 import signal
 import subprocess
@@ -278,33 +277,3 @@ def test_a_log_gets_no_bar_line_before_an_early_error(monkeypatch, capsys):
     monkeypatch.setattr(jaxflow.cli.COMMANDS["landscape"], "main", fails)
     assert jaxflow.cli.main(["landscape", "any.toml"]) == 2
     assert capsys.readouterr().err == "jaxflow landscape: error: chunk 0: bad\n"
-
-
-def test_sigint_during_null_models_then_resume_gives_the_same_numbers(tmp_path):
-    """SIGINT while `jaxflow frustration` searches its null models keeps the finished pieces of
-    samples and says so; the same command resumes to the numbers of an uninterrupted run."""
-    rng = np.random.default_rng(0)  # 2.6e5 weights: pieces of 3 samples (default_chunk_size)
-    np.savez(tmp_path / "m.npz", W_1=rng.normal(size=(512, 512)), W_2=rng.normal(size=(4, 512)))
-    (tmp_path / "c.toml").write_text(
-        'method = "layerwise"\nrestarts = 4\nnull_samples = 12\nper_layer = false\nrobustness = false\n'
-    )
-    argv = ("--quiet", "frustration", "m.npz", "--config", "c.toml", "--out")
-    assert _jaxflow(*argv, "whole", cwd=tmp_path).returncode == 0
-    run = subprocess.Popen([sys.executable, "-m", "jaxflow", *argv, "cut"], cwd=tmp_path, env=ENV,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)  # fmt: skip
-    pieces, deadline = tmp_path / "cut" / "nulls" / "chunks", time.monotonic() + 120
-    while not any(pieces.glob("*.npz")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert run.poll() is None, "the run ended before the interrupt: make it slower"
-    run.send_signal(signal.SIGINT)
-    stderr = run.communicate(timeout=60)[1]
-    saved = len(list(pieces.glob("*.npz")))
-    assert run.returncode == 130 and stderr == (
-        f"jaxflow frustration: interrupted; {saved} pieces of null samples saved in cut; "
-        "run the same command again to resume\n"
-    ), stderr
-    assert 0 < saved < 4
-    assert _jaxflow(*argv, "cut", cwd=tmp_path).returncode == 0
-    read = lambda d: json.loads((tmp_path / d / "frustration.json").read_text())["frustration"]
-    whole, cut = read("whole"), read("cut")
-    assert cut["null_normalized"] == whole["null_normalized"] and cut["normalized"] == whole["normalized"]
