@@ -13,10 +13,10 @@ import numpy as np
 
 from .. import plots
 from .._checks import output_folder
-from .._memory import check_fits, sweep_bytes
+from .._memory import Budget, check_fits
 from .._store import write_csv_rows, write_text
 from ..config import SweepConfig, load_config
-from ..linear.sweep import STATUS, SweepResult, sweep
+from ..linear.sweep import STATUS, SweepResult, sweep, sweep_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,11 +29,14 @@ class SweepRun:
     devices: tuple[str, ...]
 
 
-def run(config: SweepConfig, *, out=None, progress: bool = False) -> SweepRun:
+def run(
+    config: SweepConfig, *, out=None, progress: bool = False, max_memory: int | Budget | None = None
+) -> SweepRun:
     """`sweep(config, out=out)`, timed (`out/chunks/` makes it resumable), refused before compiling
-    when its memory estimate (`_memory.sweep_bytes`) exceeds the budget."""
+    when its memory estimate (`sweep_bytes`) exceeds `max_memory` (`_memory.budget`)."""
     check_fits(
         sweep_bytes(config, jax.device_count()),
+        max_memory,
         "this sweep",
         "sweep.batch (lanes in flight per device), sweep.chunk, flow.saves or network.widths",
     )
@@ -123,7 +126,7 @@ def main(args) -> None:
     out = _out(args)
     n = config.sweep.inits * len(config.network.architectures)
     print(f"{n} trajectories on {jax.device_count()} device(s), results in {out}")
-    done = run(config, out=out, progress=not args.quiet)
+    done = run(config, out=out, progress=not args.quiet, max_memory=args.max_memory)
     files = write(done, out)
     for arch in summarize(done)["architectures"]:
         print(f"widths {arch['widths']}: {arch['status']}, final levels {arch['final_critical_values']}")

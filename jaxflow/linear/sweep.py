@@ -38,6 +38,8 @@ from .task import Task, mode_strengths, modes_learnt
 from .theory import learning_time
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3}
+SOLVER_STAGES = {"tsit5": 7, "dopri5": 7, "dopri8": 13, "bosh3": 4}
+"""Field evaluations a step of each solver keeps (its Runge–Kutta stages)."""
 STATUS = ("converged", "t1", "max_steps", "diverged")
 """Status names, indexed by the codes below: `‖∇L‖ < gtol` reached; `t1` reached first;
 `max_steps` reached first; a non-finite state or a solver failure."""
@@ -304,6 +306,28 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
                 rows.append((a, chunk))
                 bar.update()
     return _assemble(runs, archs, rows)
+
+
+def sweep_bytes(config: SweepConfig, devices: int) -> int:
+    """Peak memory of `sweep(config)` on `devices` devices.
+
+    `in_flight × (stages + 1) × P × b + lanes × saves × (1 + d_0·d_h) × b × 3`, for the largest
+    architecture: `P = Σ d_i·d_{i−1}` weights per lane, `b` bytes per number (`flow.dtype`), the
+    solver's stages and the state per lane in flight (`min(batch, lanes / devices)` per device), and
+    the saved losses and end-to-end maps of the chunk's `lanes` (`chunk` rounded up to a multiple
+    of `devices`) on the device, on the host and reduced.
+    """
+    f, r = config.flow, config.sweep
+    b = 8 if f.dtype == "float64" else 4
+    lanes = -(-r.chunk // devices) * devices
+    in_flight = min(r.batch or lanes, lanes // devices) * devices
+    worst = 0
+    for w in config.network.architectures:
+        params = sum(a * c for a, c in zip(w[1:], w[:-1]))
+        state = in_flight * (SOLVER_STAGES[f.solver] + 1) * params * b
+        saves = lanes * f.saves * (1 + w[0] * w[-1]) * b * 3
+        worst = max(worst, state + saves)
+    return worst
 
 
 def _assemble(runs, archs, rows) -> SweepResult:

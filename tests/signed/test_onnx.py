@@ -879,7 +879,7 @@ def _padded_cnn(pads, pooled: bool):
     return _model(nodes, consts, [1, 1, 24, 24], shapes=[[1, 10]])
 
 
-def test_shapes_are_checked_before_anything_is_allocated(monkeypatch):
+def test_shapes_are_checked_before_anything_is_allocated():
     """A pad of 10^6 makes the flattened tensor 96,002,304 values long: the Gemm's weight does not
     fit it, which shape inference finds before any node is made; with a global pooling before the
     Gemm, the import's estimate exceeds a small budget, naming the largest tensor."""
@@ -887,14 +887,13 @@ def test_shapes_are_checked_before_anything_is_allocated(monkeypatch):
         ValueError, match=r"^ONNX node 'fc' \(Gemm\): ONNX shape inference: .*2304 and 96002304$"
     ):
         from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=False))
-    monkeypatch.setenv("JAXFLOW_MAX_MEMORY", "1G")
     with pytest.raises(
         ValueError,
         match=r"\(its largest tensor: the output of ONNX node 'conv2' \(Conv\), shape \(1, 4, 24, 1000024\), "
         r"96,002,304 values\) needs about [0-9.]+ GB of memory \(estimate\), 1.07 GB allowed by "
-        r"JAXFLOW_MAX_MEMORY=1G",
+        r"max_memory=1073741824",
     ):
-        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=True))
+        from_onnx(_padded_cnn([0, 0, 0, 10**6], pooled=True), max_memory=2**30)
 
 
 def test_onnx_is_optional(monkeypatch):
