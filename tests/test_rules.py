@@ -30,7 +30,7 @@ ELSEWHERE = {
     ("signed/nullmodels.py", "key"),
     ("signed/_onnx.py", "count"),
     ("signed/_onnx.py", "shape"),
-    ("_store.py", "key"),
+    ("_lanes.py", "key"),
 }
 
 

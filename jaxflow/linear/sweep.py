@@ -26,8 +26,9 @@ from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
 from .._checks import InputError
+from .._lanes import lanes_mesh, put_lanes, to_host
 from .._progress import progress_bar
-from .._store import Store, lanes_mesh, put_lanes, to_host
+from .._store import Store
 from .._types import Array, Float, Int, Key
 from ..config import SweepConfig
 from .flow import hold_after_stop, solve

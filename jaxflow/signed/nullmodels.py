@@ -15,7 +15,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_graph, check_key
-from .._store import Store, lanes_mesh, put_lane_keys, to_host, tree_digest
+from .._lanes import lanes_mesh, put_lane_keys, to_host
+from .._store import Store, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
