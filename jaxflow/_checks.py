@@ -40,6 +40,17 @@ def check_count(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_choice(value, name: str, choices):
+    """One of `choices` (a scheme's, a solver's, a method's name), as given.
+
+    Raises:
+        InputError: "`name` must be one of [...], got …".
+    """
+    if value not in choices:
+        raise _problem(name, f"must be one of {list(choices)}, got {value!r}")
+    return value
+
+
 def check_shape(shape, name: str = "shape", *, min_dims: int = 1, what: str = "a shape") -> tuple[int, ...]:
     """A tuple of `min_dims` or more positive integers: an array's shape, layer widths.
 

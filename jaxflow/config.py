@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from ._checks import InputError, check_count, check_positive, check_shape, check_widths
+from ._checks import InputError, check_choice, check_count, check_positive, check_shape, check_widths
 
 T = TypeVar("T")
 
@@ -81,9 +81,7 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 pass
         fail(key, f"expected {_name(tp)}, got {value!r}")
     if origin is Literal:
-        if value not in args:
-            fail(key, f"must be one of {list(args)}, got {value!r}")
-        return value
+        return require(key, check_choice, value, choices=args)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail(key, f"must be a table, got {value!r}")
