@@ -30,7 +30,13 @@ if TYPE_CHECKING:  # the same names as `_PUBLIC`, for readers and static tools (
         vector_field as vector_field,
     )
     from .linear.hessian import hessian as hessian
-    from .linear.sweep import SweepResult as SweepResult, sweep as sweep
+    from .linear.sweep import (
+        Flow as Flow,
+        Lanes as Lanes,
+        Networks as Networks,
+        SweepResult as SweepResult,
+        sweep as sweep,
+    )
     from .signed import SignedGraph as SignedGraph
     from .signed.frustration import FrustrationResult as FrustrationResult, frustration as frustration
     from .signed.monotonicity import monotonicity_score as monotonicity_score
@@ -49,8 +55,7 @@ _PUBLIC = {
     "ConfigError": "config",
     **dict.fromkeys(_LINEAR, "linear"),
     "hessian": "linear.hessian",
-    "SweepResult": "linear.sweep",
-    "sweep": "linear.sweep",
+    **dict.fromkeys(("Flow", "Lanes", "Networks", "SweepResult", "sweep"), "linear.sweep"),
     "SignedGraph": "signed",
     "FrustrationResult": "signed.frustration",
     "frustration": "signed.frustration",

@@ -14,8 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 from jaxflow import _memory, cli
 from jaxflow._checks import InputError
 from jaxflow._memory import Budget
-from jaxflow.config import SweepConfig, parse
+from jaxflow.config import parse
 from jaxflow.experiments import sweep as sweep_experiment
+from jaxflow.experiments.sweep import SweepConfig
 from jaxflow.signed import from_onnx
 from jaxflow.signed.nullmodels import frustration_bytes
 
@@ -129,15 +130,15 @@ print(peak - base, estimate)  # VmHWM: this image's peak (ru_maxrss keeps the fo
 """
 SWEEP = (
     """
-from jaxflow.config import SweepConfig, parse
-from jaxflow.experiments.sweep import run
+from jaxflow.config import parse
+from jaxflow.experiments.sweep import SweepConfig, run
 from jaxflow.linear.sweep import sweep_bytes
 table = {"flow": {"t1": 5.0, "max_steps": 8, "saves": 11}, "sweep": {"inits": 8, "chunk": 8, "sort": False}}
 config = parse(SweepConfig, {"network": {"widths": [3, 1000, 1000, 3]}, **table})
 """,
     """
 run(config)
-estimate = sweep_bytes(config, jax.device_count())
+estimate = sweep_bytes(config.network, config.flow, config.sweep, jax.device_count())
 """,
 )
 IMPORT = (
