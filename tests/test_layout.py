@@ -123,6 +123,16 @@ def test_every_import_is_declared():
     assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
 
 
+def test_import_jaxflow_imports_no_jax():
+    """The command's interrupt guard is up before JAX loads: `import jaxflow` binds its public
+    names on first use."""
+    import subprocess
+    import sys
+
+    code = "import sys, jaxflow; assert 'jax' not in sys.modules; jaxflow.sweep; assert 'jax' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_version_from_metadata():
     assert jaxflow.__version__ == importlib.metadata.version("jaxflow")
 
