@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in CPU_DEVICES:
         _cores_as_devices()
-    jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
+    jax.config.update("jax_enable_x64", True)  # float64 for analysis; configs may ask float32
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     command = COMMANDS[args.command]
     _interrupt.report_with(lambda: _interrupted(args))

@@ -9,8 +9,8 @@ nonlinear part is recorded as the layer's activation, and a trailing scale becom
 edges (a positive scalar stays inside the activation). Any op whose inputs are all constants is
 evaluated by the ONNX reference implementation. An output head (a Softmax or LogSoftmax of the
 logits, post-processing such as ArgMax or TopK) is set aside before the run: the graph ends at the
-values that enter it, and its `metadata` names it. README "Signed graphs of real models" has the
-table of what each op means in the signed graph.
+values that enter it, and its `metadata` names it. docs/guide/importers.md has the table of what
+each op means in the signed graph.
 """
 
 from __future__ import annotations
