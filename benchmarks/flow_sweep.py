@@ -42,23 +42,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, write_record  # noqa: E402
 
 from jaxflow import DeepLinearNetwork, Task  # noqa: E402
-from jaxflow.config import SweepConfig, parse  # noqa: E402
 from jaxflow.linear.objective import gradient_norm, loss, weights_field  # noqa: E402
-from jaxflow.linear.sweep import sweep  # noqa: E402
+from jaxflow.linear.sweep import Flow, Lanes, Networks, sweep  # noqa: E402
 
 WIDTHS = (16, 32, 32, 32, 16)
 SIGMA = np.linspace(2.0, 1.0, 16)
 SCALE, RTOL, ATOL, GTOL, T1, MAX_STEPS, SEED = 0.1, 1e-6, 1e-6, 1e-3, 1000.0, 4096, 0
 
 
-def config(n: int, dtype: str, chunk: int, batch: int | None, solver: str) -> SweepConfig:
-    return parse(SweepConfig, {
-        "task": {"singular_values": SIGMA.tolist()},
-        "network": {"widths": list(WIDTHS), "init": "gaussian", "scale": SCALE},
-        "flow": {"t1": T1, "rtol": RTOL, "atol": ATOL, "gtol": GTOL, "solver": solver,
-                 "max_steps": MAX_STEPS, "saves": 2, "dtype": dtype},
-        "sweep": {"inits": n, "seed": SEED, "chunk": chunk, "batch": batch},
-    })  # fmt: skip
+def arguments(n: int, dtype: str, chunk: int, batch: int | None, solver: str) -> tuple:
+    """The task and the settings `sweep` takes, for `n` inits."""
+    flow = Flow(
+        t1=T1, rtol=RTOL, atol=ATOL, gtol=GTOL, solver=solver, max_steps=MAX_STEPS, saves=2, dtype=dtype
+    )
+    lanes = Lanes(inits=n, seed=SEED, chunk=chunk, batch=batch)
+    return Task.from_spectrum(SIGMA, WIDTHS[0], WIDTHS[-1]), Networks(WIDTHS, "gaussian", SCALE), flow, lanes
 
 
 def inits(n: int) -> list[DeepLinearNetwork]:
@@ -73,8 +71,8 @@ def timed(fn):
 
 
 def run_jaxflow(n, dtype, chunk, batch, solver):
-    sweep(config(chunk, dtype, chunk, batch, solver))  # compile on the same chunk shape
-    result, seconds = timed(lambda: sweep(config(n, dtype, chunk, batch, solver)))
+    sweep(*arguments(chunk, dtype, chunk, batch, solver))  # compile on the same chunk shape
+    result, seconds = timed(lambda: sweep(*arguments(n, dtype, chunk, batch, solver)))
     return result.final_loss, result.num_steps, seconds
 
 

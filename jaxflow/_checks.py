@@ -17,11 +17,11 @@ class InputError(ValueError):
     the memory a run needs): the message names it and says what was expected. The command line
     prints it as one line; any other exception is a bug.
 
-    Raised by the checks of this module, it also carries the argument it names (`argument`) and
-    what is wrong with it (`problem`), so that a config can name its key instead."""
+    Raised by the checks of this module (and `named_error`), it also carries the argument it names
+    (`argument`) and what is wrong with it (`problem`), so that a config can name its key instead."""
 
 
-def _problem(name: str, problem: str) -> InputError:
+def named_error(name: str, problem: str) -> InputError:
     """The `InputError` "`name` `problem`", carrying both."""
     error = InputError(f"{name} {problem}")
     error.argument, error.problem = name, problem
@@ -36,8 +36,19 @@ def check_count(value, name: str, *, minimum: int = 1) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise _problem(name, f"must be {what}, got {value!r}")
+        raise named_error(name, f"must be {what}, got {value!r}")
     return int(value)
+
+
+def check_choice(value, name: str, choices):
+    """One of `choices` (a scheme's, a solver's, a method's name), as given.
+
+    Raises:
+        InputError: "`name` must be one of [...], got …".
+    """
+    if value not in choices:
+        raise named_error(name, f"must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def check_shape(shape, name: str = "shape", *, min_dims: int = 1, what: str = "a shape") -> tuple[int, ...]:
@@ -53,7 +64,7 @@ def check_shape(shape, name: str = "shape", *, min_dims: int = 1, what: str = "a
         entries = ()
     if len(entries) < min_dims or not np.iterable(shape):
         count = "" if min_dims <= 1 else f"{min_dims} or more "
-        raise _problem(name, f"must be {what}: {count}positive integers, got {shape!r}")
+        raise named_error(name, f"must be {what}: {count}positive integers, got {shape!r}")
     return tuple(check_count(d, f"{name}[{i}]") for i, d in enumerate(entries))
 
 
@@ -74,7 +85,7 @@ def check_graph(graph, name: str = "graph"):
         InputError: "`name` must be a SignedGraph, got …".
     """
     if not any(f"{c.__module__}.{c.__qualname__}" == SIGNED_GRAPH for c in type(graph).__mro__):
-        raise _problem(name, f"must be a SignedGraph, got {type(graph).__name__}")
+        raise named_error(name, f"must be a SignedGraph, got {type(graph).__name__}")
     return graph
 
 
@@ -86,18 +97,18 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
     try:
         arr = jax.ShapeDtypeStruct(x.shape, x.dtype) if is_traced(x) else np.asarray(x)
     except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
-        raise _problem(name, f"must be an array, could not convert {type(x).__name__}: {e}") from None
+        raise named_error(name, f"must be an array, could not convert {type(x).__name__}: {e}") from None
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise _problem(name, f"must be a numeric array, got dtype {arr.dtype}")
+        raise named_error(name, f"must be a numeric array, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
-        raise _problem(name, f"must have {ndim} dimensions, got shape {arr.shape}")
+        raise named_error(name, f"must have {ndim} dimensions, got shape {arr.shape}")
     if shape is not None:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-            raise _problem(name, f"must have shape {want}, got {arr.shape}")
+            raise named_error(name, f"must have shape {want}, got {arr.shape}")
     if not is_traced(x) and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise _problem(name, f"contains {bad} non-finite value(s) (NaN or inf)")
+        raise named_error(name, f"contains {bad} non-finite value(s) (NaN or inf)")
     return x
 
 
@@ -108,10 +119,10 @@ def check_positive(x, name: str, *, allow_zero: bool = False) -> float | Array:
     try:
         v = float(x)
     except (TypeError, ValueError):
-        raise _problem(name, f"must be a real number, got {x!r}") from None
+        raise named_error(name, f"must be a real number, got {x!r}") from None
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise _problem(name, f"must be finite and {bound}, got {x!r}")
+        raise named_error(name, f"must be finite and {bound}, got {x!r}")
     return v
 
 
@@ -136,7 +147,7 @@ def check_key(key, name: str = "key"):
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and key.shape == ()
     legacy = dtype == np.uint32 and getattr(key, "shape", None) == (2,)
     if not (typed or legacy):
-        raise _problem(name, f"must be one JAX PRNG key, e.g. jax.random.key(0); got {key!r}")
+        raise named_error(name, f"must be one JAX PRNG key, e.g. jax.random.key(0); got {key!r}")
     return key
 
 
@@ -147,7 +158,7 @@ def output_folder(path, name: str = "out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise _problem(name, f"{path} is a file, not a folder; choose another path") from None
+        raise named_error(name, f"{path} is a file, not a folder; choose another path") from None
     except OSError as e:
-        raise _problem(name, f"{path} cannot be created ({e.strerror}); choose another path") from None
+        raise named_error(name, f"{path} cannot be created ({e.strerror}); choose another path") from None
     return path

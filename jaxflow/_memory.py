@@ -1,11 +1,11 @@
-"""The memory guard: a run's peak memory, estimated before anything is allocated or compiled, and
-checked against a budget (`check_fits`).
+"""Memory sizes and budgets: a run's estimated peak checked against a budget before anything is
+allocated or compiled (`check_fits`).
 
-The budget is, in this order: `set_budget` (the command line's `--max-memory 8G`), the environment
-variable `JAXFLOW_MAX_MEMORY` (same syntax; inherited by worker processes and usable from scripts),
-else the memory available now (`available_bytes`: the host's, and on accelerators no more than
-their free memory together). Estimates count the run's own arrays, not the 0.3 to 0.5 GB of
-Python, JAX and XLA that a process holds.
+A budget is a value passed to the functions that allocate (`max_memory=`): bytes, a `Budget` (the
+command line's `--max-memory 8G`, naming how it was set), or None, the memory available now
+(`available_bytes`: the host's, and on accelerators no more than their free memory together).
+Each estimate lives beside its algorithm; estimates count a run's own arrays, not the 0.3 to
+0.5 GB of Python, JAX and XLA that a process holds.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ from __future__ import annotations
 import math
 import os
 import re
+from typing import NamedTuple
 
-import numpy as np
+from ._checks import InputError, check_count
 
-from ._checks import InputError
-
-ENV = "JAXFLOW_MAX_MEMORY"
-OPTION = "--max-memory"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_budget: tuple[int, str] | None = None  # (bytes, the --max-memory text), set by `set_budget`
-SOLVER_STAGES = {"tsit5": 7, "dopri5": 7, "dopri8": 13, "bosh3": 4}
-"""Field evaluations a step of each sweep solver keeps (Diffrax's Runge–Kutta stages)."""
+
+
+class Budget(NamedTuple):
+    """A memory budget of `nbytes`, set by `setting` (e.g. `"--max-memory 8G"`; None: the memory
+    available) and raised with `name` (e.g. `"--max-memory"`)."""
+
+    nbytes: int
+    setting: str | None = None
+    name: str | None = None
 
 
 def available_bytes() -> int:
@@ -56,29 +59,27 @@ def device_bytes() -> int | None:
     return sum(st["bytes_limit"] - st.get("bytes_in_use", 0) for st in stats)
 
 
-def parse_size(text: str, name: str = OPTION) -> int:
+def parse_size(text: str, name: str) -> int:
     """Bytes of a size such as `"8G"`, `"512M"`, `"1.5GB"`, `"64GiB"` or `"1000000"` (binary
-    units K, M, G, T); an `InputError` naming `name` for anything else."""
+    units K, M, G, T).
+
+    Raises:
+        InputError: "`name` must be a memory size such as 8G, …" for anything else.
+    """
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
     if not m or float(m[1]) * _UNITS[m[2].upper()] < 1:
         raise InputError(f"{name} must be a memory size such as 8G, 512M or 64GB, got {text!r}")
     return int(float(m[1]) * _UNITS[m[2].upper()])
 
 
-def set_budget(text: str | None) -> None:
-    """Take the budget from `--max-memory TEXT`; None: back to `JAXFLOW_MAX_MEMORY` or what is available."""
-    global _budget
-    _budget = None if text is None else (parse_size(text), text)
-
-
-def budget() -> tuple[int, str | None, str]:
-    """The budget in bytes, the option or variable that set it (None: the memory available) and
-    how it was set (e.g. `"--max-memory 8G"`)."""
-    if _budget is not None:
-        return _budget[0], OPTION, f"{OPTION} {_budget[1]}"
-    if text := os.environ.get(ENV, "").strip():
-        return parse_size(text, ENV), ENV, f"{ENV}={text}"
-    return available_bytes(), None, "available"
+def budget(max_memory: int | Budget | None) -> Budget:
+    """`max_memory` as a `Budget`: as given, bytes (the argument `max_memory`), or None: the
+    memory available now."""
+    if isinstance(max_memory, Budget):
+        return max_memory
+    if max_memory is None:
+        return Budget(available_bytes())
+    return Budget(check_count(max_memory, "max_memory"), f"max_memory={max_memory}", "max_memory")
 
 
 def size_text(nbytes: float) -> str:
@@ -88,59 +89,18 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes / 1000**k:.3g} {units[k]}"
 
 
-def check_fits(estimate_bytes: float, what: str, lower_with: str) -> None:
-    """Refuse (an `InputError`) a run of `what` whose estimated peak exceeds the budget, naming the
-    estimate, the budget and `lower_with`, the key or option that lowers it."""
-    limit, name, setting = budget()
-    if estimate_bytes > limit:
-        have = f"{size_text(limit)} " + ("available" if name is None else f"allowed by {setting}")
+def check_fits(estimate_bytes: float, max_memory: int | Budget | None, what: str, lower_with: str) -> None:
+    """Refuse a run of `what` whose estimated peak exceeds the budget `max_memory` (see `budget`).
+
+    Raises:
+        InputError: naming the estimate, the budget and `lower_with`, the key or option that
+            lowers it (and the setting that raises the budget).
+    """
+    limit = budget(max_memory)
+    if estimate_bytes > limit.nbytes:
+        have = "available" if limit.setting is None else f"allowed by {limit.setting}"
         raise InputError(
-            f"{what} needs about {size_text(estimate_bytes)} of memory (estimate), {have}; "
-            f"lower {lower_with}" + ("" if name is None else f", or raise {name}")
+            f"{what} needs about {size_text(estimate_bytes)} of memory (estimate), "
+            f"{size_text(limit.nbytes)} {have}; lower {lower_with}"
+            + ("" if limit.name is None else f", or raise {limit.name}")
         )
-
-
-def sweep_bytes(config, devices: int) -> int:
-    """Peak memory of `jaxflow.sweep(config)` on `devices` devices (a `SweepConfig`).
-
-    `in_flight × (stages + 1) × P × b + lanes × saves × (1 + d_0·d_h) × b × 3`, for the largest
-    architecture: `P = Σ d_i·d_{i−1}` weights per lane, `b` bytes per number (`flow.dtype`), the
-    solver's stages and the state per lane in flight (`min(batch, lanes / devices)` per device), and
-    the saved losses and end-to-end maps of the chunk's `lanes` (`chunk` rounded up to a multiple
-    of `devices`) on the device, on the host and reduced.
-    """
-    f, r = config.flow, config.sweep
-    b = 8 if f.dtype == "float64" else 4
-    lanes = -(-r.chunk // devices) * devices
-    in_flight = min(r.batch or lanes, lanes // devices) * devices
-    worst = 0
-    for w in config.network.architectures:
-        params = sum(a * c for a, c in zip(w[1:], w[:-1]))
-        state = in_flight * (SOLVER_STAGES[f.solver] + 1) * params * b
-        saves = lanes * f.saves * (1 + w[0] * w[-1]) * b * 3
-        worst = max(worst, state + saves)
-    return worst
-
-
-def import_bytes(values: int, weights: int) -> int:
-    """Peak memory of importing a model as a `SignedGraph`: `12 · values + 5 · weights`, for `values`
-    entries of the input and computed tensors (the builder numbers each node with an int64 and
-    holds a temporary copy of part of a tensor's numbers while it rearranges or checks them) and `weights`
-    bytes of stored weights (the file's bytes, the array read from them, its float64 cast: 5 times
-    the stored bytes at most)."""
-    return 12 * values + 5 * weights
-
-
-def frustration_bytes(graph, restarts: int, samples_in_flight: int = 1) -> int:
-    """Peak memory of a frustration search of `graph` (a `SignedGraph`) with `restarts` restarts,
-    `samples_in_flight` graphs searched together (null models: the chunk size times the devices).
-
-    `(2 + 8 · samples) · edges · b + 4 · samples · restarts · nodes · b`: the graph's weights and
-    the search's copy of them; per sample in flight its shuffled weights and the shuffle's
-    temporaries (random keys, masks, a running count: 8 numbers' worth per edge); per
-    restart of each sample the spins, the local field and two work vectors over all nodes; `b`
-    bytes per number (the graph's dtype); `tests/test_memory.py` checks it against the peak RSS.
-    """
-    b = np.dtype(graph.dtype).itemsize
-    edges, nodes = graph.num_edges(), graph.num_nodes
-    return (2 + 8 * samples_in_flight) * edges * b + 4 * samples_in_flight * restarts * nodes * b

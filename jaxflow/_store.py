@@ -1,8 +1,7 @@
 """Resumable output folders: a manifest naming the inputs' hash, one npz per finished piece and a
 lock file, so a killed or interrupted run resumes (the lock of a process that is gone is taken over)
 and two runs never write the same folder; every file written whole or not at all (`write_atomic`,
-for the results' files too); and the lane plumbing of runs sharded over `jax.devices()` (all
-processes) that write them.
+for the results' files too).
 
     out/manifest.json   {"hash": ..., "inputs": {...}}: a rerun must bring the same inputs
     out/chunks/*.npz    the finished pieces
@@ -21,8 +20,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _interrupt
 from ._checks import InputError, output_folder
@@ -44,30 +41,6 @@ def tree_digest(tree) -> str:
         h.update(f"{x.dtype}{x.shape}".encode())
         h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()[:16]
-
-
-def lanes_mesh() -> Mesh:
-    """All devices of all processes along one axis, `"lanes"`."""
-    return Mesh(np.array(jax.devices()), ("lanes",))
-
-
-def put_lanes(data: np.ndarray, mesh: Mesh) -> jax.Array:
-    """The host array `data` (the same on every process) split along its first axis over `mesh`."""
-    return jax.make_array_from_callback(data.shape, NamedSharding(mesh, P("lanes")), lambda i: data[i])
-
-
-def put_lane_keys(keys, rows: np.ndarray, mesh: Mesh) -> jax.Array:
-    """The PRNG keys `keys[rows]` (typed or legacy, the same on every process) split over `mesh`."""
-    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
-    lanes = put_lanes(np.asarray(jax.random.key_data(keys) if typed else keys)[rows], mesh)
-    return jax.random.wrap_key_data(lanes, impl=jax.random.key_impl(keys)) if typed else lanes
-
-
-def to_host(tree):
-    """A pytree of (possibly multi-process) sharded arrays as NumPy arrays on every process."""
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _alive(pid: int) -> bool:

@@ -6,8 +6,8 @@ device per core). Errors in the input (`InputError`) are printed as one line, wi
 (`--debug` shows it), and exit with status 2 (as does a study across models in which some model
 failed); any other exception is a bug: one line saying so, then its traceback. Open progress bars
 are cleared before any such line. Interrupted, a command says in one line what it saved and how to
-resume, and exits with status 130 (`jaxflow._interrupt`). `--max-memory` (or `JAXFLOW_MAX_MEMORY`)
-is the budget the memory guard (`_memory`) holds a run to.
+resume, and exits with status 130 (`jaxflow._interrupt`). `--max-memory` (else `JAXFLOW_MAX_MEMORY`)
+is the memory budget (`_memory.Budget`) a command passes to what it runs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import sys
 
 import jax
 
-from . import _interrupt, _memory, _progress
+from . import _interrupt, _progress
 from ._checks import InputError
+from ._memory import Budget, parse_size
 from .experiments import frustration, landscape, study, sweep
 
 COMMANDS = {"sweep": sweep, "landscape": landscape, "frustration": frustration, "study": study}
@@ -28,11 +29,13 @@ CPU_DEVICES = {"sweep"}
 """Commands that shard over devices: on CPU they get one device per core."""
 
 DEBUG_ENV = "JAXFLOW_DEBUG"
+MEMORY_ENV = "JAXFLOW_MAX_MEMORY"
+MEMORY_OPTION = "--max-memory"
 BUG_REPORT = "this is a bug in jaxflow; please report it with the command and the traceback below"
 SHAPE_HELP = "full input shape, batch axis first, for a model whose input has dynamic dimensions"
 MEMORY_HELP = (
     f"memory budget, e.g. 8G or 512M: a run estimated to need more is refused before it starts "
-    f"(default: ${_memory.ENV} if set, else the memory available)"
+    f"(default: ${MEMORY_ENV} if set, else the memory available)"
 )
 DRY_RUN_HELP = "print the graph's size, the estimator, memory per stage and a time range; run nothing"
 
@@ -47,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="gradient flow of a deep linear network over many inits")
     s.add_argument("config", help="TOML config (see configs/quickstart.toml)")
     s.add_argument("--out", default=None, help="results folder (default results/<config name>)")
-    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
+    s.add_argument(MEMORY_OPTION, default=None, metavar="SIZE", help=MEMORY_HELP)
 
     s = sub.add_parser("landscape", help="critical values, Hessians and saddles of a DLN task")
     s.add_argument("config", help="TOML config")
@@ -66,14 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=None, help="TOML config (method, samples, models, ...)")
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (every model)")
-    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
+    s.add_argument(MEMORY_OPTION, default=None, metavar="SIZE", help=MEMORY_HELP)
     s.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
     s = sub.add_parser("study", help="frustration and near-monotonicity study of a network")
     s.add_argument("config", help="TOML config")
     s.add_argument("--out", default=None, help="results folder")
     s.add_argument("--input-shape", default=None, metavar="1,3,H,W", help=SHAPE_HELP + " (the model_file)")
-    s.add_argument("--max-memory", default=None, metavar="SIZE", help=MEMORY_HELP)
+    s.add_argument(MEMORY_OPTION, default=None, metavar="SIZE", help=MEMORY_HELP)
     s.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     return p
 
@@ -85,6 +88,16 @@ def _cores_as_devices() -> None:
         jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
     except RuntimeError:  # backends already initialized (e.g. called in-process after other JAX work)
         pass
+
+
+def _budget(option: str | None) -> Budget | None:
+    """The memory budget of `--max-memory`, else of `$JAXFLOW_MAX_MEMORY`; None: the memory
+    available."""
+    if option is not None:
+        return Budget(parse_size(option, MEMORY_OPTION), f"{MEMORY_OPTION} {option}", MEMORY_OPTION)
+    if env := os.environ.get(MEMORY_ENV, "").strip():
+        return Budget(parse_size(env, MEMORY_ENV), f"{MEMORY_ENV}={env}", MEMORY_ENV)
+    return None
 
 
 def _report(line: str) -> None:
@@ -105,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in CPU_DEVICES:
         _cores_as_devices()
-    jax.config.update("jax_enable_x64", True)  # float64 for analysis (DESIGN); configs may ask float32
+    jax.config.update("jax_enable_x64", True)  # float64 for analysis; configs may ask float32
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     command = COMMANDS[args.command]
     _interrupt.report_with(lambda: _interrupted(args))
     try:
-        _memory.set_budget(getattr(args, "max_memory", None))
+        if hasattr(args, "max_memory"):
+            args.max_memory = _budget(args.max_memory)
         status = command.main(args)
     except KeyboardInterrupt:  # Ctrl-C of a `main` called in-process (the command has `_interrupt`)
         _interrupted(args)
@@ -123,6 +137,4 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         _report(f"jaxflow {args.command}: {type(e).__name__}: {e}\n{BUG_REPORT}")
         raise
-    finally:
-        _memory.set_budget(None)
     return status or 0

@@ -2,7 +2,9 @@
 
 A config is a frozen dataclass; `parse(cls, table)` checks unknown keys, types and nested
 tables, then the dataclass's own `__post_init__` checks values (raise `ConfigError` naming the
-key). `load_config(path, cls)` reads a TOML file.
+key, or an `InputError` of `jaxflow._checks` naming the field, which becomes one naming the key).
+`load_config(path, cls)` reads a TOML file. `parse` builds any frozen dataclass so: a command's
+tables may be the typed objects of a core (`jaxflow sweep`'s are those of `linear.sweep`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from ._checks import InputError, check_count, check_positive, check_shape, check_widths
+from ._checks import InputError, check_choice, check_count, check_positive, check_shape, check_widths
 
 T = TypeVar("T")
 
@@ -81,9 +83,7 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 pass
         fail(key, f"expected {_name(tp)}, got {value!r}")
     if origin is Literal:
-        if value not in args:
-            fail(key, f"must be one of {list(args)}, got {value!r}")
-        return value
+        return require(key, check_choice, value, choices=args)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail(key, f"must be a table, got {value!r}")
@@ -144,6 +144,8 @@ def parse(cls: type[T], table: dict, where: str = "") -> T:
     except ConfigError as e:  # a value check in `__post_init__`: name the key from the top
         raise ConfigError(str(e).replace("config key '", f"config key '{prefix}", 1)) from None
     except (TypeError, ValueError) as e:
+        if hasattr(e, "argument"):  # a check of `jaxflow._checks` in a type's own `__post_init__`
+            fail(prefix + e.argument, e.problem)
         raise ConfigError(f"config '{where or cls.__name__}': {e}") from None
 
 
@@ -404,87 +406,6 @@ class SweepTaskConfig:
         sv = self.singular_values
         if not sv or any(not 0 <= v < float("inf") for v in sv) or max(sv) == 0:
             fail("singular_values", f"must be finite values >= 0, at least one > 0, got {list(sv)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepNetworkConfig:
-    """The networks: `widths` `(d_0, …, d_h)`, or a list of such lists to sweep architectures
-    (e.g. depths) sharing `d_0` and `d_h`; initialized by `DeepLinearNetwork.init(widths, key,
-    init, scale, delta=delta)` (`"aligned"`: every mode at strength `scale`)."""
-
-    widths: tuple[int, ...] | tuple[tuple[int, ...], ...] = (3, 8, 8, 3)
-    init: Literal["gaussian", "orthogonal", "balanced", "aligned", "delta_balanced"] = "gaussian"
-    scale: float = 0.1
-    delta: float | None = None
-
-    @property
-    def architectures(self) -> tuple[tuple[int, ...], ...]:
-        """The list of widths to sweep (one entry when `widths` is a flat list)."""
-        return self.widths if self.widths and isinstance(self.widths[0], tuple) else (self.widths,)
-
-    def __post_init__(self):
-        archs = self.architectures
-        if not archs:
-            fail("widths", "must list at least one architecture, got []")
-        for a, w in enumerate(archs):
-            key = "widths" if len(archs) == 1 else f"widths[{a}]"
-            require(key, check_widths, w)
-            if (w[0], w[-1]) != (archs[0][0], archs[0][-1]):
-                fail(key, f"all architectures must share d_0 and d_h, got {list(w)} and {list(archs[0])}")
-        require_positive(self, "scale")
-        if (self.delta is None) == (self.init == "delta_balanced"):
-            fail("delta", 'is required with init = "delta_balanced" and only allowed there')
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepFlowConfig:
-    """Each run: Diffrax `solver` with tolerances `rtol`, `atol` on `[0, t1]`, stopped once
-    `‖∇L‖ < gtol` or after `max_steps`; the loss and mode strengths saved at `saves` equally
-    spaced times; in `dtype`."""
-
-    t1: float = 20.0
-    rtol: float = 1e-6
-    atol: float = 1e-8
-    gtol: float = 1e-5
-    solver: Literal["tsit5", "dopri5", "dopri8", "bosh3"] = "tsit5"
-    max_steps: int = 4096
-    saves: int = 201
-    dtype: Literal["float64", "float32"] = "float64"
-
-    def __post_init__(self):
-        require_positive(self, "t1", "rtol", "atol", "gtol")
-        require_counts(self, "max_steps")
-        require_counts(self, "saves", minimum=2)  # times 0 and t1 at least
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepRunConfig:
-    """`inits` initializations from `seed` (key `fold_in(key(seed), i)` for init `i`), run in
-    chunks of `chunk` (one results file each), `batch` lanes vmapped together per device
-    (default: the whole chunk share of a device), ordered by a difficulty proxy when `sort`."""
-
-    inits: int = 64
-    seed: int = 0
-    chunk: int = 64
-    batch: int | None = None
-    sort: bool = True
-
-    def __post_init__(self):
-        require_counts(self, "inits", "chunk", "batch")
-        require_counts(self, "seed", minimum=0)
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-    """`jaxflow sweep`: the gradient flow of `network` on `task` from `sweep.inits` initializations."""
-
-    task: SweepTaskConfig = dataclasses.field(default_factory=SweepTaskConfig)
-    network: SweepNetworkConfig = dataclasses.field(default_factory=SweepNetworkConfig)
-    flow: SweepFlowConfig = dataclasses.field(default_factory=SweepFlowConfig)
-    sweep: SweepRunConfig = dataclasses.field(default_factory=SweepRunConfig)
-
-    def __post_init__(self):
-        require_singular_values(self.task.singular_values, self.network.architectures[0])
 
 
 @dataclasses.dataclass(frozen=True)

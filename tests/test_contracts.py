@@ -132,15 +132,9 @@ SCRIPT = textwrap.dedent(
         m.mean, m.per_input
 
     # --- a tiny sweep
-    from jaxflow.config import SweepConfig, parse
-    from jaxflow.linear.sweep import sweep
-    cfg = parse(SweepConfig, {
-        "task": {"singular_values": [2.0, 1.0]},
-        "network": {"widths": [2, 2, 2], "scale": 0.2},
-        "flow": {"t1": 5.0, "saves": 6, "gtol": 1e-6},
-        "sweep": {"inits": 2, "chunk": 2, "seed": 0},
-    })
-    sweep(cfg)
+    from jaxflow.linear.sweep import Flow, Lanes, Networks, sweep
+    sweep(Task.from_spectrum([2.0, 1.0], 2, 2), Networks((2, 2, 2), scale=0.2),
+          Flow(t1=5.0, saves=6, gtol=1e-6), Lanes(inits=2, chunk=2, seed=0))
 
     # --- the hook is on: a wrong-rank array is refused by the checker, not by jaxflow
     try:

@@ -1,7 +1,7 @@
 """The layout's one-way data flow, read from the source: __main__ → cli → experiments → cores (`linear`,
 `signed`, `train`) → `config`, `_checks`, `_types`; figures (`plots`) are imported by experiments
-only; the two cores never import each other. And the public boundary: no function hides its
-module, `__version__` comes from the package metadata."""
+only; the two cores never import each other; no module imports itself through others. And the
+public boundary: no function hides its module, `__version__` comes from the package metadata."""
 
 import ast
 import importlib
@@ -43,11 +43,21 @@ def _imports(path: Path) -> set[str]:
                 continue
             module = node.module if node.level else node.module.removeprefix("jaxflow").lstrip(".")
             prefix = base + ([module] if module else [])
-            if prefix:
-                found.add(".".join(prefix))
-            else:  # `from jaxflow import x` / `from .. import x`: each name as a module
-                found |= {a.name for a in node.names}
-    return found
+            for a in node.names:  # `from x import y`: the module x.y where there is one, else x
+                found.add(".".join([*prefix, a.name] if _is_module([*prefix, a.name]) else prefix))
+    return found - {""}
+
+
+def _is_module(parts: list[str]) -> bool:
+    """Whether `jaxflow.<parts>` is a module or a package."""
+    path = PACKAGE.joinpath(*parts)
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _name(path: Path) -> str:
+    """The module of `path` below `jaxflow` (a package by its `__init__.py`)."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
@@ -63,6 +73,23 @@ def test_imports_flow_one_way(path):
         down = _tier(target) > _tier(own) or _tier(target) == _tier(own) == BOTTOM
         assert down, f"jaxflow.{own} imports jaxflow.{target}: a climb up the layers"
         assert not _tier(own) == _tier(target) == CORE, f"jaxflow.{own} imports the core jaxflow.{target}"
+
+
+def test_no_import_cycles():
+    """No module reaches itself through its imports (imports inside functions count too)."""
+    graph = {_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for target in sorted(graph.get(module, set()) - done):
+            if target in path:
+                cycle = " → ".join(f"jaxflow.{m}" for m in (*path[path.index(target) :], target))
+                pytest.fail(f"an import cycle: {cycle}")
+            visit(target, (*path, target))
+        done.add(module)
+
+    for module in graph:
+        visit(module, (module,))
 
 
 def test_no_function_hides_its_module():
@@ -94,6 +121,16 @@ def test_every_import_is_declared():
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"jaxflow"}
     assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
+
+
+def test_import_jaxflow_imports_no_jax():
+    """The command's interrupt guard is up before JAX loads: `import jaxflow` binds its public
+    names on first use."""
+    import subprocess
+    import sys
+
+    code = "import sys, jaxflow; assert 'jax' not in sys.modules; jaxflow.sweep; assert 'jax' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_version_from_metadata():

@@ -1,5 +1,6 @@
 """The memory guard: sizes and budgets, refusals before allocating, and estimates within 2x of the
-peak RSS that runs really reach (measured in fresh processes)."""
+peak RSS that runs really reach (measured in fresh processes). The budget is an argument: nothing
+reads it from the process's state."""
 
 import subprocess
 import sys
@@ -10,18 +11,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from jaxflow import _memory
+from jaxflow import _memory, cli
 from jaxflow._checks import InputError
-from jaxflow.config import SweepConfig, parse
+from jaxflow._memory import Budget
+from jaxflow.config import parse
 from jaxflow.experiments import sweep as sweep_experiment
-from jaxflow.signed import SignedGraph
-
-
-@pytest.fixture(autouse=True)
-def _no_budget(monkeypatch):
-    monkeypatch.delenv(_memory.ENV, raising=False)
-    yield
-    _memory.set_budget(None)
+from jaxflow.experiments.sweep import SweepConfig
+from jaxflow.signed import from_onnx
+from jaxflow.signed.nullmodels import frustration_bytes
 
 
 @pytest.mark.parametrize(
@@ -29,30 +26,40 @@ def _no_budget(monkeypatch):
                      ("1000000", 10**6), (" 2 T ", 2 * 2**40)],
 )  # fmt: skip
 def test_sizes(text, nbytes):
-    assert _memory.parse_size(text) == nbytes
+    assert _memory.parse_size(text, "--max-memory") == nbytes
 
 
 @pytest.mark.parametrize("text", ["lots", "", "-1G", "0", "8X", "1e9"])
 def test_bad_sizes_name_the_option(text):
     with pytest.raises(InputError, match="--max-memory must be a memory size such as 8G"):
-        _memory.parse_size(text)
+        _memory.parse_size(text, "--max-memory")
 
 
-def test_budget_comes_from_the_option_then_the_environment_then_what_is_available(monkeypatch):
+def test_the_command_line_budget_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.delenv(cli.MEMORY_ENV, raising=False)
+    assert cli._budget(None) is None  # the memory available
+    monkeypatch.setenv(cli.MEMORY_ENV, "3G")
+    assert cli._budget(None) == (3 * 2**30, "JAXFLOW_MAX_MEMORY=3G", "JAXFLOW_MAX_MEMORY")
+    assert cli._budget("1K") == (1024, "--max-memory 1K", "--max-memory")
+
+
+def test_a_budget_is_given_as_bytes_a_budget_or_none_for_what_is_available():
     available = _memory.available_bytes()
     assert 2**20 < available < 2**50
-    assert _memory.budget() == (pytest.approx(available, rel=0.2), None, "available")
-    monkeypatch.setenv(_memory.ENV, "3G")
-    assert _memory.budget() == (3 * 2**30, "JAXFLOW_MAX_MEMORY", "JAXFLOW_MAX_MEMORY=3G")
-    _memory.set_budget("1K")
-    assert _memory.budget() == (1024, "--max-memory", "--max-memory 1K")
+    assert _memory.budget(None).nbytes == pytest.approx(available, rel=0.2)
+    assert _memory.budget(2048) == (2048, "max_memory=2048", "max_memory")
+    with pytest.raises(InputError, match="max_memory must be a positive integer, got 0"):
+        _memory.budget(0)
     with pytest.raises(InputError) as e:
-        _memory.check_fits(2048, "this run", "run.size")
+        _memory.check_fits(2048, Budget(1024, "--max-memory 1K", "--max-memory"), "this run", "run.size")
     assert str(e.value) == (
         "this run needs about 2.05 kB of memory (estimate), 1.02 kB allowed by --max-memory 1K; "
         "lower run.size, or raise --max-memory"
     )
-    _memory.check_fits(1024, "this run", "run.size")  # fits: no error
+    bytes_given = r"1.02 kB allowed by max_memory=1024; lower run.size, or raise max_memory"
+    with pytest.raises(InputError, match=bytes_given):
+        _memory.check_fits(2048, 1024, "this run", "run.size")
+    _memory.check_fits(1024, 1024, "this run", "run.size")  # fits: no error
 
 
 class _Accelerator:
@@ -72,10 +79,10 @@ def test_on_accelerators_the_budget_is_their_free_memory_together(monkeypatch):
     gib = 2**30
     monkeypatch.setattr(jax, "local_devices", lambda: [_Accelerator(16 * gib, 4 * gib)] * 2)
     assert _memory.device_bytes() == 24 * gib
-    assert _memory.budget()[0] == min(24 * gib, _memory.host_bytes())
+    assert _memory.budget(None).nbytes == min(24 * gib, _memory.host_bytes())
     monkeypatch.setattr(jax, "local_devices", lambda: [_Accelerator(2 * gib, gib)])
     with pytest.raises(InputError, match=r"needs about 2.15 GB of memory \(estimate\), 1.07 GB available"):
-        _memory.check_fits(2 * gib, "this run", "run.size")
+        _memory.check_fits(2 * gib, None, "this run", "run.size")
 
 
 def test_a_sweep_too_large_is_refused_before_compiling():
@@ -95,15 +102,15 @@ def test_a_huge_declared_input_is_refused_before_the_builder_allocates():
     shape = r"input shape \[1, 3, 10000000, 10000000\]"
     needs = r"\(its largest tensor: the input, .*\) needs about 6 PB of memory"  # 12 B a value
     with pytest.raises(InputError, match=rf"importing the ONNX model with {shape} {needs}"):
-        SignedGraph.from_onnx(model)
+        from_onnx(model)
 
 
 def test_frustration_estimate_follows_its_formula():
-    from jaxflow.signed.graph import SignedGraph as G
+    from jaxflow.signed import SignedGraph
 
-    graph = G.from_weights([np.ones((4, 3)), -np.ones((2, 4))])
+    graph = SignedGraph.from_weights([np.ones((4, 3)), -np.ones((2, 4))])
     b = graph.dtype.itemsize
-    assert _memory.frustration_bytes(graph, restarts=8, samples_in_flight=5) == (
+    assert frustration_bytes(graph, restarts=8, samples_in_flight=5) == (
         (2 + 8 * 5) * 20 * b + 4 * 5 * 8 * 9 * b
     )
 
@@ -123,26 +130,26 @@ print(peak - base, estimate)  # VmHWM: this image's peak (ru_maxrss keeps the fo
 """
 SWEEP = (
     """
-from jaxflow import _memory
-from jaxflow.config import SweepConfig, parse
-from jaxflow.experiments.sweep import run
+from jaxflow.config import parse
+from jaxflow.experiments.sweep import SweepConfig, run
+from jaxflow.linear.sweep import sweep_bytes
 table = {"flow": {"t1": 5.0, "max_steps": 8, "saves": 11}, "sweep": {"inits": 8, "chunk": 8, "sort": False}}
 config = parse(SweepConfig, {"network": {"widths": [3, 1000, 1000, 3]}, **table})
 """,
     """
 run(config)
-estimate = _memory.sweep_bytes(config, jax.device_count())
+estimate = sweep_bytes(config.network, config.flow, config.sweep, jax.device_count())
 """,
 )
 IMPORT = (
     """
 import jaxflow.signed._onnx, onnx.reference
-from jaxflow.signed import SignedGraph
+from jaxflow.signed import from_onnx
 messages = []
-jaxflow.signed._onnx.check_fits = lambda estimate, what, lower: messages.append(estimate)
+jaxflow.signed._onnx.check_fits = lambda estimate, budget, what, lower: messages.append(estimate)
 """,
     """
-SignedGraph.from_onnx(sys.argv[1])
+from_onnx(sys.argv[1])
 estimate, = messages
 """,
 )
@@ -211,14 +218,14 @@ NULLS = (
     "",
     """
 import numpy as np
-from jaxflow import _memory
 from jaxflow.signed import SignedGraph, null_model_frustration
+from jaxflow.signed.nullmodels import frustration_bytes
 rng = np.random.default_rng(0)
 widths = (64, 2048, 2048, 2048, 64)  # 8.6e6 edges, float32: the weights outweigh XLA's own memory
 weights = [rng.standard_normal((b, a), np.float32) for a, b in zip(widths, widths[1:])]
 graph = SignedGraph.from_weights(weights)
 null_model_frustration(graph, jax.random.key(0), samples=2, chunk_size=2, restarts=8, tol=1e-3, bound=False)
-estimate = _memory.frustration_bytes(graph, 8, 2 * jax.device_count())
+estimate = frustration_bytes(graph, 8, 2 * jax.device_count())
 """,
 )
 

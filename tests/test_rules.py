@@ -1,7 +1,7 @@
 """Each input rule is written once, in `jaxflow/_checks.py`: the package source holds no other copy
 of a rule's test or of its message (a positive integer, a shape, layer widths, a SignedGraph, a PRNG
-key). A new copy fails here; call the check instead (`check_count`, `check_shape`, `check_widths`,
-`check_graph`, `check_key`; in a config, `config.require`)."""
+key, one of a few names). A new copy fails here; call the check instead (`check_count`, `check_shape`,
+`check_widths`, `check_graph`, `check_key`, `check_choice`; in a config, `config.require`)."""
 
 import re
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 
 import jaxflow
 from jaxflow import InputError
-from jaxflow._checks import check_count, check_graph, check_key, check_shape, check_widths
+from jaxflow._checks import check_choice, check_count, check_graph, check_key, check_shape, check_widths
 
 PACKAGE = Path(jaxflow.__file__).parent
 
@@ -21,6 +21,7 @@ RULES = {
     "widths": r"widths d_0, \.\.\., d_h|two or more widths|positive layer widths",
     "graph": r"must be a SignedGraph|isinstance\(\w+, SignedGraph\)",
     "key": r"dtypes\.prng_key|== np\.uint32|JAX PRNG key",
+    "choice": r"must be one of",
 }
 
 # Copies in modules whose owners move them onto the checks: (path below jaxflow/, rule).
@@ -30,7 +31,10 @@ ELSEWHERE = {
     ("signed/nullmodels.py", "key"),
     ("signed/_onnx.py", "count"),
     ("signed/_onnx.py", "shape"),
-    ("_store.py", "key"),
+    ("_lanes.py", "key"),
+    ("signed/estimators.py", "choice"),
+    ("signed/nullmodels.py", "choice"),
+    ("signed/_search.py", "choice"),
 }
 
 
@@ -71,6 +75,10 @@ def test_the_patterns_see_the_rules_they_name():
         (lambda: check_widths((3,)), r"widths must be the layer widths .*: 2 or more positive integers"),
         (lambda: check_graph([1.0]), "graph must be a SignedGraph, got list"),
         (lambda: check_key(0), "key must be one JAX PRNG key"),
+        (
+            lambda: check_choice("euler", "solver", ("tsit5",)),
+            r"solver must be one of \['tsit5'\], got 'euler'",
+        ),
     ],
 )
 def test_the_checks_name_the_argument(call, message):

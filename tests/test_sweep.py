@@ -1,5 +1,6 @@
 """Sweeps: independent of devices and of interruptions; learning times from the h = 2 closed form."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from jaxflow.config import SweepConfig, parse
+from jaxflow import Flow, Lanes, Networks, Task
+from jaxflow.config import parse
+from jaxflow.experiments.sweep import SweepConfig
 from jaxflow.linear.sweep import FIELDS, STATUS, sweep
 
 # Tiny shapes keep compiles short; 12 inits in chunks of 2 give 6 chunk files.
@@ -22,6 +25,7 @@ TABLE = {
     "sweep": {"inits": 12, "chunk": 2, "seed": 3},
 }
 CONFIG = parse(SweepConfig, TABLE)
+ARGS = (CONFIG.whitened_task(), CONFIG.network, CONFIG.flow, CONFIG.sweep)  # the objects `sweep` takes
 
 # Runs `sweep` on a fresh JAX with the given XLA_FLAGS and writes the per-trajectory fields.
 SCRIPT = textwrap.dedent(
@@ -30,17 +34,17 @@ SCRIPT = textwrap.dedent(
     import jax
     jax.config.update("jax_enable_x64", True)
     import numpy as np
-    from jaxflow.config import SweepConfig, parse
+    from jaxflow.config import parse
+    from jaxflow.experiments.sweep import SweepConfig
     from jaxflow.linear.sweep import FIELDS, sweep
     table, out, dest = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     config = parse(SweepConfig, table)
-    r = sweep(config, out=out or None)
+    task = config.whitened_task()
+    r = sweep(task, config.network, config.flow, config.sweep, out=out or None)
     # The compiled chunk program: which collectives does it hold (none: devices never wait)?
     from jax.sharding import Mesh
-    from jaxflow.linear.task import Task
     from jaxflow.linear.sweep import _Architecture, _run_chunk
-    w = config.network.architectures[0]
-    arch = _Architecture(config, w, Task.from_spectrum(config.task.singular_values, w[0], w[-1]),
+    arch = _Architecture(config.network.architectures[0], task, config.network, config.flow, config.sweep,
                          Mesh(np.array(jax.devices()), ("lanes",)))
     lowered = _run_chunk.lower(np.zeros(arch.lanes, np.int32), jax.random.wrap_key_data(arch.key),
                                arch.task, arch.ts, arch.tols, spec=arch.spec, mesh=arch.mesh,
@@ -75,7 +79,7 @@ def _assert_same(a, b):
 
 @pytest.fixture(scope="module")
 def reference():
-    return sweep(CONFIG)
+    return sweep(*ARGS)
 
 
 def test_reference_is_sane(reference):
@@ -109,30 +113,29 @@ def test_killed_sweep_resumes_to_same_numbers(reference, tmp_path):
     proc.wait()
     written = len(list(chunks.glob("a*-c*.npz")))
     assert 1 <= written < 6, written  # really interrupted mid-run
-    resumed = sweep(CONFIG, out=out)
+    resumed = sweep(*ARGS, out=out)
     assert len(list(chunks.glob("a*-c*.npz"))) == 6
     _assert_same(resumed, reference)
-    _assert_same(sweep(CONFIG, out=out), reference)  # a finished folder is only read back
+    _assert_same(sweep(*ARGS, out=out), reference)  # a finished folder is only read back
 
 
-def test_resume_rejects_other_config(tmp_path):
-    other = parse(SweepConfig, {**TABLE, "sweep": {**TABLE["sweep"], "seed": 4}})
+def test_resume_rejects_other_inputs(tmp_path):
+    other = dataclasses.replace(CONFIG.sweep, seed=4)
     (tmp_path / "manifest.json").write_text(json.dumps({"config_hash": "0"}))
     with pytest.raises(ValueError, match="different sweep"):
-        sweep(other, out=tmp_path)
+        sweep(*ARGS[:3], other, out=tmp_path)
 
 
 def test_learning_times_match_two_layer_closed_form():
     # Aligned 0-balanced two-layer modes follow ds/dt = 2 s (σ − s), so
     # s(t) = σ / (1 + (σ/s0 − 1) e^{−2σt}) and s = σ/2 at t* = ln((σ − s0)/s0) / (2σ).
     sigma, s0, dt = np.array([3.0, 1.0]), 1e-3, 0.01
-    table = {
-        "task": {"singular_values": sigma.tolist()},
-        "network": {"widths": [2, 2, 2], "init": "aligned", "scale": s0},
-        "flow": {"t1": 8.0, "saves": 801, "rtol": 1e-10, "atol": 1e-12, "gtol": 1e-9, "max_steps": 8192},
-        "sweep": {"inits": 2, "chunk": 2, "sort": False},
-    }
-    r = sweep(parse(SweepConfig, table))
+    r = sweep(
+        Task.from_spectrum(sigma, 2, 2),
+        Networks((2, 2, 2), init="aligned", scale=s0),
+        Flow(t1=8.0, saves=801, rtol=1e-10, atol=1e-12, gtol=1e-9, max_steps=8192),
+        Lanes(inits=2, chunk=2, sort=False),
+    )
     expected = np.log((sigma - s0) / s0) / (2 * sigma)
     # Linear interpolation between saves at the logistic's inflection point s = σ/2 errs in time
     # by at most σ² dt³ / 6 (the cubic term of s over s'); the solver adds ~rtol relative.
@@ -168,4 +171,4 @@ def test_interrupted_command_says_how_to_resume(reference, tmp_path, sig):
     assert proc.returncode == 130, err.decode()[-2000:]
     resume = "run the same command again to resume"
     assert last == f"jaxflow sweep: interrupted; {written} chunks saved in {out}; {resume}"
-    _assert_same(sweep(CONFIG, out=out), reference)
+    _assert_same(sweep(*ARGS, out=out), reference)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._memory import Budget
 from .._progress import progress_bar
 from .._types import Array, Float, Key
 from ..config import StudyDLNConfig, StudyFrustrationConfig
@@ -45,9 +46,15 @@ def _losses_and_phases(weights, task: Task) -> tuple[Float[Array, "inits T"], Ar
 
 
 def dln_study(
-    config: StudyDLNConfig, frustration_config: StudyFrustrationConfig, key: Key, *, progress: bool = False
+    config: StudyDLNConfig,
+    frustration_config: StudyFrustrationConfig,
+    key: Key,
+    *,
+    progress: bool = False,
+    max_memory: int | Budget | None = None,
 ) -> dict:
-    """Run the DLN part of a study; returns JSON-ready arrays over `(inits, times)`."""
+    """Run the DLN part of a study; returns JSON-ready arrays over `(inits, times)`. Each run
+    against null models is refused when it cannot fit `max_memory` (`_memory.budget`)."""
     widths, h = config.widths, len(config.widths) - 1
     task = Task.from_spectrum(np.asarray(config.singular_values), widths[0], widths[-1])
     init_key, search_key = jax.random.split(key)
@@ -68,7 +75,7 @@ def dln_study(
     each = dataclasses.replace(frustration_config, robustness=False)  # many small graphs: one estimator
     for i, t in progress_bar(cells, desc="frustration of A(t)", enabled=progress, leave=False):
         graph = SignedGraph.from_weights([w[i, t] for w in weights])
-        _, summary = frustration_vs_null(graph, each, keys[i, t], config.null_samples)
+        _, summary = frustration_vs_null(graph, each, keys[i, t], config.null_samples, max_memory=max_memory)
         value[i, t], null_mean[i, t] = summary["normalized"], summary["null_mean"]
         null_std[i, t], pvalue[i, t] = summary["null_std"], summary["pvalue"]
     phases = np.asarray(phases)

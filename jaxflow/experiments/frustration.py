@@ -17,6 +17,7 @@ import jax
 
 from .. import plots
 from .._checks import InputError, output_folder
+from .._memory import Budget
 from .._progress import progress_bar
 from .._store import write_text
 from ..config import FrustrationConfig, FrustrationModel, load_config, onnx_shape, parse_input_shape
@@ -33,23 +34,26 @@ def model_frustration(
     input_shape: Sequence[int] | None = None,
     status: Callable[[str], None] | None = None,
     out=None,
+    max_memory: int | Budget | None = None,
 ) -> dict:
     """The frustration of the model file `path` against `config.null_samples` null models
     (key `jax.random.key(config.seed)`, the same for every model), overall and per trained layer
     with `config.per_layer`: the content of `frustration.json`. `status` hears each stage; with
     `out`, null samples are saved in `out/nulls*/` as they finish, and a rerun resumes. The
-    `preview` of the run (`preview.preview`) comes first."""
+    `preview` of the run (`preview.preview`) comes first. The import and the run are refused
+    when they cannot fit `max_memory` (`_memory.budget`)."""
     status = status or (lambda _: None)
     start = time.perf_counter()
     shape = None if input_shape is None else tuple(input_shape)
     status("reading the model")
-    graph = load_graph(path, input_shape=shape)
+    graph = load_graph(path, input_shape=shape, max_memory=max_memory)
     status("calibrating the cost preview")
-    cost = preview(graph, config)
+    cost = preview(graph, config, max_memory)
     edges = graph.num_edges()
     status(f"{edges:,} edges: network and {config.null_samples} null models")
     nulls = None if out is None else Path(out) / "nulls"
-    nul, overall = frustration_vs_null(graph, config, jax.random.key(config.seed), out=nulls, status=status)
+    key = jax.random.key(config.seed)
+    nul, overall = frustration_vs_null(graph, config, key, out=nulls, status=status, max_memory=max_memory)
     status("per layer")
     layers = layer_frustration(graph, nul) if config.per_layer else []
     return {
@@ -92,12 +96,17 @@ def write_model(result: dict, out) -> list[Path]:
     return files
 
 
-def _one(config: FrustrationConfig, entry: FrustrationModel, out, progress: bool) -> dict:
+def _one(config: FrustrationConfig, entry: FrustrationModel, out, progress: bool, max_memory) -> dict:
     """`model_frustration` of `entry`, each stage in words on a progress bar (in a log: a line at
     least every `_progress.LOG_INTERVAL` seconds)."""
     with progress_bar(desc="frustration", bar_format="{desc} [{elapsed}]", enabled=progress) as bar:
         return model_frustration(
-            entry.file, config, input_shape=entry.input_shape, status=bar.set_description_str, out=out
+            entry.file,
+            config,
+            input_shape=entry.input_shape,
+            status=bar.set_description_str,
+            out=out,
+            max_memory=max_memory,
         )
 
 
@@ -107,6 +116,7 @@ def _across(
     out,
     progress: bool,
     log: Callable[[str], None] | None,
+    max_memory,
 ) -> dict:
     """Every entry in turn (one graph in memory at a time), its results written to
     `out/<name>/` when `out` is given; a model that raises is a row with its error."""
@@ -119,7 +129,12 @@ def _across(
             try:
                 own = None if out is None else Path(out) / table.folder(name)
                 result = model_frustration(
-                    entry.file, config, input_shape=entry.input_shape, status=status, out=own
+                    entry.file,
+                    config,
+                    input_shape=entry.input_shape,
+                    status=status,
+                    out=own,
+                    max_memory=max_memory,
                 )
                 if own is not None:
                     write_model(result, own)
@@ -153,15 +168,17 @@ def run(
     out=None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    max_memory: int | Budget | None = None,
 ) -> dict:
     """One model (the single entry, `across` False): `model_frustration`. A study across models:
     the table (`config`, `columns`, one row per model in `models`, the count `failed`), each
     model's own results written to `out/<name>/` as it is done when `out` is given. `progress`
-    shows a bar on stderr; `log` hears one line per model of a study across models."""
+    shows a bar on stderr; `log` hears one line per model of a study across models; `max_memory`
+    is each model's memory budget (`_memory.budget`)."""
     if across:
-        return _across(config, entries, out, progress, log)
+        return _across(config, entries, out, progress, log, max_memory)
     (entry,) = entries
-    return _one(config, entry, out, progress)
+    return _one(config, entry, out, progress, max_memory)
 
 
 def summarize(result: dict) -> dict:
@@ -250,11 +267,20 @@ def main(args) -> int:
     if args.dry_run:
         for entry in entries:
             print(f"{entry.file}: what the run will do (nothing is run)")
-            graph = load_graph(entry.file, input_shape=entry.input_shape)
-            print("\n".join(f"  {line}" for line in preview_lines(preview(graph, config))))
+            graph = load_graph(entry.file, input_shape=entry.input_shape, max_memory=args.max_memory)
+            cost = preview(graph, config, args.max_memory)
+            print("\n".join(f"  {line}" for line in preview_lines(cost)))
         return 0
     out = output_folder(_out(args, entries, across))
-    result = run(config, entries, across=across, out=out, progress=not args.quiet, log=print)
+    result = run(
+        config,
+        entries,
+        across=across,
+        out=out,
+        progress=not args.quiet,
+        log=print,
+        max_memory=args.max_memory,
+    )
     files = write(result, out)
     summary = summarize(result)
     if across:

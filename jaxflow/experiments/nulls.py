@@ -10,14 +10,20 @@ import jax
 import numpy as np
 
 from .._checks import InputError
-from .._memory import check_fits, frustration_bytes
+from .._memory import Budget, check_fits
 from .._store import write_csv_rows
 from .._types import Key
 from ..config import StudyFrustrationConfig
 from ..signed import Anneal, Estimator, Layerwise, SignedGraph, as_estimator
 from ..signed.energy import block_frustration
 from ..signed.estimators import from_toml
-from ..signed.nullmodels import NullModelResult, default_chunk_size, null_model_frustration, null_statistics
+from ..signed.nullmodels import (
+    NullModelResult,
+    default_chunk_size,
+    frustration_bytes,
+    null_model_frustration,
+    null_statistics,
+)
 
 ROBUSTNESS_SAMPLES = 16  # `zscore_robustness`: null models searched by the independent estimator
 SIGNIFICANT_Z = 2.0  # `zscore_robustness`: a z-score this far from 0 counts as significant
@@ -48,19 +54,22 @@ def frustration_vs_null(
     samples: int | None = None,
     out=None,
     status: Callable[[str], None] | None = None,
+    max_memory: int | Budget | None = None,
 ) -> tuple[NullModelResult, dict]:
     """The null-model result of `graph` (its own best gauge in `.observed`) and a JSON summary:
     `δ`, `Σ|a|`, the proven `lower_bound` (normalized, as `normalized`) and the `gap`
     `(δ − bound) / δ`, and `null_summary` against `samples` (default `config.null_samples`) null
     models searched with the same effort, with the one-sided p-value `NullModelResult.pvalue`;
     with `config.robustness`, `zscore_robustness` too. `out`: a folder where the null samples are
-    saved as they finish (a rerun resumes). `status` hears each stage in words."""
+    saved as they finish (a rerun resumes). `status` hears each stage in words. A run whose
+    estimate (`frustration_bytes`) exceeds `max_memory` (`_memory.budget`) is refused first."""
     samples = samples or config.null_samples
     estimator = config_estimator(config)
     check_fits(
         frustration_bytes(
             graph, estimator.in_flight(graph), default_chunk_size(graph, samples) * jax.device_count()
         ),
+        max_memory,
         f"the frustration of this model against {samples} null models",
         "restarts or null_samples (or the model's input shape)",
     )

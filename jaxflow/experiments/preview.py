@@ -15,7 +15,7 @@ import time
 
 import jax
 
-from .._memory import budget, frustration_bytes, size_text
+from .._memory import Budget, budget, size_text
 from ..config import StudyFrustrationConfig
 from ..signed import Anneal, Estimator, Ladder, Layerwise, SignedGraph
 from ..signed._search import SCREEN_SWEEPS
@@ -27,7 +27,7 @@ from ..signed.estimators import (
     next_rung,
 )
 from ..signed.frustration import frustration
-from ..signed.nullmodels import default_chunk_size
+from ..signed.nullmodels import default_chunk_size, frustration_bytes
 from .nulls import ROBUSTNESS_SAMPLES, config_estimator, independent_estimator
 
 CALIBRATION_SWEEPS = 2  # the first calibration search anneals this many sweeps …
@@ -119,10 +119,12 @@ def search_seconds(graph: SignedGraph, estimator: Estimator, rungs, cal: dict) -
     return len(jobs) * cal["job_s"] + work * cal["sweep_s"]
 
 
-def memory(graph: SignedGraph, config: StudyFrustrationConfig) -> dict:
+def memory(
+    graph: SignedGraph, config: StudyFrustrationConfig, max_memory: int | Budget | None = None
+) -> dict:
     """Peak bytes of each stage (`frustration_bytes`): the network's search, the null models (a
     chunk of samples in flight on each device) and, with `config.robustness`, the independent
-    estimator's null models; and the `budget` they must fit."""
+    estimator's null models; and the `budget` they must fit (`max_memory`, `_memory.budget`)."""
     estimator = config_estimator(config)
     devices = jax.device_count()
     samples = config.null_samples
@@ -138,19 +140,21 @@ def memory(graph: SignedGraph, config: StudyFrustrationConfig) -> dict:
         stages["robustness"] = frustration_bytes(
             graph, other.in_flight(graph), default_chunk_size(graph, few) * devices
         )
-    return stages | {"budget": budget()[0]}
+    return stages | {"budget": budget(max_memory).nbytes}
 
 
-def preview(graph: SignedGraph, config: StudyFrustrationConfig) -> dict:
+def preview(
+    graph: SignedGraph, config: StudyFrustrationConfig, max_memory: int | Budget | None = None
+) -> dict:
     """What a frustration run of `graph` under `config` will do: `graph` (layers, nodes, edges,
     dtype), `estimator` (its TOML form, the restarts it holds at once and, for a ladder, the
     rungs of the least and the most search), `memory` (`memory`, bytes) and `time` (seconds:
     the `calibration`, then `[least, most]` for the `network`'s search, each null model
     (`per_null`), all `null_models`, the `robustness` run and the `total`, a compilation per
     stage included; the `bound`'s own search is not estimated). Time is not estimated for
-    `Greedy` and `Exact`, or when a stage does not fit the memory budget (the run refuses it)."""
+    `Greedy` and `Exact`, or when a stage does not fit `max_memory` (the run refuses it)."""
     estimator = config_estimator(config)
-    mem = memory(graph, config)
+    mem = memory(graph, config, max_memory)
     out = {
         "graph": {
             "num_layers": graph.num_layers,

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import plots
 from .._checks import InputError, output_folder
+from .._memory import Budget
 from .._progress import progress_bar
 from .._store import write_text
 from .._types import Array, Float, Key
@@ -149,7 +150,7 @@ def _nulls(out) -> Path | None:
     return None if out is None else Path(out) / "nulls"
 
 
-def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
+def _trained_model(config: StudyConfig, out, progress: bool, max_memory) -> dict:
     key = jax.random.key(config.seed)
     k_final, k_trace = jax.random.split(key)
     result, data = train_digits(config.model, config.train, progress=progress)
@@ -159,8 +160,10 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     bar = progress_bar(total=2 + len(checkpoints), desc="study", enabled=progress)
     graph = from_equinox(model, in_shape)
     status = bar.set_description_str
-    cost = preview(graph, config.frustration)
-    nul, fr = frustration_vs_null(graph, config.frustration, k_final, out=_nulls(out), status=status)
+    cost = preview(graph, config.frustration, max_memory)
+    nul, fr = frustration_vs_null(
+        graph, config.frustration, k_final, out=_nulls(out), status=status, max_memory=max_memory
+    )
     layers = layer_frustration(graph, nul)
     bar.update()
     mono = monotonicity_vs_null(
@@ -171,7 +174,7 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     each = dataclasses.replace(config.frustration, robustness=False)  # the trace: one estimator
     for c, k in zip(checkpoints, jax.random.split(k_trace, len(checkpoints))):
         g = from_equinox(c.model, in_shape)
-        nul_c, f = frustration_vs_null(g, each, k, config.monotonicity.null_samples)
+        nul_c, f = frustration_vs_null(g, each, k, config.monotonicity.null_samples, max_memory=max_memory)
         m = monotonicity_vs_null(
             c.model,
             g,
@@ -205,30 +208,36 @@ def _trained_model(config: StudyConfig, out, progress: bool) -> dict:
     }
 
 
-def _file_graph(config: StudyConfig, config_dir: Path) -> SignedGraph:
+def _file_graph(config: StudyConfig, config_dir: Path, max_memory) -> SignedGraph:
     """The graph of the study's `model_file` (relative to `config_dir` unless absolute)."""
     path = Path(config.model_file)
-    return load_graph(path if path.is_absolute() else config_dir / path, input_shape=config.input_shape)
+    path = path if path.is_absolute() else config_dir / path
+    return load_graph(path, input_shape=config.input_shape, max_memory=max_memory)
 
 
-def _network(config: StudyConfig, config_dir: Path) -> SignedGraph | None:
+def _network(config: StudyConfig, config_dir: Path, max_memory) -> SignedGraph | None:
     """The graph whose frustration the study searches, before it runs: its `model_file`, or the
     untrained classifier of its `model` (training keeps the graph's shape); None for `dln`."""
     if config.model_file is not None:
-        return _file_graph(config, config_dir)
+        return _file_graph(config, config_dir, max_memory)
     if config.model is not None:
         model = make_model(config.model, jax.random.key(config.train.seed))
         return from_equinox(model, input_shape(config.model))
     return None
 
 
-def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> dict:
-    graph = _file_graph(config, config_dir)
-    cost = preview(graph, config.frustration)
+def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool, max_memory) -> dict:
+    graph = _file_graph(config, config_dir, max_memory)
+    cost = preview(graph, config.frustration, max_memory)
     k_null, k_inputs, k_mono = jax.random.split(jax.random.key(config.seed), 3)
     with progress_bar(total=2, desc="study", enabled=progress) as bar:
         nul, fr = frustration_vs_null(
-            graph, config.frustration, k_null, out=_nulls(out), status=bar.set_description_str
+            graph,
+            config.frustration,
+            k_null,
+            out=_nulls(out),
+            status=bar.set_description_str,
+            max_memory=max_memory,
         )
         layers = layer_frustration(graph, nul)
         result = {"preview": cost, "num_edges": graph.num_edges(), "frustration": fr, "layers": layers}
@@ -247,22 +256,31 @@ def _model_file(config: StudyConfig, config_dir: Path, out, progress: bool) -> d
     return result
 
 
-def run(config: StudyConfig, *, config_dir=".", out=None, progress: bool = False) -> dict:
+def run(
+    config: StudyConfig,
+    *,
+    config_dir=".",
+    out=None,
+    progress: bool = False,
+    max_memory: int | Budget | None = None,
+) -> dict:
     """Run the study of `config` and return the content of `study.json`: the `preview` of the
     network's frustration run (`preview.preview`; not for `dln`), its `name`, `source`
     (`"model"`, `"model_file"` or `"dln"`), `seconds`, results and the `files` that `write` makes.
     `config_dir` anchors a relative `model_file`; with `out`, the network's null samples are
-    saved in `out/nulls*/` as they finish, and a rerun resumes."""
+    saved in `out/nulls*/` as they finish, and a rerun resumes; `max_memory` is the memory
+    budget (`_memory.budget`) of the import and of each run against null models."""
     start = time.perf_counter()
     if config.dln is not None:
         key = jax.random.key(config.seed)
-        result = {"dln": dln_study(config.dln, config.frustration, key, progress=progress)}
+        dln = dln_study(config.dln, config.frustration, key, progress=progress, max_memory=max_memory)
+        result = {"dln": dln}
         source = "dln"
     elif config.model is not None:
-        result = _trained_model(config, out, progress)
+        result = _trained_model(config, out, progress, max_memory)
         source = "model"
     else:
-        result = _model_file(config, Path(config_dir), out, progress)
+        result = _model_file(config, Path(config_dir), out, progress, max_memory)
         source = "model_file"
     first = {"preview": result.pop("preview")} if "preview" in result else {}
     seconds = time.perf_counter() - start
@@ -341,17 +359,19 @@ def main(args) -> None:
             raise InputError("--input-shape is the input shape of a model_file; this study has none")
         config = dataclasses.replace(config, input_shape=shape)
     if args.dry_run:
-        graph = _network(config, Path(args.config).parent)
+        graph = _network(config, Path(args.config).parent, args.max_memory)
         print(f"study {config.name!r}: what the network's frustration run will do (nothing is run)")
         if graph is None:
             print("  not estimated for a dln study")
             return
-        print("\n".join(f"  {line}" for line in preview_lines(preview(graph, config.frustration))))
+        cost = preview(graph, config.frustration, args.max_memory)
+        print("\n".join(f"  {line}" for line in preview_lines(cost)))
         if config.model is not None:
             print("  (the untrained network; training and near-monotonicity are not estimated)")
         return
     out = output_folder(_out(args))
-    result = run(config, config_dir=Path(args.config).parent, out=out, progress=not args.quiet)
+    config_dir = Path(args.config).parent
+    result = run(config, config_dir=config_dir, out=out, progress=not args.quiet, max_memory=args.max_memory)
     files = write(result, out)
     s = summarize(result)
     print(f"study {s['name']!r} ({s['source']}) in {s['seconds']:.1f} s -> {out}")

@@ -1,5 +1,6 @@
 """`jaxflow sweep CONFIG [--out DIR]`: gradient flows from many initializations (`jaxflow.sweep`),
-resumable, summarized as JSON, a CSV with one row per trajectory, and plots."""
+resumable, summarized as JSON, a CSV with one row per trajectory, and plots. Its config's tables
+`[network]`, `[flow]` and `[sweep]` are the typed objects `jaxflow.sweep` takes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,30 @@ import numpy as np
 
 from .. import plots
 from .._checks import output_folder
-from .._memory import check_fits, sweep_bytes
+from .._memory import Budget, check_fits
 from .._store import write_csv_rows, write_text
-from ..config import SweepConfig, load_config
-from ..linear.sweep import STATUS, SweepResult, sweep
+from ..config import SweepTaskConfig, load_config, require_singular_values
+from ..linear import Task
+from ..linear.sweep import STATUS, Flow, Lanes, Networks, SweepResult, sweep, sweep_bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """`jaxflow sweep`: the gradient flow of `network` on `task` from `sweep.inits` initializations
+    (`Networks`, `Flow` and `Lanes` of `jaxflow.linear.sweep`)."""
+
+    task: SweepTaskConfig = dataclasses.field(default_factory=SweepTaskConfig)
+    network: Networks = dataclasses.field(default_factory=Networks)
+    flow: Flow = dataclasses.field(default_factory=Flow)
+    sweep: Lanes = dataclasses.field(default_factory=Lanes)
+
+    def __post_init__(self):
+        require_singular_values(self.task.singular_values, self.network.architectures[0])
+
+    def whitened_task(self) -> Task:
+        """`Σ_yx = diag(singular_values)` padded to the networks' `(d_h, d_0)` (`Task.from_spectrum`)."""
+        widths = self.network.architectures[0]
+        return Task.from_spectrum(self.task.singular_values, widths[0], widths[-1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,16 +50,22 @@ class SweepRun:
     devices: tuple[str, ...]
 
 
-def run(config: SweepConfig, *, out=None, progress: bool = False) -> SweepRun:
-    """`sweep(config, out=out)`, timed (`out/chunks/` makes it resumable), refused before compiling
-    when its memory estimate (`_memory.sweep_bytes`) exceeds the budget."""
+def run(
+    config: SweepConfig, *, out=None, progress: bool = False, max_memory: int | Budget | None = None
+) -> SweepRun:
+    """`sweep` of `config`'s task and tables, timed (`out/chunks/` makes it resumable), refused
+    before compiling when its memory estimate (`sweep_bytes`) exceeds `max_memory`
+    (`_memory.budget`)."""
     check_fits(
-        sweep_bytes(config, jax.device_count()),
+        sweep_bytes(config.network, config.flow, config.sweep, jax.device_count()),
+        max_memory,
         "this sweep",
         "sweep.batch (lanes in flight per device), sweep.chunk, flow.saves or network.widths",
     )
     start = time.perf_counter()
-    result = sweep(config, out=out, progress=progress)
+    result = sweep(
+        config.whitened_task(), config.network, config.flow, config.sweep, out=out, progress=progress
+    )
     return SweepRun(config, result, time.perf_counter() - start, tuple(str(d) for d in jax.devices()))
 
 
@@ -123,7 +150,7 @@ def main(args) -> None:
     out = _out(args)
     n = config.sweep.inits * len(config.network.architectures)
     print(f"{n} trajectories on {jax.device_count()} device(s), results in {out}")
-    done = run(config, out=out, progress=not args.quiet)
+    done = run(config, out=out, progress=not args.quiet, max_memory=args.max_memory)
     files = write(done, out)
     for arch in summarize(done)["architectures"]:
         print(f"widths {arch['widths']}: {arch['status']}, final levels {arch['final_critical_values']}")

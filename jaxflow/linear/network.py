@@ -7,7 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import InputError, check_array, check_key, check_positive, check_task_widths, check_widths
+from .._checks import (
+    InputError,
+    check_array,
+    check_choice,
+    check_key,
+    check_positive,
+    check_task_widths,
+    check_widths,
+)
 from .._types import Array, ArrayLike, Float, FloatLike, Key, Widths
 
 SCHEMES = ("gaussian", "orthogonal", "balanced", "aligned", "delta_balanced")
@@ -129,8 +137,7 @@ class DeepLinearNetwork(eqx.Module):
         """
         widths = check_widths(widths)
         key = check_key(key)
-        if scheme not in SCHEMES:
-            raise InputError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        check_choice(scheme, "scheme", SCHEMES)
         scale = check_positive(scale, "scale")
         dtype = dtype or jnp.result_type(float)
         h = len(widths) - 1

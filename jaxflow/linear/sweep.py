@@ -25,19 +25,30 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
-from .._checks import InputError
+from .._checks import (
+    InputError,
+    check_choice,
+    check_count,
+    check_positive,
+    check_task_widths,
+    check_widths,
+    named_error,
+)
+from .._lanes import lanes_mesh, put_lanes, to_host
 from .._progress import progress_bar
-from .._store import Store, lanes_mesh, put_lanes, to_host
+from .._store import Store, tree_digest
 from .._types import Array, Float, Int, Key
-from ..config import SweepConfig
 from .flow import hold_after_stop, solve
 from .landscape import critical_levels, level_index
-from .network import DeepLinearNetwork
+from .network import SCHEMES, DeepLinearNetwork
 from .objective import conservation_drift, end_to_end_loss
 from .task import Task, mode_strengths, modes_learnt
 from .theory import learning_time
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3}
+SOLVER_STAGES = {"tsit5": 7, "dopri5": 7, "dopri8": 13, "bosh3": 4}
+"""Field evaluations a step of each solver keeps (its Runge–Kutta stages)."""
+DTYPES = ("float64", "float32")
 STATUS = ("converged", "t1", "max_steps", "diverged")
 """Status names, indexed by the codes below: `‖∇L‖ < gtol` reached; `t1` reached first;
 `max_steps` reached first; a non-finite state or a solver failure."""
@@ -48,6 +59,83 @@ FIELDS = (
     "index", "losses", "final_loss", "critical_value", "learnt", "learning_times",
     "visited", "drift", "t_final", "num_steps", "status",
 )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """The networks of a sweep: `widths` `(d_0, …, d_h)`, or a list of such to sweep architectures
+    (e.g. depths) sharing `d_0` and `d_h`, each initialized by `DeepLinearNetwork.init(widths,
+    key, init, scale, delta=delta)` (`"aligned"`: every mode at strength `scale`)."""
+
+    widths: tuple[int, ...] | tuple[tuple[int, ...], ...] = (3, 8, 8, 3)
+    init: str = "gaussian"
+    scale: float = 0.1
+    delta: float | None = None
+
+    def __post_init__(self):
+        many = np.iterable(self.widths) and any(np.iterable(w) for w in self.widths)
+        archs = (
+            tuple(check_widths(w, f"widths[{a}]") for a, w in enumerate(self.widths))
+            if many
+            else (check_widths(self.widths),)
+        )
+        for a, w in enumerate(archs):
+            if (w[0], w[-1]) != (archs[0][0], archs[0][-1]):
+                raise named_error(f"widths[{a}]", f"must share d_0 and d_h with widths[0], got {list(w)}")
+        object.__setattr__(self, "widths", archs if many else archs[0])
+        check_choice(self.init, "init", SCHEMES)
+        check_positive(self.scale, "scale")
+        if (self.delta is None) == (self.init == "delta_balanced"):
+            raise named_error("delta", 'is required with init = "delta_balanced" and only allowed there')
+
+    @property
+    def architectures(self) -> tuple[tuple[int, ...], ...]:
+        """The widths of each architecture swept (one entry when `widths` is one architecture)."""
+        return self.widths if isinstance(self.widths[0], tuple) else (self.widths,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    """Each lane's gradient flow: the Diffrax `solver` (`SOLVERS`) with tolerances `rtol`, `atol`
+    on `[0, t1]`, stopped once `‖∇L‖ < gtol` or after `max_steps`; the loss and mode strengths
+    saved at `saves` equally spaced times; in `dtype` (`DTYPES`)."""
+
+    t1: float = 20.0
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    gtol: float = 1e-5
+    solver: str = "tsit5"
+    max_steps: int = 4096
+    saves: int = 201
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        for name in ("t1", "rtol", "atol", "gtol"):
+            check_positive(getattr(self, name), name)
+        check_choice(self.solver, "solver", SOLVERS)
+        check_count(self.max_steps, "max_steps")
+        check_count(self.saves, "saves", minimum=2)  # times 0 and t1 at least
+        check_choice(self.dtype, "dtype", DTYPES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lanes:
+    """`inits` initializations from `seed` (key `fold_in(key(seed), i)` for init `i`), run in
+    chunks of `chunk` (one results file each), `batch` lanes vmapped together per device
+    (default: a device's whole share of a chunk), ordered by a difficulty proxy when `sort`."""
+
+    inits: int = 64
+    seed: int = 0
+    chunk: int = 64
+    batch: int | None = None
+    sort: bool = True
+
+    def __post_init__(self):
+        check_count(self.inits, "inits")
+        check_count(self.seed, "seed", minimum=0)
+        check_count(self.chunk, "chunk")
+        if self.batch is not None:
+            check_count(self.batch, "batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,10 +277,12 @@ def _visited(ts, losses, levels, slots: int, dwell: float) -> Float[np.ndarray, 
 class _Architecture:
     """One architecture's runs: its static spec, arrays, critical levels and chunk order."""
 
-    def __init__(self, config: SweepConfig, widths: tuple[int, ...], task: Task, mesh: Mesh):
-        f, r = config.flow, config.sweep
-        self.spec = _Spec(widths, config.network.init, config.network.scale, config.network.delta,
-                          f.solver, f.max_steps, f.dtype)  # fmt: skip
+    def __init__(
+        self, widths: tuple[int, ...], task: Task, networks: Networks, f: Flow, r: Lanes, mesh: Mesh
+    ):
+        self.spec = _Spec(
+            widths, networks.init, networks.scale, networks.delta, f.solver, f.max_steps, f.dtype
+        )
         self.mesh = mesh
         lanes = -(-r.chunk // mesh.size) * mesh.size  # a multiple of the device count
         self.lanes = lanes
@@ -252,38 +342,56 @@ class _Architecture:
         return out
 
 
-def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool = False) -> SweepResult:
-    """Integrate the gradient flow of every configured architecture from `config.sweep.inits`
-    initializations; see `SweepResult` for what each trajectory records.
+def sweep(
+    task: Task,
+    networks: Networks,
+    flow: Flow = Flow(),
+    lanes: Lanes = Lanes(),
+    *,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Integrate the gradient flow on `task` of every architecture of `networks` from
+    `lanes.inits` initializations; see `SweepResult` for what each trajectory records.
 
-    Lanes run in chunks of `config.sweep.chunk` (padded to a multiple of the device count) over
-    all of `jax.devices()`. With `out`, each chunk is saved to `out/chunks/` as it finishes, with
-    `out/manifest.json` naming the config's hash (see `jaxflow._store.Store`: a lock refuses a
-    second live run into `out`); rerunning the same config into the same `out` skips the saved
-    chunks and returns identical numbers. `progress` shows a bar over chunks.
+    Lanes run in chunks of `lanes.chunk` (padded to a multiple of the device count) over all of
+    `jax.devices()`. With `out`, each chunk is saved to `out/chunks/` as it finishes, with
+    `out/manifest.json` naming the inputs' hash (see `jaxflow._store.Store`: a lock refuses a
+    second live run into `out`); rerunning the same inputs into the same `out` skips the saved
+    chunks and returns identical numbers.
 
     Args:
-        config: a `jaxflow.config.SweepConfig` (task, architectures, initialization, solver and
-            tolerances, number of inits, seed, chunk and batch sizes).
+        task: the `Task` (in `flow.dtype` for the run); every architecture maps its `d_0 → d_h`.
+        networks: the architectures and their initialization (`Networks`).
+        flow: the solver, its tolerances and stops, the saved times and the dtype (`Flow`).
+        lanes: the number of inits, the seed, the chunk and batch sizes (`Lanes`).
         out: a folder for the chunk files and manifest (resumable); None keeps everything in memory.
         progress: show a progress bar over chunks.
     """
-    if not isinstance(config, SweepConfig):
-        raise InputError(f"config must be a jaxflow.config.SweepConfig, got {type(config).__name__}")
-    if config.flow.dtype == "float64" and not jax.config.read("jax_enable_x64"):
+    given = {
+        "task": (task, Task),
+        "networks": (networks, Networks),
+        "flow": (flow, Flow),
+        "lanes": (lanes, Lanes),
+    }
+    for name, (value, cls) in given.items():
+        if not isinstance(value, cls):
+            raise InputError(f"{name} must be a {cls.__module__}.{cls.__name__}, got {type(value).__name__}")
+    if flow.dtype == "float64" and not jax.config.read("jax_enable_x64"):
         raise InputError(
             'flow.dtype = "float64" needs 64-bit JAX: call jax.config.update("jax_enable_x64", True) '
             'first, or use flow.dtype = "float32"'
         )
-    archs = config.network.architectures
-    task = Task.from_spectrum(
-        config.task.singular_values, archs[0][0], archs[0][-1], dtype=jnp.dtype(config.flow.dtype)
-    )
+    archs = networks.architectures
+    for a, widths in enumerate(archs):
+        check_task_widths(task, widths, f"networks.architectures[{a}]")
+    task = jax.tree.map(lambda x: jnp.asarray(x, flow.dtype), task)
+    inputs = {k: tree_digest(task) if k == "task" else dataclasses.asdict(v) for k, (v, _) in given.items()}
     mesh = lanes_mesh()
     writer = jax.process_index() == 0
-    store = None if out is None else Store(out, dataclasses.asdict(config), kind="sweep", writer=writer)
+    store = None if out is None else Store(out, inputs, kind="sweep", writer=writer)
     with store or contextlib.nullcontext():
-        runs = [_Architecture(config, w, task, mesh) for w in archs]
+        runs = [_Architecture(w, task, networks, flow, lanes, mesh) for w in archs]
         todo = [
             (f"a{a:02d}-c{c:05d}", a, idx) for a, r in enumerate(runs) for c, idx in enumerate(r.chunks())
         ]
@@ -304,6 +412,28 @@ def sweep(config: SweepConfig, *, out: str | Path | None = None, progress: bool 
                 rows.append((a, chunk))
                 bar.update()
     return _assemble(runs, archs, rows)
+
+
+def sweep_bytes(networks: Networks, flow: Flow, lanes: Lanes, devices: int) -> int:
+    """Peak memory of `sweep(task, networks, flow, lanes)` on `devices` devices.
+
+    `in_flight × (stages + 1) × P × b + chunk × saves × (1 + d_0·d_h) × b × 3`, for the largest
+    architecture: `P = Σ d_i·d_{i−1}` weights per lane, `b` bytes per number (`flow.dtype`), the
+    solver's stages and the state per lane in flight (`min(batch, chunk / devices)` per device), and
+    the saved losses and end-to-end maps of the chunk's lanes (`chunk` rounded up to a multiple
+    of `devices`) on the device, on the host and reduced.
+    """
+    f, r = flow, lanes
+    b = np.dtype(f.dtype).itemsize
+    lanes = -(-r.chunk // devices) * devices
+    in_flight = min(r.batch or lanes, lanes // devices) * devices
+    worst = 0
+    for w in networks.architectures:
+        params = sum(a * c for a, c in zip(w[1:], w[:-1]))
+        state = in_flight * (SOLVER_STAGES[f.solver] + 1) * params * b
+        saves = lanes * f.saves * (1 + w[0] * w[-1]) * b * 3
+        worst = max(worst, state + saves)
+    return worst
 
 
 def _assemble(runs, archs, rows) -> SweepResult:

@@ -13,7 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import InputError, check_array, check_count, check_key, check_positive, check_widths
+from .._checks import (
+    InputError,
+    check_array,
+    check_choice,
+    check_count,
+    check_key,
+    check_positive,
+    check_widths,
+)
 from .._types import Array, ArrayLike, Float, FloatLike, Key, Keys, Widths
 from .network import DeepLinearNetwork
 
@@ -69,9 +77,7 @@ def random_symmetry(key: Key, widths: Widths, group: str = "orthogonal", scale: 
 
 
 def _check_group(group: str, scale: FloatLike) -> tuple[str, float]:
-    if group not in GROUPS:
-        raise InputError(f"group must be one of {GROUPS}, got {group!r}")
-    return group, check_positive(scale, "scale")
+    return check_choice(group, "group", GROUPS), check_positive(scale, "scale")
 
 
 def _haar(key: Key, d: int) -> Float[Array, "_d_i _d_i"]:

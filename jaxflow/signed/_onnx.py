@@ -9,8 +9,8 @@ nonlinear part is recorded as the layer's activation, and a trailing scale becom
 edges (a positive scalar stays inside the activation). Any op whose inputs are all constants is
 evaluated by the ONNX reference implementation. An output head (a Softmax or LogSoftmax of the
 logits, post-processing such as ArgMax or TopK) is set aside before the run: the graph ends at the
-values that enter it, and its `metadata` names it. README "Signed graphs of real models" has the
-table of what each op means in the signed graph.
+values that enter it, and its `metadata` names it. docs/guide/importers.md has the table of what
+each op means in the signed graph.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import InputError
-from .._memory import check_fits, import_bytes
+from .._memory import Budget, check_fits
 from ._builder import GraphBuilder, Pending, Tensor, View
 from .activations import NAMED, ONNX_ACTIVATIONS, Activation
 from .graph import SignedGraph
@@ -368,7 +368,7 @@ class _Reader:
 
     # ------------------------------------------------------------------ nodes
 
-    def run(self, input_shape) -> SignedGraph:
+    def run(self, input_shape, max_memory: int | Budget | None) -> SignedGraph:
         inputs = [i for i in self.graph.input if i.name not in self.stored]
         if len(inputs) != 1:
             raise InputError(
@@ -379,6 +379,7 @@ class _Reader:
         where, big = max(shapes.values(), key=lambda v: math.prod(v[1]))
         check_fits(  # the memory guard, before the builder allocates
             import_bytes(sum(math.prod(s) for _, s in shapes.values()), _weight_bytes(self.onnx, self.graph)),
+            max_memory,
             f"importing {self.name} with input shape {list(shape)} (its largest tensor: {where}, shape "
             f"{big}, {math.prod(big):,} values)",
             "the input shape (input_shape; --input-shape on the command line) or use a smaller model",
@@ -548,7 +549,7 @@ def _run(onnx, node, inputs, opset: int) -> list[np.ndarray]:
 # ---------------------------------------------------------------------- loading
 
 
-def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
+def from_onnx(model, *, dtype=None, input_shape=None, max_memory: int | Budget | None = None) -> SignedGraph:
     """The graph of an ONNX model (a path or an `onnx.ModelProto`; needs the `jaxflow[onnx]` extra).
 
     The model has one data input `(N, …)`; `input_shape` (the full shape with the batch axis, e.g.
@@ -559,13 +560,13 @@ def from_onnx(model, *, dtype=None, input_shape=None) -> SignedGraph:
     aside (the pair `("output_head", …)` of the graph's `metadata` names it). Weights are read per
     tensor as nodes need them (external data too); see `_builder` for the dtype rule. Shapes come
     first: every tensor's shape is inferred (strict ONNX shape inference; an inconsistent model is
-    refused, naming the node) and the import's peak memory estimated from them
-    (`_memory.import_bytes`) before anything is allocated: a model that cannot fit the budget is
-    refused, naming its largest tensor.
+    refused, naming the node) and the import's peak memory estimated from them (`import_bytes`)
+    before anything is allocated: a model that cannot fit `max_memory` (bytes; None: the memory
+    available) is refused, naming its largest tensor.
     """
     onnx = _import_onnx()
     proto, folder, name = _load(onnx, model)
-    graph = _Reader(onnx, proto, GraphBuilder(dtype), folder, name).run(input_shape)
+    graph = _Reader(onnx, proto, GraphBuilder(dtype), folder, name).run(input_shape, max_memory)
     del proto
     gc.collect()  # the reader's reference cycles hold the parsed model (VGG-16: 0.5 GB) until then
     return graph
@@ -669,6 +670,15 @@ def _declared_shape(value_info) -> tuple[int, ...] | None:
     if not value_info.type.HasField("tensor_type") or not all(d.HasField("dim_value") for d in dims):
         return None
     return tuple(max(d.dim_value, 0) for d in dims)
+
+
+def import_bytes(values: int, weights: int) -> int:
+    """Peak memory of an import: `12 · values + 5 · weights`, for `values` entries of the input and
+    computed tensors (the builder numbers each node with an int64 and holds a temporary copy of
+    part of a tensor's numbers while it rearranges or checks them) and `weights` bytes of stored
+    weights (the file's bytes, the array read from them, its float64 cast: 5 times the stored
+    bytes at most)."""
+    return 12 * values + 5 * weights
 
 
 def _weight_bytes(onnx, graph) -> int:

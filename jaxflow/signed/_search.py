@@ -40,7 +40,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .._checks import InputError
-from .._store import lanes_mesh, put_lane_keys, put_lanes, to_host
+from .._lanes import lanes_mesh, put_lane_keys, put_lanes, to_host
 from .._types import Array, Float, FloatLike, Key
 from .blocks import Block
 from .graph import SignedGraph

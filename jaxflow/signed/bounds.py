@@ -80,7 +80,7 @@ import scipy.linalg
 import scipy.linalg.blas
 import scipy.linalg.lapack
 
-from .._checks import InputError, check_count, check_graph
+from .._checks import InputError, check_choice, check_count, check_graph
 from ._exact import independent_set
 from .blocks import Conv2d, Dense, Sparse, _axis_inside
 from .graph import SignedGraph
@@ -176,8 +176,7 @@ def lower_bound(
     """
     start = time.perf_counter()
     check_graph(graph)
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice(method, "method", METHODS)
     check_count(work, "work")
     check_count(group_size, "group_size")
     check_count(scaling_steps, "scaling_steps", minimum=0)

@@ -141,21 +141,6 @@ class SignedGraph(eqx.Module):
         """The graph of a `DeepLinearNetwork` (its adjacency `A`, identity activations)."""
         return cls.from_weights(network.weights)
 
-    @classmethod
-    def from_onnx(cls, path, *, input_shape=None, dtype=None) -> SignedGraph:
-        """The graph of an ONNX model file (`jaxflow[onnx]` extra); `input_shape` (with the batch
-        axis, e.g. `(1, 3, 224, 224)`) fixes dynamic input dimensions; see `importers.from_onnx`."""
-        from .importers import from_onnx
-
-        return from_onnx(path, dtype=dtype, input_shape=input_shape)
-
-    @classmethod
-    def from_equinox(cls, model, input_shape=None, *, dtype=None) -> SignedGraph:
-        """The graph of an Equinox MLP or Sequential model; see `importers.from_equinox`."""
-        from .importers import from_equinox
-
-        return from_equinox(model, input_shape, dtype=dtype)
-
     # --------------------------------------------------------------- structure
 
     @property

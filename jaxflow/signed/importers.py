@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import InputError
+from .._memory import Budget
 from ._builder import GraphBuilder, Tensor
 from ._onnx import from_onnx as from_onnx
 from .activations import IDENTITY, JAX_ACTIVATIONS, named_activation
@@ -150,15 +151,17 @@ def _npz_weight(arrays, i: int, path) -> np.ndarray:
 # ---------------------------------------------------------------------- by file type
 
 
-def load_graph(path: str | Path, *, dtype=None, input_shape=None) -> SignedGraph:
-    """The graph of a model file, by extension: `.onnx` (`from_onnx`, which takes `input_shape`) or
-    `.npz` (`from_npz`)."""
+def load_graph(
+    path: str | Path, *, dtype=None, input_shape=None, max_memory: int | Budget | None = None
+) -> SignedGraph:
+    """The graph of a model file, by extension: `.onnx` (`from_onnx`, which takes `input_shape`
+    and `max_memory`) or `.npz` (`from_npz`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".onnx", ".npz"):
         raise InputError(f"model file must end in .onnx or .npz, got {path.name!r}")
     if suffix == ".onnx":
-        return from_onnx(path, dtype=dtype, input_shape=input_shape)
+        return from_onnx(path, dtype=dtype, input_shape=input_shape, max_memory=max_memory)
     if input_shape is not None:
         raise InputError(f"input_shape applies to ONNX models only, not to {path.name!r}")
     return from_npz(path, dtype=dtype)

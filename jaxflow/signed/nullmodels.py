@@ -15,7 +15,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
 from .._checks import InputError, check_count, check_graph, check_key
-from .._store import Store, lanes_mesh, put_lane_keys, to_host, tree_digest
+from .._lanes import lanes_mesh, put_lane_keys, to_host
+from .._store import Store, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
 from . import _search as engine
 from .blocks import Block, learned_weight
@@ -303,6 +304,21 @@ def default_chunk_size(graph: SignedGraph, samples: int) -> int:
     return max(1, min(samples, CHUNK_WEIGHTS // max(weights, 1)))
 
 
+def frustration_bytes(graph: SignedGraph, restarts: int, samples_in_flight: int = 1) -> int:
+    """Peak memory of a frustration search of `graph` with `restarts` restarts in flight,
+    `samples_in_flight` graphs searched together (null models: the chunk size times the devices).
+
+    `(2 + 8 · samples) · edges · b + 4 · samples · restarts · nodes · b`: the graph's weights and
+    the search's copy of them; per sample in flight its shuffled weights and the shuffle's
+    temporaries (random keys, masks, a running count: 8 numbers' worth per edge); per
+    restart of each sample the spins, the local field and two work vectors over all nodes; `b`
+    bytes per number (the graph's dtype).
+    """
+    b = np.dtype(graph.dtype).itemsize
+    edges, nodes = graph.num_edges(), graph.num_nodes
+    return (2 + 8 * samples_in_flight) * edges * b + 4 * samples_in_flight * restarts * nodes * b
+
+
 def null_model_frustration(
     graph: SignedGraph,
     key: Key,
@@ -329,7 +345,7 @@ def null_model_frustration(
     climbs on every sample exactly the rungs it climbed on `graph`.
 
     Memory is bounded by the piece in flight, not by `samples`: about `(2W + c·(8W + 4n·r))·b`
-    bytes per device (`jaxflow._memory.frustration_bytes`), for `W` the graph's weights,
+    bytes per device (`frustration_bytes`), for `W` the graph's weights,
     `c = chunk_size`, `n` nodes, `r` restarts (the `batch_size` in flight) and `b` bytes per number:
     each sample holds its own shuffled weights and the shuffle's temporaries, each restart its
     spins and fields; only the block values of finished samples are kept.

@@ -69,7 +69,7 @@ def test_linear_equinox_path_sums_are_the_jacobian(key):
     # identity activations: the model is linear and its Jacobian is the sum over paths of edge products
     mlp = eqx.nn.MLP(5, 3, 4, 2, activation=jax.nn.relu, key=key)
     linear = eqx.nn.Sequential([mlp.layers[0], mlp.layers[1], mlp.layers[2]])
-    graph = SignedGraph.from_equinox(linear)
+    graph = from_equinox(linear)
     jac = jax.jacobian(linear)(jnp.zeros(5))
     np.testing.assert_allclose(transfer(graph), jac, rtol=1e-12, atol=1e-14)
     assert graph.num_edges() == 5 * 4 + 4 * 4 + 4 * 3

@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
     import jax
     jax.config.update("jax_enable_x64", True)
     import numpy as np
-    from jaxflow import _store
+    from jaxflow import _lanes, _store
     from jaxflow.signed import SignedGraph
     from jaxflow.signed.frustration import frustration
     from jaxflow.signed.nullmodels import _null_blocks, _null_program, null_model_frustration
@@ -68,8 +68,8 @@ SCRIPT = textwrap.dedent(
     settings = frustration(g, restarts={restarts}, key=jax.random.key(0)).settings
     keys = jax.random.split(jax.random.key(1), {samples})
     lanes = _null_blocks(g, keys, "block", True, settings, 1, "signatures")
-    mesh = _store.lanes_mesh()
-    sharded = _store.put_lane_keys(keys, np.arange(4), mesh)
+    mesh = _lanes.lanes_mesh()
+    sharded = _lanes.put_lane_keys(keys, np.arange(4), mesh)
     text = _null_program.lower(g, sharded, "block", True, settings, mesh).compile().compiled.as_text()
     ops = ["all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter"]
     np.savez(dest, devices=jax.device_count(), values=nul.block_values, lanes=lanes,
