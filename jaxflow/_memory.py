@@ -123,12 +123,13 @@ def sweep_bytes(config, devices: int) -> int:
 
 
 def import_bytes(values: int, weights: int) -> int:
-    """Peak memory of importing a model as a `SignedGraph`: `12 · values + 5 · weights`, for `values`
+    """Peak memory of importing a model as a `SignedGraph`: `12 · values + 3 · weights`, for `values`
     entries of the input and computed tensors (the builder numbers each node with an int64 and
     holds a temporary copy of part of a tensor's numbers while it rearranges or checks them) and `weights`
-    bytes of stored weights (the file's bytes, the array read from them, its float64 cast: 5 times
-    the stored bytes at most)."""
-    return 12 * values + 5 * weights
+    bytes of stored weights (the parsed model's bytes, the array read from them and its copy on the
+    device: 3 times the stored bytes at most; the file's bytes while it is parsed, twice, come
+    before)."""
+    return 12 * values + 3 * weights
 
 
 def frustration_bytes(graph, restarts: int, samples_in_flight: int = 1) -> int:
