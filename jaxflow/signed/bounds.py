@@ -648,13 +648,12 @@ def _certified_top(G: np.ndarray, mu: float, slack: float = 0.0) -> float:
     complex_ = np.iscomplexobj(G)
     c_chol = (8 if complex_ else 4) * (n + 2) * _EPS
     potrf = scipy.linalg.lapack.zpotrf if complex_ else scipy.linalg.lapack.dpotrf
-    lower = np.tril(np.ones((n, n), bool))
     diag = np.arange(n)
     mu = mu * (1 + 1e-6) + 1e-300
     worst = 0.0
     with _blas_threads(None if n >= 256 else 1):
         for f in range(F):
-            Gf = np.where(lower, G[f], 0)
+            Gf = np.tril(G[f])
             absolute = np.abs(Gf)
             gersh = float(np.max(absolute.sum(0) + absolute.sum(1) - absolute[diag, diag]))
             del absolute  # (before the factorizations' copies)
@@ -664,11 +663,11 @@ def _certified_top(G: np.ndarray, mu: float, slack: float = 0.0) -> float:
                 mu_try = mu * (1 + 1e-6 * 16**attempt)
                 if mu_try >= bound:
                     break
-                H = -Gf
+                H = np.negative(Gf, order="F")  # (Fortran order: potrf factors it in place, no copy)
                 H[diag, diag] += mu_try
                 R, info = potrf(H, lower=1, clean=1, overwrite_a=1)
                 if info == 0:
-                    r2 = float(np.sum(np.abs(R) ** 2)) * (1 + 4 * (n * n + 2) * _EPS)
+                    r2 = float(np.linalg.norm(R)) ** 2 * (1 + 4 * (n * n + 2) * _EPS)  # (no |R|² array)
                     bound = min(bound, mu_try + c_chol * r2 + 2 * _EPS * (mu_try + abs(top)))
                     break
             worst = max(worst, bound)
