@@ -994,7 +994,8 @@ def run_memory(args) -> dict:
         else:
             wargs = {"path": str(export_path(cache, name, "dynamo", args.size)), "x64": True}
             kind = "import" if args.no_estimate else "estimate"
-            row.update(_slim(run_worker(kind, wargs, timeout=args.timeout)))
+            res = run_worker(kind, wargs, timeout=args.timeout)  # (its error stays, not the traceback,
+            row.update({k: v for k, v in res.items() if k not in ("traceback", "log_tail")})  # for the docs)
         row["load_after"] = os.getloadavg()
         rows.append(row)
         peak, wall = row.get("peak_rss_mb", 0), row.get("wall_s", 0)
