@@ -9,6 +9,7 @@ Needs the `zoo` extra (torch, torchvision, onnxscript, onnx; never needed by the
     python benchmarks/zoo.py --models resnet18,vgg16 --exporters dynamo   # a subset
     python benchmarks/zoo.py --export-only --sizes 32,64,224   # only write the ONNX files
     python benchmarks/zoo.py --ops ops.json                    # op census of the cached exports
+    python benchmarks/zoo.py --memory --timeout 900            # import + default estimate at 224 px
     python benchmarks/zoo.py --render benchmarks/results/zoo-YYYYMMDD.json   # redo table and figure
 
 Every architecture gets random weights (`torch.manual_seed(0)`, `weights=None`, eval mode) and
@@ -584,6 +585,7 @@ def _worker_estimate(args: dict) -> dict:
 
     clock = _CompileClock()
     graph, rec = _import(args["path"], args)
+    rec["import_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     compiled_before = clock.seconds
     start = time.perf_counter()
     res = frustration(graph, key=jax.random.key(SEED), **_search_options(args))
@@ -603,6 +605,8 @@ def _worker_estimate(args: dict) -> dict:
         compile_s=compile_s,
         run_s=seconds - compile_s,
         search_dtype=str(res.value.dtype),
+        rungs=[list(r) for r in res.settings.rungs],
+        lower_bound=float(res.lower_bound / res.total),
     )
     return rec
 
@@ -968,6 +972,37 @@ def _brief(r: dict) -> str:
         parts.append(f"null {r['null_mean']:.4f} ± {r['null_std']:.4f}, z = {r['zscore']:.2f}")
     parts.append(f"{r['wall_s']:.0f} s (compile {r.get('compile_s', 0):.0f} s), {r['peak_rss_mb']:.0f} MB")
     return ", ".join(parts)
+
+
+def run_memory(args) -> dict:
+    """`--memory`: the import and the default estimate (`frustration(graph)`: the ladder and its
+    proven bound; `--no-estimate`: the import only) of every architecture's dynamo export at
+    `--size` px, one process each (its peak RSS covers both; `import_peak_rss_mb` is the peak when
+    the import ends), with the load average before and after."""
+    sys.path.insert(0, str(HERE))
+    from _machine import machine_info
+
+    cache = Path(args.cache)
+    models = args.models.split(",") if args.models else list(ARCHITECTURES)
+    exports = export_all(cache, models, ["dynamo"], [args.size], threads=args.threads)
+    rows = []
+    for name in models:
+        row = {"model": name, "input": input_size(name, args.size), "load_before": os.getloadavg()}
+        exp = exports[(name, "dynamo", args.size)]
+        if exp.get("status") != "ok":
+            row.update(status="export-error", error=_short_error(exp))
+        else:
+            wargs = {"path": str(export_path(cache, name, "dynamo", args.size)), "x64": True}
+            kind = "import" if args.no_estimate else "estimate"
+            res = run_worker(kind, wargs, timeout=args.timeout)  # (its error stays, not the traceback,
+            row.update({k: v for k, v in res.items() if k not in ("traceback", "log_tail")})  # for the docs)
+        row["load_after"] = os.getloadavg()
+        rows.append(row)
+        peak, wall = row.get("peak_rss_mb", 0), row.get("wall_s", 0)
+        print(f"  {name}: {row.get('status')}, {peak:.0f} MB, {wall:.0f} s", flush=True)
+    settings = {"size": args.size, "exporter": "dynamo", "timeout_s": args.timeout, "x64": True,
+                "estimate": "none" if args.no_estimate else "default"}  # fmt: skip
+    return {"benchmark": "zoo-memory", "machine": machine_info(), "settings": settings, "models": rows}
 
 
 # the study of the memory goal: every part runs (the nulls one at a time, so their number does not
@@ -1354,6 +1389,12 @@ def main(argv=None) -> int:
     p.add_argument("--render", default=None, help="rewrite the table and figure of a saved zoo JSON")
     p.add_argument("--ops", default=None, help="write the op census of the cached exports to this JSON")
     p.add_argument("--threads", type=int, default=1, help="torch threads while exporting")
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak RSS and time of the import and default estimate of every architecture at --size px "
+        "(writes zoo-memory-YYYYMMDD.json)",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-args", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-result", default=None, help=argparse.SUPPRESS)
@@ -1378,6 +1419,13 @@ def main(argv=None) -> int:
         models = args.models.split(",") if args.models else list(ARCHITECTURES)
         sizes = [int(s) for s in args.sizes.split(",")]
         export_all(cache, models, args.exporters.split(","), sizes, force=args.force, threads=args.threads)
+        return 0
+    if args.memory:
+        args.size, args.timeout = args.size or 224, args.timeout or 3600
+        sys.path.insert(0, str(HERE))
+        from _machine import write_record
+
+        print(f"wrote {write_record('zoo-memory', run_memory(args), quick=False)}")
         return 0
     quick = args.quick
     unknown = [g for g in (args.goals or "").split(",") if g and g not in GOALS]

@@ -106,7 +106,8 @@ def check_array(x, name: str, shape: tuple[int | None, ...] | None = None, ndim:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise named_error(name, f"must have shape {want}, got {arr.shape}")
-    if not is_traced(x) and not np.all(np.isfinite(arr)):
+    # all finite iff the extremes are (NaN propagates through min and max): no mask the size of `x`
+    if not is_traced(x) and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise named_error(name, f"contains {bad} non-finite value(s) (NaN or inf)")
     return x

@@ -42,7 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from .._checks import InputError
 from .._lanes import lanes_mesh, put_lane_keys, put_lanes, to_host
 from .._types import Array, Float, FloatLike, Key
-from .blocks import Block
+from .blocks import Block, Dense
 from .graph import SignedGraph
 
 SCREEN_SWEEPS = 2  # `"layerwise"`: sweeps every restart takes before the best `survivors` go on
@@ -412,6 +412,13 @@ def _energy_terms(s_dst, pos, neg, *, dtype):
     )
 
 
+def _dense_energy(block, s_src, s_dst, *, dtype):
+    # δ_b = Σ_pq max(0, −s_p W_pq s_q), elementwise (fused: no copy of W), row by row then over
+    # the rows (as a product's sums): non-negative terms, so an unfrustrated block gives exactly 0.
+    terms = -(s_dst.reshape(-1, 1).astype(dtype) * block.weight * s_src.reshape(1, -1).astype(dtype))
+    return jnp.sum(jnp.sum(jax.nn.relu(terms), axis=1))
+
+
 def _join(g, *, kept):
     """Restart chunks `(chunks, batch, …)` joined, the first `kept` restarts kept."""
     return g.reshape(-1, *g.shape[2:])[:kept]
@@ -441,6 +448,9 @@ def block_energies(graph: SignedGraph, gauge: Sequence[Array], drv=PROGRAM) -> t
     dtype = graph.dtype
     out = []
     for (src, dst), block in zip(graph.links, graph.blocks):  # one block's batches alive at a time
+        if isinstance(block, Dense):  # its matrix's parts would be two more copies of it
+            out.append(drv.call(_dense_energy, "bll", block, gauge[src], gauge[dst], dtype=dtype))
+            continue
         down_up = drv.call(_down_up, "l", gauge[src], dtype=dtype)
         zero = drv.call(_energy_zeros, "l", gauge[dst], dtype=dtype)
         pos, neg = drv.call(_parts, "b", block)

@@ -61,7 +61,8 @@ with Gershgorin's bound as the fallback when no `μ` certifies; a packing's over
 completed factorization `R̂` proves `λ_min ≥ −c_chol·‖R̂‖_F²` by the same theorem (the blocked
 factorization does LAPACK's `potrf` operations, less those on exact zeros), so `Σ(d + μ) +
 n·c_chol·‖R̂‖_F²`, summed with its rounding charged, bounds `max sᵀMs`. All of it runs in float64
-on the host from the weights (exactly converted from float32 when the graph is float32).
+on the host from the weights (exactly converted from float32 when the graph is float32, a slab of
+rows at a time: a large block is never copied whole).
 """
 
 from __future__ import annotations
@@ -236,9 +237,8 @@ def block_lower_bound(block, *, work: int = DEFAULT_WORK // 8, scaling_steps: in
     """`(bound, Σ|a|)` for one block: a proven lower bound on `min_s δ_b(s)` (the block's own
     frustrated weight, its two layers' gauges free) and its absolute weight, both float64."""
     kind = type(block).__name__
-    if isinstance(block, Dense):
-        W = np.asarray(block.weight, np.float64)
-        return _dense_bound(W, work, scaling_steps)
+    if isinstance(block, Dense):  # (its weights as stored: float64 a slab at a time)
+        return _dense_bound(np.asarray(block.weight), work, scaling_steps)
     if isinstance(block, Conv2d):
         return _conv_bound(block, work, scaling_steps)
     if kind in _ZERO_BLOCKS:
@@ -254,8 +254,8 @@ def block_lower_bound(block, *, work: int = DEFAULT_WORK // 8, scaling_steps: in
 
 
 def _dense_bound(W: np.ndarray, work: int, steps: int) -> tuple[float, float]:
-    """Bound of a dense bipartite block `W` (destinations × sources)."""
-    mass, lo = _mass(np.abs(W))
+    """Bound of a dense bipartite block `W` (destinations × sources, any float dtype)."""
+    mass, lo = _mass(W)
     if mass == 0:
         return 0.0, mass
     rows = W if W.shape[0] <= W.shape[1] else W.T  # stars of the smaller side
@@ -264,10 +264,22 @@ def _dense_bound(W: np.ndarray, work: int, steps: int) -> tuple[float, float]:
     return max(0.5 * (lo - upper), 0.0), mass
 
 
-def _mass(absolute: np.ndarray, counts=None) -> tuple[float, float]:
-    """`Σ|a|` and a lower bound on it (the sum's rounding taken off)."""
-    mass = float(np.sum(absolute if counts is None else absolute * counts))
-    return mass, mass * (1 - 2 * (absolute.size + 2) * _EPS)
+def _mass(weights: np.ndarray, counts=None) -> tuple[float, float]:
+    """`Σ|a|` over `weights` (each times `counts`, broadcast to them), in float64 a slab at a
+    time (`_slabs`), and a lower bound on it (the sum's rounding taken off)."""
+    mass = 0.0
+    for _, rows in _slabs(weights):
+        mass += float(np.sum(np.abs(rows) if counts is None else np.abs(rows) * counts))
+    return mass, mass * (1 - 2 * (weights.size + 2) * _EPS)
+
+
+def _slabs(W: np.ndarray):
+    """`W` in float64 slabs along its first axis of about `_CHUNK` entries each, `(first row,
+    slab)`: a large block's weights (VGG-16's first dense layer: 0.4 GB in float32) are never
+    copied whole."""
+    step = max(1, _CHUNK * W.shape[0] // max(W.size, 1))
+    for start in range(0, W.shape[0], step):
+        yield start, np.asarray(W[start : start + step], np.float64)
 
 
 def _pick_group(p: int, columns: int, work: int) -> int:
@@ -309,17 +321,18 @@ def _stars_upper(
     columns = sum(m.shape[1] for m in mats)
     k = _pick_group(p, columns, work) if k is None else min(k, p)
     groups = np.array_split(np.arange(p), -(-p // k))
+    group = lambda mat, g: np.asarray(mat[g], np.float64)
     floor = sum(
-        count * sum(float(np.sum(np.linalg.norm(mat[g], axis=0))) for g in groups)
+        count * sum(float(np.sum(np.linalg.norm(group(mat, g), axis=0))) for g in groups)
         for mat, count in zip(mats, counts)
     )
     if floor / math.sqrt(2) >= cap:
         return np.inf
     upper, slack = 0.0, 0.0
     for mat, count in zip(mats, counts):
-        value = sum(_group_max(mat[g]) for g in groups)
+        value = sum(_group_max(group(mat, g)) for g in groups)
         upper += count * value
-        slack += count * float(np.sum(np.abs(mat)))
+        slack += count * _mass(mat)[0]
     return upper + 4 * (k + columns + p + len(mats) + 4) * _EPS * slack
 
 
@@ -329,7 +342,7 @@ def _stars_upper(
 def _conv_bound(block: Conv2d, work: int, steps: int) -> tuple[float, float]:
     K = _full_kernel(block)  # (C_out, C_in, kh, kw), groups expanded with zeros
     uses = block._tap_uses
-    mass, lo = _mass(np.abs(K), uses[None, None])
+    mass, lo = _mass(K, uses[None, None])
     if mass == 0:
         return 0.0, mass
     mats, counts = _conv_stars(block, K)
@@ -375,9 +388,6 @@ class _Symbol:
         self.kernels, self.cols, self.shifts, self.grid = kernels, cols, shifts, tuple(grid)
         self.p, self.q = kernels[0].shape[0], q
         self.pos_out, self.pos_in = np.asarray(pos_out, np.float64), np.asarray(pos_in, np.float64)
-        self.abs = np.zeros((self.p, q))
-        for K, col in zip(kernels, cols):
-            self.abs[:, col : col + K.shape[1]] += np.abs(K)
         # frequencies: all of axis 0, half of axis 1 (a real kernel's B(−ω) is conj B(ω))
         self.fy = np.repeat(np.arange(grid[0]), grid[1] // 2 + 1)
         self.fx = np.tile(np.arange(grid[1] // 2 + 1), grid[0])
@@ -397,35 +407,70 @@ class _Symbol:
             out[:, :, col : col + K.shape[1]] += phase[:, None, None] * K[None]
         return out
 
+    def times(self, f: int, v: np.ndarray, adjoint: bool) -> np.ndarray:
+        """`B(ω_f) v` (`adjoint`: `B(ω_f)ᴴ v`) tap by tap, a slab of rows at a time (`_slabs`):
+        never `B(ω_f)` whole."""
+        out = np.zeros(self.q if adjoint else self.p, np.complex128)
+        for K, col, phase in zip(self.kernels, self.cols, self.phases(self.shifts, f, f + 1)[0]):
+            cols = slice(col, col + K.shape[1])
+            for start, rows in _slabs(K):
+                part = slice(start, start + len(rows))
+                if adjoint:
+                    out[cols] += np.conj(phase) * (rows.T @ v[part])
+                else:
+                    out[part] += phase * (rows @ v[cols])
+        return out
+
+    def abs_rows(self):
+        """`|B|` (each tap's `|K_t|` added in its columns) in float64 slabs of rows of about
+        `_CHUNK` entries: `(first row, slab)`."""
+        step = max(1, _CHUNK // self.q)
+        for start in range(0, self.p, step):
+            slab = np.zeros((min(step, self.p - start), self.q))
+            for K, col in zip(self.kernels, self.cols):
+                slab[:, col : col + K.shape[1]] += np.abs(K[start : start + step])
+            yield start, slab
+
     def gram(self, a, b, rows: bool):
         """The smaller Gram matrix of `diag(a) B(ω) diag(b)` as `Σ_Δ C_Δ e^{−2πi ω·Δ}`: `rows`,
         `B Bᴴ` (`p × p`; only taps in the same columns meet); else `Bᴴ B` (`q × q`). Returns the
-        shifts `Δ`, the stacked real `C_Δ` and a bound on the terms summed into an entry."""
-        scaled = [a[:, None] * K * b[None, col : col + K.shape[1]] for K, col in zip(self.kernels, self.cols)]
+        shifts `Δ`, the stacked real `C_Δ` and a bound on the terms summed into an entry. The
+        products run over slabs of the summed axis (columns for `rows`, else rows) in float64, so a
+        large kernel is never scaled or converted whole."""
         n = self.p if rows else self.q
-        terms, pairs = {}, 0
-        for Kt, ct, dt in zip(scaled, self.cols, self.shifts):
-            for Ku, cu, du in zip(scaled, self.cols, self.shifts):
-                if rows and ct != cu:
-                    continue
-                pairs += 1
-                if rows:
-                    key = (dt[0] - du[0], dt[1] - du[1])
-                    C = terms.setdefault(key, np.zeros((n, n)))
-                    C += Kt @ Ku.T
-                else:
-                    key = (du[0] - dt[0], du[1] - dt[1])
-                    C = terms.setdefault(key, np.zeros((n, n)))
-                    C[ct : ct + Kt.shape[1], cu : cu + Ku.shape[1]] += Kt.T @ Ku
+        axis = 1 if rows else 0  # the axis the products sum over
+        largest = max(self.kernels, key=lambda K: K.size)
+        step = max(1, _CHUNK * largest.shape[axis] // largest.size)
+        terms = {}
+        for lo in range(0, max(K.shape[axis] for K in self.kernels), step):
+            cut = (slice(None), slice(lo, lo + step)) if rows else (slice(lo, lo + step), slice(None))
+            scaled = [
+                a[cut[0], None] * np.asarray(K[cut], np.float64) * b[None, col : col + K.shape[1]][:, cut[1]]
+                for K, col in zip(self.kernels, self.cols)
+            ]
+            for Kt, ct, dt in zip(scaled, self.cols, self.shifts):
+                for Ku, cu, du in zip(scaled, self.cols, self.shifts):
+                    if rows and ct != cu:
+                        continue
+                    if rows:
+                        key = (dt[0] - du[0], dt[1] - du[1])
+                        C = terms.setdefault(key, np.zeros((n, n)))
+                        C += Kt @ Ku.T
+                    else:
+                        key = (du[0] - dt[0], du[1] - dt[1])
+                        C = terms.setdefault(key, np.zeros((n, n)))
+                        C[ct : ct + Kt.shape[1], cu : cu + Ku.shape[1]] += Kt.T @ Ku
+        pairs = sum(1 for ct in self.cols for cu in self.cols if not rows or ct == cu)
         inner = max(self.p, *(K.shape[1] for K in self.kernels))
-        return list(terms), np.stack(list(terms.values())), pairs * inner + len(terms)
+        C = np.stack(list(terms.values())) if len(terms) > 1 else next(iter(terms.values()))[None]
+        return list(terms), C, pairs * inner + len(terms)
 
     def gram_at(self, gram, start: int, stop: int) -> np.ndarray:
         """The Gram matrices of frequencies `start..stop−1`, `(f, n, n)`, from `gram()`'s terms."""
         keys, C, _ = gram
         n = C.shape[1]
         if self.grid == (1, 1):
-            return np.broadcast_to(C.sum(0), (stop - start, n, n))
+            return np.broadcast_to(C.sum(0) if len(C) > 1 else C[0], (stop - start, n, n))
         E = self.phases(keys, start, stop)
         flat = C.reshape(len(keys), -1)
         return ((E.real @ flat) + 1j * (E.imag @ flat)).reshape(-1, n, n)
@@ -488,8 +533,11 @@ def _spectral_upper(symbol: _Symbol, steps: int) -> float:
     random-like convolutions, they gained nothing measurable); certified once at the end."""
     p, q, F = symbol.p, symbol.q, symbol.frequencies
     pos_r, pos_c = symbol.pos_out, symbol.pos_in
-    absK = symbol.abs
-    if not absK.any():
+    row_mass, col_mass = np.zeros(p), np.zeros(q)  # of |B|
+    for start, slab in symbol.abs_rows():
+        row_mass[start : start + len(slab)] = slab.sum(1)
+        col_mass += slab.sum(0)
+    if not row_mass.any():
         return 0.0
     rows = p <= q
     n = min(p, q)
@@ -520,7 +568,7 @@ def _spectral_upper(symbol: _Symbol, steps: int) -> float:
         return 1 / np.sqrt(np.maximum(mass, 1e-12 * mass.max()))
 
     best = evaluate(np.ones(p), np.ones(q))
-    a, b = degree(absK.sum(1)), degree(absK.sum(0))
+    a, b = degree(row_mass), degree(col_mass)
     if max(np.ptp(np.log(a)), np.ptp(np.log(b))) > 0.1:  # else degree scaling is nearly uniform
         best = min(best, evaluate(a, b), key=lambda r: r[0])
     rate = 0.25
@@ -529,8 +577,7 @@ def _spectral_upper(symbol: _Symbol, steps: int) -> float:
         if theta <= 0:
             break
         # the top singular pair at the worst frequency: one side from the Gram, the other through B
-        B = symbol(f, f + 1)[0] * a[:, None] * b[None, :]
-        other = (B.conj().T @ vector) if rows else (B @ vector)
+        other = b * symbol.times(f, a * vector, True) if rows else a * symbol.times(f, b * vector, False)
         other /= max(np.linalg.norm(other), 1e-300)
         x, y = (vector, other) if rows else (other, vector)
         # d log(bound)/d log a_i = |x_i|² − w_i with w_i = (pos_i/a_i²)/Σ: move toward |x_i|² = w_i
@@ -544,8 +591,8 @@ def _spectral_upper(symbol: _Symbol, steps: int) -> float:
         else:
             rate /= 2
     a, b, gram, cache, (theta, _, _) = best[1]
-    absB = absK * a[:, None] * b[None, :]
-    slack = 8 * (gram[2] + 16) * _EPS * float(np.sum(absB**2))  # forming G: ‖ΔG‖₂ ≤ this
+    squares = sum(float(np.sum((B * a[i : i + len(B), None] * b) ** 2)) for i, B in symbol.abs_rows())
+    slack = 8 * (gram[2] + 16) * _EPS * squares  # forming G: ‖ΔG‖₂ ≤ this (squares: of |B| scaled)
     lam = 0.0
     for i, (start, stop) in enumerate(spans):
         G = cache[i] if cache is not None else symbol.gram_at(gram, start, stop)
@@ -558,7 +605,8 @@ def _top_eigen(G: np.ndarray, steps: int = 16):
     they choose scalings and propose `μ` to `_certified_top`). `G` holds the lower triangles
     (and may hold the full matrices)."""
     F, n, _ = G.shape
-    H = np.tril(G) + np.conj(np.swapaxes(np.tril(G, -1), 1, 2))
+    H = np.tril(G)  # Hermitian from the lower triangles (added in place: a dense block's n is 4096)
+    H += np.swapaxes(np.tril(G, -1), 1, 2).conj()
     m = min(n, steps)
     rng = np.random.default_rng(0)
     v = (np.ones((F, n)) + 0.1 * rng.standard_normal((F, n))).astype(G.dtype)
@@ -599,26 +647,26 @@ def _certified_top(G: np.ndarray, mu: float, slack: float = 0.0) -> float:
     complex_ = np.iscomplexobj(G)
     c_chol = (8 if complex_ else 4) * (n + 2) * _EPS
     potrf = scipy.linalg.lapack.zpotrf if complex_ else scipy.linalg.lapack.dpotrf
-    lower = np.tril(np.ones((n, n), bool))
     diag = np.arange(n)
     mu = mu * (1 + 1e-6) + 1e-300
     worst = 0.0
     with _blas_threads(None if n >= 256 else 1):
         for f in range(F):
-            Gf = np.where(lower, G[f], 0)
+            Gf = np.tril(G[f])
             absolute = np.abs(Gf)
             gersh = float(np.max(absolute.sum(0) + absolute.sum(1) - absolute[diag, diag]))
+            del absolute  # (before the factorizations' copies)
             bound = gersh * (1 + 4 * (n + 2) * _EPS)
             top = float(np.max(np.real(Gf[diag, diag])))
             for attempt in range(8):
                 mu_try = mu * (1 + 1e-6 * 16**attempt)
                 if mu_try >= bound:
                     break
-                H = -Gf
+                H = np.negative(Gf, order="F")  # (Fortran order: potrf factors it in place, no copy)
                 H[diag, diag] += mu_try
                 R, info = potrf(H, lower=1, clean=1, overwrite_a=1)
                 if info == 0:
-                    r2 = float(np.sum(np.abs(R) ** 2)) * (1 + 4 * (n * n + 2) * _EPS)
+                    r2 = float(np.linalg.norm(R)) ** 2 * (1 + 4 * (n * n + 2) * _EPS)  # (no |R|² array)
                     bound = min(bound, mu_try + c_chol * r2 + 2 * _EPS * (mu_try + abs(top)))
                     break
             worst = max(worst, bound)
