@@ -32,9 +32,6 @@ ELSEWHERE = {
     ("signed/_onnx.py", "count"),
     ("signed/_onnx.py", "shape"),
     ("_lanes.py", "key"),
-    ("signed/estimators.py", "choice"),
-    ("signed/nullmodels.py", "choice"),
-    ("signed/_search.py", "choice"),
 }
 
 

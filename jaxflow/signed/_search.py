@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from .._checks import InputError
+from .._checks import check_choice
 from .._lanes import lanes_mesh, put_lane_keys, put_lanes, to_host
 from .._types import Array, Float, FloatLike, Key
 from .blocks import Block, Dense
@@ -211,8 +211,7 @@ def choose_driver(graph: SignedGraph) -> str:
 def driver(name: str | None, graph: SignedGraph, lanes: bool = False):
     """The driver called `name` (`None`: `choose_driver(graph)`)."""
     name = choose_driver(graph) if name is None else name
-    if name not in DRIVERS:
-        raise InputError(f"driver must be one of {DRIVERS}, got {name!r}")
+    check_choice(name, "driver", DRIVERS)
     if name == "program":
         return PROGRAM
     return Signatures(lanes) if lanes else SIGNATURES

@@ -18,7 +18,7 @@ from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 
-from .._checks import InputError, check_count, check_positive
+from .._checks import InputError, check_choice, check_count, check_positive
 from .._memo import per_instance
 from .._types import FloatLike
 from .graph import SignedGraph
@@ -475,8 +475,7 @@ def as_estimator(method: str = "auto", **effort) -> Estimator:
     Raises:
         InputError: an unknown method, or a keyword the method does not take.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice(method, "method", METHODS)
     name = "ladder" if method == "auto" else method
     given = {k: v for k, v in effort.items() if v is not None}
     if name == "exact":
@@ -509,9 +508,7 @@ def from_toml(value) -> Estimator:
         raise InputError(f'method must be a name or a table {{name = "...", ...}}, got {value!r}')
     fields = dict(value)
     name = fields.pop("name")
-    name = "ladder" if name == "auto" else name
-    if name not in ESTIMATORS:
-        raise InputError(f"method.name must be one of {METHODS}, got {name!r}")
+    name = "ladder" if check_choice(name, "method.name", METHODS) == "auto" else name
     cls = ESTIMATORS[name]
     unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
     if unknown:

@@ -14,7 +14,7 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 from jaxtyping import Bool
 
-from .._checks import InputError, check_count, check_graph, check_key
+from .._checks import check_choice, check_count, check_graph, check_key
 from .._lanes import lanes_mesh, put_lane_keys, to_host
 from .._store import Store, tree_digest
 from .._types import Array, Float, Key, Keys, Scalar
@@ -63,8 +63,7 @@ def shuffle_signs(graph: SignedGraph, key: Key, model: str = "block") -> SignedG
     zero weight (e.g. the unused channels of a kernel an importer widened) stays zero and takes
     no sign. Pooling, skip and routing edges are structure, not learned, and stay positive.
     """
-    if model not in MODELS:
-        raise InputError(f"model must be one of {MODELS}, got {model!r}")
+    check_choice(model, "model", MODELS)
     key = check_key(key)
     drv = engine.driver(None, graph)
     return _shuffle_program(graph, key, model) if drv is engine.PROGRAM else _shuffle(graph, key, model, drv)
@@ -375,8 +374,7 @@ def null_model_frustration(
         **effort: the shortcut's effort keywords, as for `frustration`.
     """
     check_graph(graph)
-    if model not in MODELS:
-        raise InputError(f"model must be one of {MODELS}, got {model!r}")
+    check_choice(model, "model", MODELS)
     key = check_key(key)
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a legacy key: the same bits, typed
         key = jax.random.wrap_key_data(key)
