@@ -400,13 +400,6 @@ class _Symbol:
         turns = (fy * d[None, :, 0] % ny) / ny + (fx * d[None, :, 1] % nx) / nx
         return np.exp(-2j * np.pi * turns)
 
-    def __call__(self, start: int, stop: int) -> np.ndarray:
-        """`B(ω)` for frequencies `start..stop−1`, shape `(f, p, q)`."""
-        out = np.zeros((stop - start, self.p, self.q), np.complex128)
-        for K, col, phase in zip(self.kernels, self.cols, self.phases(self.shifts, start, stop).T):
-            out[:, :, col : col + K.shape[1]] += phase[:, None, None] * K[None]
-        return out
-
     def times(self, f: int, v: np.ndarray, adjoint: bool) -> np.ndarray:
         """`B(ω_f) v` (`adjoint`: `B(ω_f)ᴴ v`) tap by tap, a slab of rows at a time (`_slabs`):
         never `B(ω_f)` whole."""
