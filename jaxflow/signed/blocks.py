@@ -198,9 +198,9 @@ class Conv2d(Block):
         """The block laid out for a loop of products (`Block.prepared`): as its matrix (`Dense`)
         when that has at most `dense_entries` entries, or at most `WIDE_KERNEL_ENTRIES` where the
         kernel (cropped to the taps that reach the input) spans more than the output map in both
-        directions, else `_laid_out`. XLA:CPU runs both kinds at 1–4 GMAC/s against its 40–90
-        on larger maps: a convolution of few channels on a small map, and a 3×3 kernel on a 2×2
-        output (a 512-channel one 190× slower than its 2048×2048 matrix)."""
+        directions, else `_laid_out` (a depthwise one: cropped). XLA:CPU's convolutions of few
+        channels on a small map, or of a kernel wider than its output, are far slower than the
+        matrix (the algorithms page has the rule, the benchmarks page the measurements)."""
         entries = math.prod(self.in_shape) * math.prod(self.out_shape)
         wide = entries <= WIDE_KERNEL_ENTRIES and self._cropped()._wider_than_output
         if entries <= dense_entries or wide:
@@ -714,7 +714,7 @@ def learned_weight(block: Block) -> Array:
 def _depthwise(x, kernel, stride, padding, lhs_dilation, rhs_dilation):
     """Convolve each channel of a `(C, H, W)` array with its own kernel `kernel[c, 0]`, as a sum
     over the taps of a strided slice of `x` (dilated by `lhs_dilation`, padded) times the tap's
-    `C` weights: XLA:CPU runs a depthwise convolution 30–100× slower than these slices."""
+    `C` weights (XLA:CPU's depthwise convolutions are far slower than these slices)."""
     (dh, dw), (sh, sw), (_, _, kh, kw) = rhs_dilation, stride, kernel.shape
     (top, bottom), (left, right) = padding
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, lhs_dilation[0] - 1),
